@@ -1,0 +1,3 @@
+from dlakit.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""The one exception type users see.
+
+Every error a user can cause (a missing file, a dynamic input without ``--shapes``, an unknown platform)
+is raised as :class:`DlakitError` with a single line that names the file, node or tensor and says what to do.
+The command line prints that line and exits with :data:`EXIT_BAD_INPUT`; anything else is a bug in dlakit.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FULL_DLA = 3
+
+
+class DlakitError(Exception):
+    """A problem with the user's input, explained in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # one line, always
+        return " ".join(self.message.split())

@@ -1,0 +1,162 @@
+"""Shape inference and build-time constant folding in one topological pass.
+
+TensorRT evaluates at build time every layer whose inputs are all constants (weights, shape arithmetic on static
+shapes, ConstantOfShape, Constant nodes): such nodes never reach the DLA or the GPU. We mark them ``folded`` and,
+where the result is small (shape tensors, Reshape targets, Resize scales), compute its value so that later rules can
+read it. Large constants (weights made by ConstantOfShape in the ONNX test zoo) stay unevaluated: their shape is
+enough, and evaluating them would cost memory for nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from dlakit.model.shapes import infer_node, static_dims
+
+#: Evaluate a folded node's outputs only up to this many elements (4 MiB of float32).
+VALUE_LIMIT = 1 << 20
+NON_DETERMINISTIC = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
+#: Ops TensorRT keeps as layers even when fed by constants (quantization is a layer property, not a value).
+KEEP_AS_LAYER = frozenset({"QuantizeLinear"})
+FOLDED_META = "dlakit.folded"
+
+
+def is_folded(node: ir.Node) -> bool:
+    return bool(node.meta.get(FOLDED_META, False))
+
+
+def is_constant(value: ir.Value | None) -> bool:
+    """True for weights and for outputs of folded nodes: values TensorRT knows at build time."""
+    if value is None:
+        return True  # an omitted optional input
+    if value.is_graph_input():
+        return False
+    if value.const_value is not None or value.is_initializer():
+        return True
+    producer = value.producer()
+    return producer is not None and is_folded(producer)
+
+
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value as a numpy array when it is a constant whose value is known, else None."""
+    if value is None or value.const_value is None:
+        return None
+    return value.const_value.numpy()
+
+
+def propagate(model: ir.Model) -> None:
+    """Infer every node's output shapes and fold build-time constants, in topological order."""
+    graph = model.graph
+    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+    graph.sort()
+    data: dict[str, onnx.TensorProto] = {}
+    for value in graph.initializers.values():
+        _remember(value, data)
+    for node in graph:
+        _fold_constant_node(node)
+        infer_node(node, opset, data)
+        if _foldable(node):
+            node.meta[FOLDED_META] = True
+            _evaluate(node, opset)
+            for out in node.outputs:
+                _remember(out, data)
+
+
+def _remember(value: ir.Value, data: dict[str, onnx.TensorProto]) -> None:
+    tensor = value.const_value
+    if tensor is not None and tensor.size <= 4096 and value.name:
+        data[value.name] = onnx.numpy_helper.from_array(np.asarray(tensor.numpy()), value.name)
+
+
+def _fold_constant_node(node: ir.Node) -> None:
+    """A Constant node's output takes its tensor, so rules read it like an initializer."""
+    if node.op_type != "Constant" or not node.outputs:
+        return
+    attr = next(iter(node.attributes.values()), None)
+    if attr is None:
+        return
+    if attr.name == "value":
+        tensor = attr.as_tensor()
+    else:
+        scalar_types = {"value_float": np.float32, "value_int": np.int64}
+        list_types = {"value_floats": np.float32, "value_ints": np.int64}
+        if attr.name in scalar_types:
+            tensor = ir.tensor(np.array(attr.value, dtype=scalar_types[attr.name]))
+        elif attr.name in list_types:
+            tensor = ir.tensor(np.array(list(attr.value), dtype=list_types[attr.name]))
+        else:
+            return
+    out = node.outputs[0]
+    out.const_value = tensor
+    out.dtype = tensor.dtype
+    out.shape = ir.Shape(list(tensor.shape))
+
+
+def _foldable(node: ir.Node) -> bool:
+    if node.op_type in NON_DETERMINISTIC or node.op_type in KEEP_AS_LAYER or node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type in ("Shape", "Size"):
+        return node.inputs[0] is not None and static_dims(node.inputs[0]) is not None
+    if node.op_type == "Constant":
+        return True
+    return all(is_constant(value) for value in node.inputs) and bool(node.inputs)
+
+
+def _evaluate(node: ir.Node, opset: int) -> None:
+    if all(out.const_value is not None for out in node.outputs):
+        return
+    if node.op_type in ("Shape", "Size"):
+        dims = static_dims(node.inputs[0])
+        if node.op_type == "Size":
+            result = np.array(int(np.prod(dims)), dtype=np.int64)
+        else:
+            start = node.attributes.get_int("start", 0)
+            end = node.attributes.get_int("end", len(dims))
+            result = np.array(dims[slice(start, end)], dtype=np.int64)
+        _store(node.outputs[0], result)
+        return
+    inputs = [constant_array(v) for v in node.inputs]
+    if any(a is None for a, v in zip(inputs, node.inputs, strict=True) if v is not None):
+        return
+    if any(a is not None and a.size > VALUE_LIMIT for a in inputs):
+        return
+    for out in node.outputs:
+        dims = static_dims(out)
+        if dims is not None and int(np.prod(dims)) > VALUE_LIMIT:
+            return
+    try:
+        results = _run_reference(node, inputs, opset)
+    except Exception:  # noqa: BLE001 - an op the reference evaluator lacks stays folded, value unknown
+        return
+    for out, result in zip(node.outputs, results, strict=False):
+        if result is not None:
+            _store(out, np.asarray(result))
+
+
+def _store(value: ir.Value, array: np.ndarray) -> None:
+    value.const_value = ir.tensor(array, name=value.name)
+    value.dtype = ir.DataType.from_numpy(array.dtype)
+    value.shape = ir.Shape(list(array.shape))
+
+
+def _run_reference(node: ir.Node, inputs: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    proto = ir.serde.serialize_node(node)
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    del proto.input[:]
+    proto.input.extend(names)
+    feeds = {name: array for name, array in zip(names, inputs, strict=True) if name}
+    graph = onnx.helper.make_graph(
+        [proto],
+        "fold",
+        [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+         for n, a in feeds.items()],
+        [onnx.helper.make_empty_tensor_value_info(o) for o in proto.output if o],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+    return ReferenceEvaluator(model).run(None, feeds)
