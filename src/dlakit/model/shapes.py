@@ -115,7 +115,7 @@ def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto]) 
             {k: v for k, v in data.items() if k in input_types},
             opset_imports=[onnx.helper.make_opsetid("", opset)],
         )
-    except Exception:  # noqa: BLE001 - ONNX inference errors are not the user's; leave shapes unknown
+    except Exception:
         return
     for value in node.outputs:
         out = out_types.get(value.name)

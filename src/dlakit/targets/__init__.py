@@ -86,7 +86,7 @@ class Release:
     @property
     def trt_version_int(self) -> int:
         """TensorRT's own version integer, as in calibration cache headers (8.5.2 → 8502, 10.3.0 → 100300)."""
-        major, minor, patch = (self.trt_version + (0, 0))[:3]
+        major, minor, patch = (*self.trt_version, 0, 0)[:3]
         return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
 
 

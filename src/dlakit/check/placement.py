@@ -1,0 +1,91 @@
+"""Per-node placement: which TensorRT layer an ONNX node becomes and whether that layer can run on the DLA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx_ir as ir
+
+from dlakit.check.context import NodeContext
+from dlakit.check.registry import OpSpec, Reason, load_ops, load_rules
+from dlakit.model import is_constant, is_folded, node_macs, node_params
+from dlakit.targets import Target
+
+DLA, GPU, FOLDED, FIXABLE = "dla", "gpu", "folded", "fixable"
+NOOP = "noop"
+PLACEMENTS = (DLA, GPU, FOLDED, FIXABLE)
+SCALE_OPS = ("Add", "Sub", "Mul", "Div", "Pow")
+
+
+@dataclass
+class NodePlacement:
+    """The verdict for one node, with every reason that moved it off the DLA and every non-blocking note."""
+
+    name: str
+    op: str
+    layer: str
+    placement: str
+    macs: int
+    params: int
+    reasons: list[Reason] = field(default_factory=list)
+    notes: list[Reason] = field(default_factory=list)
+    subgraph: int | None = None
+    node: ir.Node | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fix(self) -> str | None:
+        """The rewrite that would bring the node onto the DLA, when every blocking reason has one."""
+        if self.placement != FIXABLE:
+            return None
+        return next((r.fix for r in self.reasons if r.fix), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "op": self.op,
+            "layer": self.layer,
+            "placement": self.placement,
+            "subgraph": self.subgraph,
+            "macs": self.macs,
+            "params": self.params,
+            "fix": self.fix,
+            "reasons": [r.as_dict() for r in self.reasons],
+            "notes": [r.as_dict() for r in self.notes],
+        }
+
+
+def layer_of(node: ir.Node, spec: OpSpec) -> str:
+    """TensorRT's layer for the node: an element-wise op with one constant operand becomes a Scale layer."""
+    if spec.layer == "elementwise" and node.op_type in SCALE_OPS and len(node.inputs) == 2:
+        constant = [is_constant(v) for v in node.inputs]
+        if sum(constant) == 1:
+            return "scale"
+    return spec.layer
+
+
+def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
+    macs, params = node_macs(node), node_params(node)
+    if is_folded(node):
+        return NodePlacement(node.name, node.op_type, "constant", FOLDED, 0, 0, node=node)
+    spec = load_ops().get(node.op_type) or OpSpec(op=node.op_type, layer="unknown")
+    layer = layer_of(node, spec)
+    if layer == NOOP:
+        note = Reason(rule="op.unsupported", message=f"{node.op_type} is removed by TensorRT at build time",
+                      blocking=False)
+        return NodePlacement(node.name, node.op_type, layer, FOLDED, macs, params, notes=[note], node=node)
+    ctx = NodeContext(node=node, layer=layer, target=target, precision=precision, op_spec=spec)
+    reasons: list[Reason] = []
+    notes: list[Reason] = []
+    for rule_spec in load_rules():
+        if not rule_spec.applies_to(layer) or (layer == "unknown" and rule_spec.name != "op.unknown"):
+            continue
+        for reason in rule_spec.evaluate(ctx):
+            (reasons if reason.blocking else notes).append(reason)
+    if not reasons:
+        verdict = DLA
+    elif all(r.fix for r in reasons):
+        verdict = FIXABLE
+    else:
+        verdict = GPU
+    return NodePlacement(node.name, node.op_type, layer, verdict, macs, params, reasons, notes, node=node)

@@ -1,0 +1,77 @@
+"""Activations, PReLU and LRN."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dlakit.check.context import NodeContext
+from dlakit.check.registry import Finding, RuleSpec, rule
+
+DLA_ACTIVATIONS = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip")
+FP16_IN_INT8 = ("Sigmoid", "Tanh", "LRN")
+
+
+@rule("activation.type")
+def activation_type(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    if ctx.op not in DLA_ACTIVATIONS:
+        yield Finding(
+            f"activation {ctx.op} is not one of DLA's (ReLU, Sigmoid, TanH, clipped ReLU, leaky ReLU)",
+            value=ctx.op,
+            allowed=list(DLA_ACTIVATIONS),
+            fix=ctx.op_spec.fix,
+        )
+
+
+def clip_bounds(ctx: NodeContext) -> tuple[float | None, float | None, bool]:
+    """(min, max, constant?) of a Clip node in either opset form; None = unbounded."""
+    if ctx.node.inputs and len(ctx.node.inputs) > 1:
+        bounds = []
+        for index in (1, 2):
+            value = ctx.input(index)
+            if value is None or not value.name:
+                bounds.append(None)
+            elif not ctx.is_const(index) or ctx.const(index) is None:
+                return None, None, False
+            else:
+                bounds.append(float(ctx.const(index).reshape(-1)[0]))
+        return bounds[0], bounds[1], True
+    return ctx.attr("min"), ctx.attr("max"), True
+
+
+@rule("activation.clip")
+def clip(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    if ctx.op != "Clip":
+        return
+    low, high, constant = clip_bounds(ctx)
+    if not constant:
+        yield Finding("Clip bounds are computed at run time; DLA needs constants", value="run-time",
+                      allowed="constant")
+        return
+    if low is None or low != 0.0:
+        yield Finding(f"Clip minimum {low} is not 0; DLA only has clipped ReLU (min 0)", value=low, allowed=0)
+        return
+    lo, hi = spec.limits["min"], spec.limits["max"]
+    if high is not None and not lo <= high <= hi:
+        yield Finding(f"Clip maximum {high:g} is outside DLA's clipped ReLU range [{lo}, {hi}]", value=high,
+                      allowed=[lo, hi])
+
+
+@rule("activation.int8-upgrade")
+def int8_upgrade(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    if ctx.precision == "int8" and ctx.op in FP16_IN_INT8:
+        yield Finding(f"{ctx.op} runs in FP16 on DLA even in an INT8 build", value="int8", allowed="fp16")
+
+
+@rule("prelu.constant-slope")
+def prelu_slope(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    if not ctx.is_const(1):
+        yield Finding("PReLU slope is computed at run time; DLA needs constant slopes", value="run-time",
+                      allowed="constant")
+
+
+@rule("lrn.window")
+def lrn_window(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    size = ctx.attr("size")
+    allowed = spec.limits["allowed"]
+    if size not in allowed:
+        yield Finding(f"LRN window {size} is not one of {allowed}", value=size, allowed=allowed)

@@ -1,0 +1,50 @@
+"""``dlakit check``: placement with reasons."""
+
+from __future__ import annotations
+
+import typer
+
+from dlakit.check import check_model
+from dlakit.check.render import render_markdown, render_table
+from dlakit.cli.common import (
+    ModelArg,
+    PlatformOpt,
+    PrecisionOpt,
+    ReleaseOpt,
+    ShapesOpt,
+    check_format,
+    load_input,
+    print_json,
+)
+from dlakit.errors import EXIT_NOT_FULL_DLA
+from dlakit.targets import resolve_target
+
+
+def check(
+    model: str = ModelArg,
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    precision: str = PrecisionOpt,
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json or markdown."),
+    all_nodes: bool = typer.Option(False, "--all", help="List every node, not only the ones off the DLA."),
+    require_full_dla: bool = typer.Option(
+        False, "--require-full-dla", help="Exit 3 when any node stays on the GPU (for CI gates)."
+    ),
+) -> None:
+    """Which nodes run on the DLA, which fall back to the GPU and why; DLA subgraphs and transitions."""
+    check_format(fmt)
+    target = resolve_target(platform, release)
+    report = check_model(load_input(model, shapes), target, precision)
+    if fmt == "json":
+        print_json(report.as_dict())
+    elif fmt == "markdown":
+        typer.echo(render_markdown(report, all_nodes), nl=False)
+    else:
+        render_table(report, all_nodes)
+    if require_full_dla and not report.fully_on_dla:
+        raise typer.Exit(EXIT_NOT_FULL_DLA)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)

@@ -1,0 +1,44 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel, load_model, parse_shapes
+
+FORMATS = ("table", "json", "markdown")
+
+ModelArg = typer.Argument(..., help="ONNX model file, or a zoo name (dlakit zoo list).")
+PlatformOpt = typer.Option(None, "--platform", "-p", help="Target platform (default agx-orin-64gb; dlakit targets).")
+ReleaseOpt = typer.Option(None, "--release", "-r", help="Software release (default: the platform's; dlakit targets).")
+ShapesOpt = typer.Option(None, "--shapes", help="Input shapes as in trtexec: name:1x3x224x224[,other:...].")
+PrecisionOpt = typer.Option("int8", "--precision", help="Build precision: int8 or fp16.")
+
+
+def load_input(model: str, shapes: str | None = None) -> LoadedModel:
+    """Load a model path, or build a zoo network when ``model`` is a zoo name and no such file exists."""
+    parsed = parse_shapes(shapes)
+    if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
+        from dlakit import zoo
+
+        if zoo.is_zoo_name(model):
+            loaded = load_model(zoo.resolve(model), parsed)
+            loaded.source = model
+            return loaded
+    return load_model(model, parsed)
+
+
+def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
+    if fmt not in allowed:
+        raise DlakitError(f"--format: '{fmt}' is not one of {', '.join(allowed)}")
+    return fmt
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
