@@ -57,28 +57,18 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2.
+
+    Usage errors (unknown option, missing argument) are click's: usage line, message, exit 2.
+    """
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="dlakit")
     except DlakitError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_BAD_INPUT)
-        raise

@@ -27,7 +27,7 @@ def load_input(model: str, shapes: str | None = None) -> LoadedModel:
     if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
         from dlakit import zoo
 
-        if zoo.is_zoo_name(model):
+        if getattr(zoo, "is_zoo_name", lambda _: False)(model):
             loaded = load_model(zoo.resolve(model), parsed)
             loaded.source = model
             return loaded

@@ -85,9 +85,12 @@ def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], s
         value.shape = ir.Shape(list(dims))
     for value in model.graph.inputs:
         if value.shape is None or not value.shape.is_static():
+            dims = value.shape if value.shape is not None else (1, 3, 224, 224)
+            example = "x".join(str(d) if isinstance(d, int) else "1" for d in dims)
+            name = f"'{value.name}'" if ":" in value.name or "," in value.name else value.name
             raise DlakitError(
                 f"{source}: input '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs static "
-                f"shapes, so give them like trtexec: --shapes {value.name}:1x3x224x224"
+                f"shapes, so give them like trtexec: --shapes {name}:{example}"
             )
 
 

@@ -1,0 +1,181 @@
+"""The `dlakit check` command line: output formats, exit codes and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from tests.graphs import conv_model, make_model, tensor, unary_model
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dlakit", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+@pytest.fixture
+def conv_file(tmp_path):
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_model(), path)
+    return path
+
+
+@pytest.fixture
+def mixed_file(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("Elu", ["a"], ["y"], name="elu")]
+    path = tmp_path / "mixed.onnx"
+    onnx.save(make_model(nodes, [tensor("x", [1, 4, 8, 8])], [tensor("y", None)],
+                         [onnx.numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")]), path)
+    return path
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_json_output_has_documented_fields(mixed_file):
+    result = run("check", str(mixed_file), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["summary"]) >= {"dla_nodes", "gpu_nodes", "folded_nodes", "fixable_nodes", "dla_subgraphs",
+                                    "transitions", "dla_mac_fraction", "within_loadable_limit"}
+    elu = next(n for n in data["nodes"] if n["name"] == "elu")
+    assert elu["placement"] == "gpu" and elu["layer"] == "activation"
+    assert set(elu["reasons"][0]) >= {"rule", "message", "value", "allowed"}
+    assert elu["reasons"][0]["rule"] == "activation.type"
+    assert data["subgraphs"][0]["nodes"] == ["conv"]
+    assert data["target"]["platform"] == "agx-orin-64gb" and data["target"]["defaulted"] == ["platform", "release"]
+
+
+def test_table_and_markdown_name_the_reason(mixed_file):
+    table = run("check", str(mixed_file))
+    assert table.returncode == 0 and "activation.type" in table.stdout and "defau" in table.stdout
+    markdown = run("check", str(mixed_file), "--format", "markdown", "--all")
+    assert markdown.returncode == 0
+    assert "| gpu | Elu | activation.type |" in markdown.stdout
+
+
+def test_require_full_dla_exit_codes(conv_file, mixed_file):
+    assert run("check", str(conv_file), "--require-full-dla", "--format", "json").returncode == 0
+    assert run("check", str(mixed_file), "--require-full-dla", "--format", "json").returncode == 3
+
+
+def test_platform_and_release_options(conv_file):
+    data = json.loads(run("check", str(conv_file), "-p", "agx-xavier", "-r", "jp5.1.1", "-f", "json").stdout)
+    assert data["target"]["tensorrt"] == "8.5.2" and data["target"]["platform"] == "agx-xavier"
+
+
+def test_missing_file():
+    assert_one_line_error(run("check", "no/such/model.onnx"), "no/such/model.onnx", "no such file")
+
+
+def test_not_onnx(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model\n" * 20)
+    assert_one_line_error(run("check", str(path)), str(path), "ONNX")
+
+
+def test_truncated_protobuf(tmp_path, conv_file):
+    data = conv_file.read_bytes()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run("check", str(path)), str(path))
+
+
+def test_dynamic_dims_without_shapes(tmp_path):
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [tensor("x", ["N", 3, 8, 8])],
+                         [tensor("y", None)]), path)
+    assert_one_line_error(run("check", str(path)), "input 'x' has dynamic shape", "--shapes x:1x3x8x8")
+    ok = run("check", str(path), "--shapes", "x:2x3x8x8", "-f", "json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["summary"]["dla_nodes"] == 1
+
+
+def test_shapes_for_unknown_input_and_bad_syntax(conv_file):
+    assert_one_line_error(run("check", str(conv_file), "--shapes", "image:1x3x8x8"), "'image' is not an input",
+                          "x")
+    assert_one_line_error(run("check", str(conv_file), "--shapes", "x:1xAx8x8"), "x")
+
+
+def test_opset_newer_than_supported(tmp_path):
+    model = unary_model("Relu")
+    model.opset_import[0].version = onnx.defs.onnx_opset_version() + 5
+    path = tmp_path / "future.onnx"
+    onnx.save(model, path)
+    assert_one_line_error(run("check", str(path)), "opset", "re-export")
+
+
+def test_custom_domain_op(tmp_path):
+    model = make_model([helper.make_node("FusedConv", ["x"], ["y"], name="fused", domain="com.microsoft")],
+                       [tensor("x", [1, 3, 8, 8])], [tensor("y", None)])
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, path)
+    assert_one_line_error(run("check", str(path)), "'fused'", "com.microsoft::FusedConv", "plugin")
+
+
+def test_control_flow(tmp_path):
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["z"])], "b", [], [tensor("z", [1, 3, 8, 8])])
+    node = helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=branch)
+    model = make_model([node], [tensor("c", [], onnx.TensorProto.BOOL), tensor("x", [1, 3, 8, 8])],
+                       [tensor("y", None)])
+    path = tmp_path / "if.onnx"
+    onnx.save(model, path)
+    assert_one_line_error(run("check", str(path)), "'branch'", "If", "control flow")
+
+
+def test_missing_external_data(tmp_path):
+    model = conv_model()
+    path = tmp_path / "external.onnx"
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin",
+              size_threshold=0)
+    (tmp_path / "weights.bin").unlink()
+    assert_one_line_error(run("check", str(path)), "weights.bin", "copy it next to the model")
+
+
+def test_external_data_is_loaded(tmp_path):
+    path = tmp_path / "external.onnx"
+    onnx.save(conv_model(), path, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    result = run("check", str(path), "-f", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["summary"]["dla_nodes"] == 1
+
+
+def test_platforms_without_dla_and_unknown_names(conv_file):
+    assert_one_line_error(run("check", str(conv_file), "-p", "orin-nano"), "Orin Nano has no DLA")
+    assert_one_line_error(run("check", str(conv_file), "-p", "thor"), "Thor has no DLA")
+    assert_one_line_error(run("check", str(conv_file), "-p", "pi5"), "unknown platform", "agx-orin-64gb")
+    assert_one_line_error(run("check", str(conv_file), "-p", "agx-xavier", "-r", "jp6.2"), "Xavier")
+    assert_one_line_error(run("check", str(conv_file), "--precision", "int4"), "--precision")
+
+
+def test_input_model_is_not_modified(conv_file):
+    before = conv_file.read_bytes()
+    run("check", str(conv_file), "--shapes", "x:1x16x32x32")
+    assert conv_file.read_bytes() == before
+
+
+def test_debug_shows_traceback(tmp_path):
+    result = run("--debug", "check", "missing.onnx")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_targets_lists_platforms_and_releases():
+    result = run("targets", "--format", "json")
+    data = json.loads(result.stdout)
+    keys = {p["key"] for p in data["platforms"]}
+    assert {"agx-orin-64gb", "orin-nx-16gb", "agx-xavier", "orin-nano", "thor", "drive-orin"} <= keys
+    assert {r["tensorrt"] for r in data["releases"]} >= {"8.5.2", "8.6.11", "10.3.0", "11.4.1"}
