@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "quantize",
     "sparsify",
     "report",
+    "deploy",
 )
 
 app = typer.Typer(

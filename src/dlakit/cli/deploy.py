@@ -1,0 +1,128 @@
+"""``dlakit trtexec`` (the command for the board) and ``dlakit compare`` (what the board did, against dlakit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlakit.check import check_model
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.deploy.compare import compare_placement
+from dlakit.deploy.tensorrt_logs import parse_build_log, read_text
+from dlakit.deploy.trtexec import TrtexecOptions, build_command
+from dlakit.errors import DlakitError
+from dlakit.model import parse_shapes
+from dlakit.targets import resolve_target
+
+
+def _layer_list(value: str | None) -> list[str]:
+    """``a,b,c``, ``@file`` (one name per line or a dlakit quantize JSON with "fp16_nodes"), or nothing."""
+    if not value:
+        return []
+    if value.startswith("@"):
+        text = read_text(value[1:], "layer list")
+        if text.lstrip().startswith("{"):
+            import json
+
+            data = json.loads(text)
+            for key in ("fp16_layers", "fp16_nodes"):
+                if key in data:
+                    return list(data[key])
+            raise DlakitError(f"{value[1:]}: JSON without an 'fp16_layers' or 'fp16_nodes' list")
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def trtexec(
+    model: str = ModelArg,
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    core: int = typer.Option(0, "--core", help="DLA core to build for."),
+    int8: bool = typer.Option(True, "--int8/--fp16", help="INT8 (default) or FP16 build."),
+    calib: str | None = typer.Option(None, "--calib", help="TensorRT calibration cache (dlakit quantize)."),
+    fp16_layers: str | None = typer.Option(
+        None, "--fp16-layers", help="Layers kept in FP16: a,b or @file (names, or dlakit quantize's JSON)."
+    ),
+    sparse: bool = typer.Option(False, "--sparse", help="Add --sparsity (enable if weights are 2:4, else force)."),
+    standalone: bool = typer.Option(False, "--standalone", help="Build a cuDLA loadable (no GPU fallback)."),
+    profile: bool = typer.Option(False, "--profile", help="Add per-layer profiling exports for dlakit compare."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table (a commented shell command) or json."),
+) -> None:
+    """Print the exact trtexec command for the target release, with a comment explaining every flag."""
+    check_format(fmt, ("table", "json"))
+    precision = "int8" if int8 else "fp16"
+    target = resolve_target(platform, release)
+    loaded = load_input(model, shapes)
+    report = check_model(loaded, target, precision)
+    sparsity = None
+    if sparse:
+        sparsity = "enable" if _has_sparse_weights(report) else "force"
+    model_path = model if Path(model).exists() else f"{model}.onnx"
+    options = TrtexecOptions(core=core, precision=precision, calib=calib, layer_precisions=_layer_list(fp16_layers),
+                             sparse=sparsity, standalone=standalone, shapes=parse_shapes(shapes), profile=profile,
+                             model_path=model_path)
+    command = build_command(report, loaded.graph, options)
+    if fmt == "json":
+        print_json(command.as_dict())
+    else:
+        typer.echo(command.script(), nl=False)
+
+
+def _has_sparse_weights(report) -> bool:
+    try:
+        from dlakit.sparsity.pattern import has_2to4
+    except ImportError:
+        return False
+    from dlakit.model import constant_array
+
+    convs = [n for n in report.nodes if n.op == "Conv" and n.placement == "dla"]
+    arrays = [constant_array(n.node.inputs[1]) for n in convs]
+    return any(a is not None and a.ndim == 4 and a.shape[1] > 64 and has_2to4(a) for a in arrays)
+
+
+def compare(
+    model: str = ModelArg,
+    log: str = typer.Option(..., "--log", help="trtexec build log (--verbose not needed)."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    int8: bool = typer.Option(True, "--int8/--fp16", help="Precision the engine was built with."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Compare TensorRT's placement on the device (its build log) with dlakit's prediction, node by node."""
+    check_format(fmt, ("table", "json"))
+    target = resolve_target(platform, release)
+    report = check_model(load_input(model, shapes), target, "int8" if int8 else "fp16")
+    build = parse_build_log(read_text(log, "build log"))
+    if not build.dla_subgraphs and not build.gpu_layers and not build.fallbacks:
+        raise DlakitError(f"{log}: no placement found; build with trtexec --useDLACore=N --allowGPUFallback and keep "
+                          "its INFO output (the 'Layers Running on DLA/GPU' block)")
+    result = compare_placement(report, build)
+    if fmt == "json":
+        print_json({"model": report.source, "target": target.label, "placement": result.as_dict()})
+        return
+    console = Console()
+    console.print(f"model: {report.source}\ntarget: {target.label}")
+    console.print(f"DLA subgraphs: measured {result.measured_subgraphs}, predicted {result.predicted_subgraphs}; "
+                  f"node agreement {result.agreement:.1%} ({len(result.agree)} nodes agree)")
+    if result.predicted_dla_measured_gpu or result.predicted_gpu_measured_dla:
+        table = Table(title="Disagreements", title_justify="left")
+        for column in ("node", "dlakit", "TensorRT", "why"):
+            table.add_column(column, overflow="fold")
+        for name, why in result.predicted_dla_measured_gpu:
+            table.add_row(name, "dla", "gpu", f"TensorRT: {why}")
+        for name, why in result.predicted_gpu_measured_dla:
+            table.add_row(name, "gpu", "dla", f"dlakit: {why}")
+        console.print(table)
+    if result.unknown_layers:
+        console.print(f"layers in the log that are not ONNX node names (fused or renamed): "
+                      f"{', '.join(result.unknown_layers[:10])}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trtexec")(trtexec)
+    app.command("compare")(compare)
