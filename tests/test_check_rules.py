@@ -423,3 +423,53 @@ def test_shape_arithmetic_is_folded():
     assert node.placement == "dla"
     assert [n.placement for n in report.nodes[:4]] == ["folded"] * 4
     assert report.nodes[-1].node.outputs[0].shape.dims == (1, 8, 16, 1)
+
+
+@pytest.mark.parametrize(("c", "ok"), [(8192, True), (8193, False)])
+def test_conv_input_channels(c, ok):
+    node, _ = place(conv_model(c=c, k=1, hw=(1, 1), kernel=(1, 1)))
+    assert (node.placement == "dla") == ok
+    assert ok or "conv.input-channels" in rules_of(node)
+
+
+@pytest.mark.parametrize(("group", "ok"), [(8192, True), (8193, False)])
+def test_conv_groups(group, ok):
+    node, _ = place(conv_model(c=group, k=group, hw=(1, 1), kernel=(1, 1), group=group), precision="fp16")
+    assert ("conv.groups" not in rules_of(node)) == ok
+
+
+@pytest.mark.parametrize(("n", "ok"), [(8192, True), (8193, False)])
+def test_fully_connected_output_features(n, ok):
+    model = make_model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)], [tensor("x", [1, 16])],
+                       [tensor("y", None)], [weights("w", [n, 16])])
+    node, _ = place(model)
+    assert node.layer == "fully_connected"
+    assert (node.placement == "dla") == ok
+    assert ok or "conv.output-maps" in rules_of(node)
+
+
+def test_matmul_with_two_runtime_inputs_and_3d_matmul():
+    dynamic = make_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+                         [tensor("a", [1, 16]), tensor("b", [16, 8])], [tensor("y", None)])
+    node, _ = place(dynamic)
+    assert node.placement == "gpu" and "conv.constant-weights" in rules_of(node)
+    tokens = make_model([helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")], [tensor("a", [1, 50, 16])],
+                        [tensor("y", None)], [weights("w", [16, 8])])
+    node, _ = place(tokens)
+    assert node.placement == "fixable" and node.fix == "matmul-to-conv"
+
+
+@pytest.mark.parametrize(("stride", "ok"), [(32, True), (33, False)])
+def test_deconvolution_stride(stride, ok):
+    model = make_model([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="deconv", kernel_shape=[1, 1],
+                                         strides=[stride, stride])],
+                       [tensor("x", [1, 4, 2, 2])], [tensor("y", None)], [weights("w", [4, 4, 1, 1])])
+    node, _ = place(model)
+    assert (node.placement == "dla") == ok
+    assert ok or "deconv.stride" in rules_of(node)
+
+
+def test_int8_grouped_conv_channel_note():
+    node, _ = place(conv_model(c=6, k=6, hw=(8, 8), kernel=(3, 3), group=2))
+    assert node.placement == "dla"
+    assert any(n.rule == "conv.int8-group-channels" for n in node.notes)
