@@ -20,11 +20,13 @@ COMMAND_MODULES = (
     "targets",
     "fix",
     "zoo",
+    "prepare",
     "estimate",
     "quantize",
     "sparsify",
     "report",
     "deploy",
+    "recover",
 )
 
 app = typer.Typer(

@@ -1,0 +1,34 @@
+"""``dlakit report``: the HTML page."""
+
+from __future__ import annotations
+
+import typer
+
+from dlakit.atomic import write_text
+from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, load_input
+from dlakit.report import gather
+from dlakit.report.html import render
+from dlakit.targets import resolve_target
+
+
+def report(
+    model: str = ModelArg,
+    output: str = typer.Option("report.html", "--output", "-o", help="HTML file to write."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    precision: str = PrecisionOpt,
+    calib: str | None = typer.Option(
+        None, "--calib", help="Calibration data (folder or .npz) for per-layer INT8 error."
+    ),
+) -> None:
+    """Write one self-contained HTML report: placement, subgraphs, estimate per power mode, roofline, trtexec."""
+    target = resolve_target(platform, release)
+    data = gather(load_input(model, shapes), target, precision, calib)
+    write_text(output, render(data))
+    s = data.check.summary
+    typer.echo(f"wrote {output}: {s['dla_mac_fraction']:.1%} of MACs on the DLA, {s['dla_subgraphs']} subgraph(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

@@ -1,0 +1,104 @@
+"""``dlakit report``: one self-contained HTML page a team lead can forward.
+
+Everything is computed by the same functions the other commands use (check, estimate, trtexec); this module
+only gathers the results and lays them out. The page has no external resources: plots are inline SVG.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlakit.check import FIXABLE, GPU, CheckReport, check_model
+from dlakit.deploy.trtexec import TrtexecCommand, TrtexecOptions, build_command
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel
+from dlakit.targets import Target
+
+
+@dataclass
+class ModeEstimate:
+    power_mode: str
+    dense: Any  # dlakit.perf.Estimate
+    sparse: Any | None
+
+
+@dataclass
+class ReportData:
+    check: CheckReport
+    loaded: LoadedModel
+    modes: list[ModeEstimate] = field(default_factory=list)
+    default: Any | None = None  # the estimate shown per layer (default power mode, dense)
+    ceilings: tuple[float, float] | None = None  # (peak MAC/s, DRAM bytes/s) of one core
+    estimate_error: str | None = None
+    trtexec: TrtexecCommand | None = None
+    int8_layers: list[dict[str, Any]] | None = None
+    int8_error: str | None = None
+
+    @property
+    def fixes(self) -> list[tuple[str, int]]:
+        counts = Counter(n.fix for n in self.check.nodes if n.placement == FIXABLE and n.fix)
+        return counts.most_common()
+
+
+def gather(loaded: LoadedModel, target: Target, precision: str = "int8", calib: str | None = None) -> ReportData:
+    """Run check, estimate (every power mode, dense and sparse), trtexec and, with data, the INT8 emulator."""
+    report = check_model(loaded, target, precision)
+    data = ReportData(check=report, loaded=loaded)
+    _estimates(data, loaded, target, precision)
+    try:
+        data.trtexec = build_command(report, loaded.graph, TrtexecOptions(precision=precision,
+                                                                          model_path=_model_path(report.source)))
+    except DlakitError as exc:  # e.g. a platform whose core count rules the command out
+        data.estimate_error = data.estimate_error or str(exc)
+    if calib:
+        _int8(data, loaded, calib)
+    return data
+
+
+def _model_path(source: str) -> str:
+    return source if source.endswith(".onnx") else f"{source}.onnx"
+
+
+def _estimates(data: ReportData, loaded: LoadedModel, target: Target, precision: str) -> None:
+    try:
+        from dlakit.perf import conditions_for, evaluate, load_perf_data, prepare
+    except ImportError:
+        data.estimate_error = "the performance model is not installed"
+        return
+    try:
+        prepared = prepare(loaded, target, precision)
+        perf = load_perf_data()
+        spec = perf.spec(target.platform.dla_generation)
+        for mode in target.platform.power_modes:
+            cond, label = conditions_for(target, mode.name, precision=precision)
+            dense = evaluate(prepared, cond, label)
+            sparse = None
+            if spec.sparse and precision == "int8":
+                cond_sparse, _ = conditions_for(target, mode.name, precision=precision, sparse=True)
+                sparse = evaluate(prepared, cond_sparse, label)
+            data.modes.append(ModeEstimate(mode.name, dense, sparse))
+        default = target.platform.power_mode(None)
+        data.default = next(m.dense for m in data.modes if m.power_mode == default.name)
+        macs_per_clk = spec.int8_macs_per_clk if precision == "int8" else spec.fp16_macs_per_clk
+        cond, _ = conditions_for(target, default.name, precision=precision)
+        data.ceilings = (macs_per_clk * cond.dla_mhz * 1e6, cond.dram_gbps * 1e9)
+    except DlakitError as exc:
+        data.estimate_error = str(exc)
+
+
+def _int8(data: ReportData, loaded: LoadedModel, calib: str) -> None:
+    try:
+        from dlakit.quantize.report import per_layer_error
+    except ImportError:
+        data.int8_error = "per-layer INT8 error needs dlakit.quantize.report, which is not available"
+        return
+    try:
+        data.int8_layers = per_layer_error(loaded, data.check, calib)
+    except DlakitError as exc:
+        data.int8_error = str(exc)
+
+
+def gpu_or_fixable(report: CheckReport) -> list:
+    return [n for n in report.nodes if n.placement in (GPU, FIXABLE)]
