@@ -185,3 +185,31 @@ def test_fp16_layer_list_from_file(tmp_path):
     listing.write_text(json.dumps({"fp16_nodes": ["conv"]}))
     data = json.loads(run("trtexec", str(path), "-f", "json", "--fp16-layers", f"@{listing}").stdout)
     assert "--layerPrecisions=conv:fp16" in data["argv"]
+
+
+def test_compare_timing_matches_foreign_nodes_to_subgraphs():
+    from dlakit.deploy.compare import compare_timing
+    from dlakit.perf import conditions_for, evaluate, prepare
+
+    loaded = load_model(_sample_model())
+    target = resolve_target()
+    report = check_model(loaded, target)
+    cond, label = conditions_for(target, cores=1)
+    estimate = evaluate(prepare(loaded, target), cond, label)
+    timing = compare_timing(report, estimate, parse_profile((DATA / "profile.json").read_text()))
+    assert [row.subgraph for row in timing.subgraphs] == [0, 1]
+    assert timing.subgraphs[0].measured_ms == pytest.approx(0.8)
+    assert all(row.predicted_ms is not None and row.predicted_ms > 0 for row in timing.subgraphs)
+    assert timing.other_measured_ms == pytest.approx(0.15)  # the reformat copy and the GPU elu
+    assert timing.measured_total_ms == pytest.approx(1.19)
+
+
+def test_cli_compare_profile_and_bracketed_names_print_verbatim(tmp_path):
+    path = tmp_path / "sample.onnx"
+    onnx.save(_sample_model(), path)
+    result = run("compare", str(path), "--profile", str(DATA / "profile.json"))
+    assert result.returncode == 0, result.stderr
+    assert "{ForeignNode[conv2]}" in result.stdout
+    data = json.loads(run("compare", str(path), "--profile", str(DATA / "profile.json"), "-f", "json").stdout)
+    assert data["timing"]["subgraphs"][1]["name"] == "{ForeignNode[conv2]}" and data["placement"] is None
+    assert_one_line_error(run("compare", str(path)), "--log", "--profile")

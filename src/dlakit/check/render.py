@@ -68,8 +68,8 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
         for g in groups:
             rule = g.rule + (" (low confidence)" if g.confidence == "low" else "")
             example = f"{g.nodes[0]}: {g.message}"
-            table.add_row(Text(g.placement, style=STYLE[g.placement]), g.op, rule, str(len(g.nodes)),
-                          f"{g.macs / 1e6:.1f}", example, g.fix or "")
+            table.add_row(Text(g.placement, style=STYLE[g.placement]), Text(g.op), Text(rule), str(len(g.nodes)),
+                          f"{g.macs / 1e6:.1f}", Text(example), Text(g.fix or ""))
         parts.append(table)
     else:
         parts.append(Text("Every computing node runs on the DLA.", style="green"))
@@ -79,9 +79,10 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
             table.add_column(column, overflow="fold")
         total = report.total_macs or 1
         for sg in report.subgraphs:
-            table.add_row(str(sg.index), str(len(sg.nodes)), f"{sg.nodes[0].name} ... {sg.nodes[-1].name}",
-                          f"{sg.macs / total:.1%}", ", ".join(sg.inputs[:3]) + (" ..." if len(sg.inputs) > 3 else ""),
-                          ", ".join(sg.outputs[:3]) + (" ..." if len(sg.outputs) > 3 else ""))
+            table.add_row(str(sg.index), str(len(sg.nodes)), Text(f"{sg.nodes[0].name} ... {sg.nodes[-1].name}"),
+                          f"{sg.macs / total:.1%}",
+                          Text(", ".join(sg.inputs[:3]) + (" ..." if len(sg.inputs) > 3 else "")),
+                          Text(", ".join(sg.outputs[:3]) + (" ..." if len(sg.outputs) > 3 else "")))
         parts.append(table)
     if all_nodes:
         table = Table(title="Every node", title_justify="left")
@@ -89,8 +90,8 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
             table.add_column(column, overflow="fold")
         for n in report.nodes:
             text = "; ".join(f"[{r.rule}] {r.message}" for r in (*n.reasons, *n.notes))
-            table.add_row(n.name, n.op, n.layer, Text(n.placement, style=STYLE[n.placement]),
-                          "" if n.subgraph is None else str(n.subgraph), f"{n.macs / 1e6:.1f}", text)
+            table.add_row(Text(n.name), Text(n.op), n.layer, Text(n.placement, style=STYLE[n.placement]),
+                          "" if n.subgraph is None else str(n.subgraph), f"{n.macs / 1e6:.1f}", Text(text))
         parts.append(table)
     notes = _notes(report)
     if notes:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dlakit.check import check_model
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
-from dlakit.deploy.compare import compare_placement
-from dlakit.deploy.tensorrt_logs import parse_build_log, read_text
+from dlakit.deploy.compare import compare_placement, compare_timing
+from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
 from dlakit.deploy.trtexec import TrtexecOptions, build_command
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
@@ -86,27 +87,56 @@ def _has_sparse_weights(report) -> bool:
 
 def compare(
     model: str = ModelArg,
-    log: str = typer.Option(..., "--log", help="trtexec build log (--verbose not needed)."),
+    log: str | None = typer.Option(None, "--log", help="trtexec build log (--verbose not needed)."),
+    profile: str | None = typer.Option(None, "--profile", help="trtexec --exportProfile JSON (one DLA core)."),
+    power_mode: str | None = typer.Option(None, "--power-mode", help="Power mode the board ran in."),
     platform: str | None = PlatformOpt,
     release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     int8: bool = typer.Option(True, "--int8/--fp16", help="Precision the engine was built with."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Compare TensorRT's placement on the device (its build log) with dlakit's prediction, node by node."""
+    """Compare what TensorRT did on the device (build log, profile) with dlakit's placement and estimate."""
     check_format(fmt, ("table", "json"))
+    if log is None and profile is None:
+        raise DlakitError("compare: give --log (trtexec build log) and/or --profile (trtexec --exportProfile JSON)")
+    precision = "int8" if int8 else "fp16"
     target = resolve_target(platform, release)
-    report = check_model(load_input(model, shapes), target, "int8" if int8 else "fp16")
-    build = parse_build_log(read_text(log, "build log"))
-    if not build.dla_subgraphs and not build.gpu_layers and not build.fallbacks:
-        raise DlakitError(f"{log}: no placement found; build with trtexec --useDLACore=N --allowGPUFallback and keep "
-                          "its INFO output (the 'Layers Running on DLA/GPU' block)")
-    result = compare_placement(report, build)
+    loaded = load_input(model, shapes)
+    report = check_model(loaded, target, precision)
+    result = timing = None
+    if log is not None:
+        build = parse_build_log(read_text(log, "build log"))
+        if not build.dla_subgraphs and not build.gpu_layers and not build.fallbacks:
+            raise DlakitError(f"{log}: no placement found; build with trtexec --useDLACore=N --allowGPUFallback and "
+                              "keep its INFO output (the 'Layers Running on DLA/GPU' block)")
+        result = compare_placement(report, build)
+    if profile is not None:
+        from dlakit.perf import conditions_for, evaluate, prepare
+
+        entries = parse_profile(read_text(profile, "profile"), profile)
+        cond, label = conditions_for(target, power_mode, cores=1, precision=precision)
+        timing = compare_timing(report, evaluate(prepare(loaded, target, precision), cond, label), entries)
     if fmt == "json":
-        print_json({"model": report.source, "target": target.label, "placement": result.as_dict()})
+        print_json({"model": report.source, "target": target.label,
+                    "placement": result.as_dict() if result else None,
+                    "timing": timing.as_dict() if timing else None})
         return
     console = Console()
-    console.print(f"model: {report.source}\ntarget: {target.label}")
+    console.print(escape(f"model: {report.source}\ntarget: {target.label}"))
+    if timing is not None:
+        table = Table(title="Measured vs predicted time (one DLA core)", title_justify="left")
+        for column in ("TensorRT layer", "dlakit subgraph", "measured ms", "predicted ms", "error"):
+            table.add_column(column, overflow="fold")
+        for row in timing.subgraphs:
+            table.add_row(escape(row.name), "" if row.subgraph is None else str(row.subgraph), f"{row.measured_ms:.3f}",
+                          "" if row.predicted_ms is None else f"{row.predicted_ms:.3f}",
+                          "" if row.error_pct is None else f"{row.error_pct:+.1f}%")
+        table.add_row("end to end", "", f"{timing.measured_total_ms:.3f}", f"{timing.predicted_total_ms:.3f}",
+                      f"{timing.total_error_pct:+.1f}%")
+        console.print(table)
+    if result is None:
+        return
     console.print(f"DLA subgraphs: measured {result.measured_subgraphs}, predicted {result.predicted_subgraphs}; "
                   f"node agreement {result.agreement:.1%} ({len(result.agree)} nodes agree)")
     if result.predicted_dla_measured_gpu or result.predicted_gpu_measured_dla:
@@ -114,13 +144,13 @@ def compare(
         for column in ("node", "dlakit", "TensorRT", "why"):
             table.add_column(column, overflow="fold")
         for name, why in result.predicted_dla_measured_gpu:
-            table.add_row(name, "dla", "gpu", f"TensorRT: {why}")
+            table.add_row(escape(name), "dla", "gpu", escape(f"TensorRT: {why}"))
         for name, why in result.predicted_gpu_measured_dla:
-            table.add_row(name, "gpu", "dla", f"dlakit: {why}")
+            table.add_row(escape(name), "gpu", "dla", escape(f"dlakit: {why}"))
         console.print(table)
     if result.unknown_layers:
-        console.print(f"layers in the log that are not ONNX node names (fused or renamed): "
-                      f"{', '.join(result.unknown_layers[:10])}")
+        console.print(escape(f"layers in the log that are not ONNX node names (fused or renamed): "
+                             f"{', '.join(result.unknown_layers[:10])}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -60,3 +60,71 @@ def compare_placement(report: CheckReport, log: BuildLog) -> PlacementComparison
         else:
             result.agree.append(node.name)
     return result
+
+
+@dataclass
+class SubgraphTiming:
+    name: str  # TensorRT's {ForeignNode[...]} name
+    subgraph: int | None  # dlakit's subgraph index, when the first/last layers match one
+    measured_ms: float
+    predicted_ms: float | None
+
+    @property
+    def error_pct(self) -> float | None:
+        if self.predicted_ms is None or self.measured_ms <= 0:
+            return None
+        return 100.0 * (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass
+class TimingComparison:
+    subgraphs: list[SubgraphTiming]
+    measured_total_ms: float
+    predicted_total_ms: float
+    other_measured_ms: float  # GPU layers, reformats and copies in the profile
+
+    @property
+    def total_error_pct(self) -> float:
+        return 100.0 * (self.predicted_total_ms - self.measured_total_ms) / self.measured_total_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "measured_total_ms": round(self.measured_total_ms, 4),
+            "predicted_total_ms": round(self.predicted_total_ms, 4),
+            "total_error_pct": round(self.total_error_pct, 2),
+            "other_measured_ms": round(self.other_measured_ms, 4),
+            "subgraphs": [{"name": s.name, "subgraph": s.subgraph, "measured_ms": round(s.measured_ms, 4),
+                           "predicted_ms": None if s.predicted_ms is None else round(s.predicted_ms, 4),
+                           "error_pct": None if s.error_pct is None else round(s.error_pct, 2)}
+                          for s in self.subgraphs],
+        }
+
+
+def compare_timing(report: CheckReport, estimate: Any, profile: list) -> TimingComparison:
+    """Measured time of each DLA loadable (``--exportProfile``) against the estimate of the same subgraph.
+
+    trtexec profiles one DLA core, one batch per run, so ``estimate`` should be a one-core estimate.
+    """
+    from dlakit.deploy.tensorrt_logs import FOREIGN
+
+    by_first_last = {(sg.nodes[0].name, sg.nodes[-1].name): sg.index for sg in report.subgraphs}
+    by_first_last.update({(sg.nodes[0].name,): sg.index for sg in report.subgraphs if len(sg.nodes) == 1})
+    subgraph_of = {n.name: n.subgraph for n in report.nodes if n.subgraph is not None}
+    predicted: dict[int, float] = {}
+    for layer in estimate.layers:
+        groups = {subgraph_of.get(node) for node in layer.nodes} - {None}
+        if layer.device == "dla" and len(groups) == 1:
+            index = groups.pop()
+            predicted[index] = predicted.get(index, 0.0) + layer.time_us / 1000.0
+    rows, other = [], 0.0
+    for entry in profile:
+        match = FOREIGN.fullmatch(entry.name.strip())
+        if not match:
+            other += entry.average_ms
+            continue
+        parts = tuple(part.strip() for part in match.group("body").split("..."))
+        index = by_first_last.get(parts)
+        rows.append(SubgraphTiming(entry.name, index, entry.average_ms, predicted.get(index) if index is not None
+                                   else None))
+    measured_total = sum(e.average_ms for e in profile)
+    return TimingComparison(rows, measured_total, float(estimate.latency_ms), other)
