@@ -6,8 +6,6 @@ import typer
 
 from dlakit.atomic import write_text
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, load_input
-from dlakit.report import gather
-from dlakit.report.html import render
 from dlakit.targets import resolve_target
 
 
@@ -23,6 +21,9 @@ def report(
     ),
 ) -> None:
     """Write one self-contained HTML report: placement, subgraphs, estimate per power mode, roofline, trtexec."""
+    from dlakit.report import gather  # matplotlib is heavy: import it only when a report is made
+    from dlakit.report.html import render
+
     target = resolve_target(platform, release)
     data = gather(load_input(model, shapes), target, precision, calib)
     write_text(output, render(data))
