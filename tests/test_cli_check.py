@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
+from tests.cli import run, run_subprocess
 from tests.graphs import conv_model, make_model, tensor, unary_model
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dlakit", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+def test_entry_point_runs_as_a_program(tmp_path):
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_model(), path)
+    result = run_subprocess("check", str(path), "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["summary"]["dla_nodes"] == 1
+    assert_one_line_error(run_subprocess("check", str(tmp_path / "missing.onnx")), "missing.onnx")
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def mixed_file(tmp_path):
     return path
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+def assert_one_line_error(result, *fragments: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -169,7 +170,7 @@ def test_input_model_is_not_modified(conv_file):
 
 
 def test_debug_shows_traceback(tmp_path):
-    result = run("--debug", "check", "missing.onnx")
+    result = run_subprocess("--debug", "check", "missing.onnx")
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 

@@ -16,8 +16,9 @@ from dlakit.deploy.trtexec import TrtexecOptions, build_command
 from dlakit.errors import DlakitError
 from dlakit.model import load_model
 from dlakit.targets import resolve_target
+from tests.cli import run
 from tests.graphs import conv_model, make_model, tensor, weights
-from tests.test_cli_check import assert_one_line_error, run
+from tests.test_cli_check import assert_one_line_error
 
 DATA = Path(__file__).parent / "data"
 

@@ -15,8 +15,9 @@ from dlakit.model import load_model
 from dlakit.report import gather
 from dlakit.report.html import render
 from dlakit.targets import resolve_target
+from tests.cli import run
 from tests.graphs import make_model, tensor, weights
-from tests.test_cli_check import assert_one_line_error, run
+from tests.test_cli_check import assert_one_line_error
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
