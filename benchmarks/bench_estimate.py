@@ -1,0 +1,140 @@
+"""Fit report, leave-one-network-out cross-validation and speed of ``dlakit estimate``.
+
+    python benchmarks/bench_estimate.py            # fit, print every row and the cross-validation
+    python benchmarks/bench_estimate.py --write    # ... and store the fit in src/dlakit/data/perf.toml
+
+Targets (issue 5): median absolute error <= 5% over the measured rows, leave-one-network-out median <= 10%,
+an estimate of the largest zoo network in under 1 s once the model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dlakit.model import load_model
+from dlakit.perf import calibrate, conditions_for, evaluate, load_perf_data, prepare
+from dlakit.targets import resolve_target
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = ROOT.parent / "shared" / "data" / "orin_dla_measured.csv"
+ZOO = ("resnet50", "ssd-resnet34", "ssd-mobilenetv1", "retinanet-resnext50", "retinanet-resnet34",
+       "resnet34-backbone")
+
+
+def fit_report(csv: Path, write: bool) -> None:
+    rows = calibrate.load_measurements(csv)
+    start = time.perf_counter()
+    cases = calibrate.build_cases(rows)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    params, value = calibrate.fit(cases)
+    fitted_s = time.perf_counter() - start
+    start = time.perf_counter()
+    lono = calibrate.leave_one_network_out(cases)
+    lono_s = time.perf_counter() - start
+    errs = calibrate.errors_pct(cases, params)
+    held = {net: iter(e) for net, (_, e) in lono.items()}
+    print(f"# {len(rows)} rows from {csv}; cases built in {built:.1f} s, fit {fitted_s:.2f} s, "
+          f"LONO {lono_s:.1f} s; loss {value:.4f}")
+    fitted = zip(calibrate.PARAM_NAMES, params, strict=False)
+    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in fitted) + f" (overlap fixed at {params[3]:g})")
+    head = f"{'network':22s} {'input':>9s} {'b':>2s} {'weights':7s} {'mode':5s} {'measured':>9s} " \
+           f"{'predicted':>9s} {'err%':>7s} {'LONO pred':>9s} {'LONO%':>7s}"
+    print(head)
+    print("-" * len(head))
+    lono_all = []
+    for case, err in zip(cases, errs, strict=True):
+        r = case.row
+        held_err = next(held[r.network])
+        lono_all.append(held_err)
+        print(f"{r.network:22s} {r.input_hw[0]:>4d}x{r.input_hw[1]:<4d} {r.batch:>2d} {r.weights:7s} "
+              f"{r.power_mode:5s} {r.images_per_second:9.0f} {case.images_per_second(params):9.1f} {err:+7.1f} "
+              f"{r.images_per_second * (1 + held_err / 100):9.1f} {held_err:+7.1f}")
+    abs_err, abs_lono = np.abs(errs), np.abs(lono_all)
+    print(f"\nfit: median |err| {np.median(abs_err):.2f}% (target <= 5%), mean {abs_err.mean():.2f}%, "
+          f"max {abs_err.max():.2f}%")
+    print(f"leave-one-network-out: median |err| {np.median(abs_lono):.2f}% (target <= 10%), "
+          f"p90 {np.percentile(abs_lono, 90):.2f}%, max {abs_lono.max():.2f}%")
+    print("\nLONO per held-out network (parameters fitted without it):")
+    for net, (p, e) in lono.items():
+        print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params "
+              + ", ".join(f"{v:.4g}" for v in p))
+    clock_split(cases)
+    if write:
+        today = datetime.date.today().isoformat()
+        digest = hashlib.sha1(csv.read_bytes()).hexdigest()[:8]
+        section = calibrate.calibration_toml(cases, params, lono, f"{today}+csv.{digest}", today,
+                                             f"shared/data/orin_dla_measured.csv ({len(rows)} rows, sha1 {digest})")
+        print(f"\nwrote calibration to {calibrate.write_calibration(section)}")
+
+
+def clock_split(cases: list[calibrate.FitCase]) -> None:
+    """Check the compute model without any fitted parameter: split each network's measured time per power mode
+    into a DLA-clocked and an EMC-clocked part (least squares of t = a / f_dla + b / f_emc over its modes) and
+    compare the DLA-clocked part with the modelled MAC-array cycles at 100% efficiency."""
+    print("\nclock split of the measurements (t = a/f_dla + b/f_emc per network; a vs modelled ideal cycles):")
+    groups: dict[tuple[str, str], list[calibrate.FitCase]] = {}
+    for case in cases:
+        groups.setdefault((case.row.network, case.row.weights), []).append(case)
+    for (net, weights), group in groups.items():
+        if len({c.dla_mhz for c in group}) < 2:
+            continue
+        x = np.array([[1 / c.dla_mhz, 1 / c.emc_mhz] for c in group])
+        y = np.array([c.row.cores * c.row.batch / c.row.images_per_second for c in group])
+        (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+        cycles = group[0].cycles.sum() / 1e6
+        print(f"  {net:22s} {weights:6s} DLA-clocked {a / 1600 * 1e3:7.3f} ms @1600 MHz = "
+              f"{a / cycles:4.2f} x modelled cycles; EMC-clocked {b / 3200 * 1e3:6.3f} ms @3200 MHz")
+
+
+def speed_report() -> None:
+    from dlakit import zoo
+
+    target = resolve_target("agx-orin-64gb")
+    print("\nspeed (after load; prepare = placement + fusion, evaluate = one power mode):")
+    print(f"{'network':22s} {'GMACs':>8s} {'ops':>5s} {'load s':>7s} {'prepare s':>9s} {'evaluate s':>10s} "
+          f"{'all modes s':>11s}")
+    for name in ZOO:
+        start = time.perf_counter()
+        loaded = load_model(zoo.build(name, form="prepared"))
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        prep = prepare(loaded, target)
+        prep_s = time.perf_counter() - start
+        start = time.perf_counter()
+        cond, label = conditions_for(target)
+        evaluate(prep, cond, label)
+        eval_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for mode in target.platform.power_modes:
+            for sparse in (False, True):
+                evaluate(prep, *conditions_for(target, mode.name, sparse=sparse))
+        modes_s = time.perf_counter() - start
+        macs = sum(op.macs for op in prep.ops) / 1e9
+        print(f"{name:22s} {macs:8.1f} {len(prep.ops):5d} {load_s:7.2f} {prep_s:9.3f} {eval_s:10.4f} "
+              f"{modes_s:11.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--write", action="store_true", help="store the fit in data/perf.toml")
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    fit_report(args.csv, args.write)
+    calib = load_perf_data().calibration
+    print(f"\nstored calibration: {calib.version}, error band ±{calib.error_band_pct:g}%")
+    if not args.no_speed:
+        speed_report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""``dlakit estimate``: DLA throughput and per-layer time, per power mode, with an error band."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import onnx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel, load_model, parse_shapes
+from dlakit.model.loader import read_model_proto
+from dlakit.perf import Estimate, conditions_for, evaluate, prepare
+from dlakit.targets import resolve_target
+
+
+def rebatch(proto: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """Set the batch (first) dimension of every 4-D input and forget inferred shapes that would contradict it."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for value in out.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[0].Clear()
+            dims[0].dim_value = batch
+    del out.graph.value_info[:]
+    for value in out.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].Clear()
+            dims[0].dim_param = "batch"
+    return out
+
+
+def load_for_estimate(model: str, shapes: str | None, batch: int | None) -> LoadedModel:
+    """A model file or zoo name, optionally at another batch size (zoo networks are rebuilt at that batch)."""
+    if batch is None:
+        return load_input(model, shapes)
+    if batch < 1:
+        raise DlakitError(f"--batch: {batch} must be at least 1")
+    if shapes:
+        raise DlakitError("--batch and --shapes both set the input shape; give the batch inside --shapes")
+    if Path(model).exists():
+        proto = read_model_proto(model)
+    elif importlib.util.find_spec("dlakit.zoo") is not None:
+        from dlakit import zoo
+
+        if not zoo.is_zoo_name(model):
+            return load_input(model, shapes)  # raises the usual "no such file" error
+        proto = zoo.build(model, form="prepared", batch=batch)
+    else:
+        return load_input(model, shapes)
+    loaded = load_model(rebatch(proto, batch), parse_shapes(None))
+    loaded.source = model
+    return loaded
+
+
+def estimate(
+    model: str = ModelArg,
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    power_mode: str | None = typer.Option(None, "--power-mode", "-m", help="nvpmodel power mode (default: the "
+                                          "platform's; see dlakit targets)."),
+    all_power_modes: bool = typer.Option(False, "--all-power-modes", help="Table over every power mode, dense "
+                                         "and (on Orin, INT8) sparse."),
+    cores: int | None = typer.Option(None, "--cores", help="DLA cores, one network instance each (default: all)."),
+    batch: int | None = typer.Option(None, "--batch", help="Batch size (default: the model's)."),
+    sparse: bool = typer.Option(False, "--sparse", help="2:4 sparse weights (trtexec --sparsity=force)."),
+    precision: str = typer.Option("int8", "--precision", help="int8 or fp16."),
+    dla_mhz: float | None = typer.Option(None, "--dla-mhz", help="Override the DLA core clock (MHz)."),
+    emc_mhz: float | None = typer.Option(None, "--emc-mhz", help="Override the DRAM (EMC) clock (MHz)."),
+    shapes: str | None = ShapesOpt,
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    top: int = typer.Option(0, "--top", help="Show only the N slowest layers in the table (0 = all)."),
+) -> None:
+    """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
+    check_format(fmt, ("table", "json"))
+    if all_power_modes and (power_mode or dla_mhz or emc_mhz):
+        raise DlakitError("--all-power-modes cannot be combined with --power-mode, --dla-mhz or --emc-mhz")
+    target = resolve_target(platform, release)
+    prep = prepare(load_for_estimate(model, shapes, batch), target, precision)
+    prep.name = model
+    if all_power_modes:
+        rows = []
+        for mode in target.platform.power_modes:
+            variants = [False, True] if (target.is_orin and precision == "int8") else [False]
+            for is_sparse in variants:
+                cond, label = conditions_for(target, mode.name, cores, is_sparse, precision)
+                rows.append(evaluate(prep, cond, label))
+        if fmt == "json":
+            print_json({"network": model, "estimates": [e.as_dict() for e in rows]})
+        else:
+            render_modes(rows)
+        return
+    cond, label = conditions_for(target, power_mode, cores, sparse, precision, dla_mhz, emc_mhz)
+    result = evaluate(prep, cond, label)
+    if fmt == "json":
+        print_json(result.as_dict())
+    else:
+        render_estimate(result, top)
+
+
+def _band(e: Estimate) -> str:
+    return f"±{e.error_band_pct:.0f}%" + ("" if not e.out_of_region else " (extrapolated)")
+
+
+def render_estimate(e: Estimate, top: int = 0) -> None:
+    console = Console()
+    a = e.assumptions
+    console.print(f"[bold]{e.network}[/] on {a['platform']} ({a['release']}), power mode {e.power_mode}: "
+                  f"DLA {a['dla_mhz']:g} MHz, EMC {a['emc_mhz']:g} MHz ({a['dram_gbps_peak']:g} GB/s peak, "
+                  f"{a['core_dram_gbps_peak']:g} GB/s per core), {e.cores} core(s), batch {e.batch}, "
+                  f"{e.precision.upper()}{', 2:4 sparse' if e.sparse else ''}")
+    low, high = e.images_per_second_range
+    measured = (f"; NVIDIA measured {e.measured_images_per_second:,.0f}" if e.measured_images_per_second
+                else "")
+    console.print(f"[bold]{e.images_per_second:,.1f} images/s[/] {_band(e)} ({low:,.0f}-{high:,.0f}), "
+                  f"latency {e.latency_ms:.3f} ms per batch per core{measured}")
+    s = e.split_ms
+    console.print(f"DLA time {s['dla']:.3f} ms = compute {s['compute']:.3f} + memory {s['memory']:.3f} + "
+                  f"overhead {s['overhead']:.3f} - overlap {s['overlap_saved']:.3f}; GPU {s['gpu']:.3f} ms, "
+                  f"transitions {s['transitions']:.3f} ms ({a['transitions']})")
+    table = Table(title="Per layer (DLA operations after fusion)")
+    for col in ("layer", "device", "kind", "time µs", "share", "bound", "MMACs", "DRAM KiB"):
+        table.add_column(col, justify="left" if col in ("layer", "device", "kind", "bound") else "right")
+    layers = sorted(e.layers, key=lambda x: -x.time_us)[:top] if top else e.layers
+    for layer in layers:
+        name = layer.name + (f" (+{len(layer.nodes) - 1})" if len(layer.nodes) > 1 else "")
+        table.add_row(name, layer.device, layer.kind + (" sparse" if layer.sparse else ""),
+                      f"{layer.time_us:.1f}", f"{100 * layer.share:.1f}%", layer.bound,
+                      f"{layer.macs / 1e6:.1f}", f"{layer.bytes / 1024:.0f}")
+    console.print(table)
+    _render_trust(console, e)
+
+
+def _render_trust(console: Console, e: Estimate) -> None:
+    c = e.assumptions["calibration"]
+    console.print(f"Calibration {c['version']} (fitted {c['fitted']}): compute efficiency "
+                  f"{c['compute_efficiency']:.3f}, DRAM efficiency {c['dram_efficiency']:.3f}, op overhead "
+                  f"{c['op_overhead_us_at_emc_3200']:.2f} µs at EMC 3200 MHz, overlap {c['overlap']:.2f}; placement: "
+                  f"{e.assumptions['placement']}")
+    if e.out_of_region:
+        console.print(f"[yellow]Outside the calibrated region (band doubled to ±{e.error_band_pct:.0f}%):[/]")
+        for reason in e.out_of_region:
+            console.print(f"  - {reason}")
+    low = ", ".join(e.assumptions["low_confidence_parameters"])
+    console.print(f"Low-confidence hardware parameters: {low}")
+
+
+def render_modes(rows: list[Estimate]) -> None:
+    """NVIDIA's layout: one line per network variant, one column per power mode."""
+    console = Console()
+    modes = list(dict.fromkeys(e.power_mode for e in rows))
+    table = Table(title=f"{rows[0].network}: images/s on {rows[0].cores} DLA core(s), batch {rows[0].batch}, "
+                        f"{rows[0].precision.upper()}")
+    table.add_column("variant")
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    by_key = {(e.power_mode, e.sparse): e for e in rows}
+    for is_sparse in dict.fromkeys(e.sparse for e in rows):
+        cells = [f"{by_key[(m, is_sparse)].images_per_second:,.0f}" for m in modes]
+        table.add_row("sparse 2:4" if is_sparse else "dense", *cells)
+    for is_sparse in dict.fromkeys(e.sparse for e in rows):
+        measured = [by_key[(m, is_sparse)].measured_images_per_second for m in modes]
+        if any(v is not None for v in measured):
+            cells = [f"{v:,.0f} ({by_key[(m, is_sparse)].images_per_second / v - 1:+.0%})" if v else "-"
+                     for m, v in zip(modes, measured, strict=True)]
+            table.add_row(f"measured {'sparse' if is_sparse else 'dense'} (NVIDIA, fit data; model err)", *cells)
+    if (modes[0], True) in by_key:
+        ratios = [by_key[(m, True)].images_per_second / by_key[(m, False)].images_per_second for m in modes]
+        table.add_row("sparse speed-up", *[f"{r:.2f}x" for r in ratios])
+    table.add_row("latency ms (dense)", *[f"{by_key[(m, False)].latency_ms:.2f}" for m in modes])
+    table.add_row("DLA / EMC MHz", *[f"{by_key[(m, False)].assumptions['dla_mhz']:g} / "
+                                     f"{by_key[(m, False)].assumptions['emc_mhz']:g}" for m in modes])
+    table.add_row("error band", *[_band(by_key[(m, False)]) for m in modes])
+    console.print(table)
+    _render_trust(console, rows[0])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("estimate")(estimate)

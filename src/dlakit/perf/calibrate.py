@@ -1,0 +1,261 @@
+"""Fit the model's few global parameters to measured throughput, and cross-validate the fit.
+
+Procedure (documented in perf.toml's [calibration] section, run by ``benchmarks/bench_estimate.py --write``):
+
+1. Every measured row (network, resolution, batch, dense/sparse, power mode, cores) is built from ``dlakit.zoo`` in
+   prepared form, fused into DLA ops and priced with :func:`~dlakit.perf.cost.raw_costs`: ideal cycles and DRAM
+   bytes do not depend on the fitted parameters, so they are computed once per row.
+2. Three parameters are fitted: compute efficiency (share of the MAC array's atom-limited peak), DRAM efficiency
+   (share of the core's part of peak bandwidth) and a per-op overhead (µs at EMC 3200 MHz, scaled with the EMC
+   clock, see :func:`~dlakit.perf.cost.overhead_seconds`). Compute and memory of an op overlap fully (per-op
+   roofline, ``overlap = 1``): with the overlap free the fit puts it at 1.0 anyway, and leaving it free only made
+   the cross-validation worse (it trades off against DRAM efficiency). The loss is the sum of squared log errors
+   of images/s (a 10% miss counts the same at 36 and at 2664 img/s), minimised by Nelder-Mead on the logarithms
+   of the parameters from a few starting points; numpy only.
+3. Leave-one-network-out: for each network, refit on the other networks' rows and predict its rows. The 90th
+   percentile of those held-out errors is the error band every estimate carries.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.model import load_model, static_dims
+from dlakit.perf.cost import Conditions, core_bandwidth, op_times, raw_costs
+from dlakit.perf.estimate import layer_kind
+from dlakit.perf.hardware import PerfData, load_perf_data
+from dlakit.perf.ops import DlaOp, build_ops
+from dlakit.targets import resolve_target
+
+PARAM_NAMES = ("compute_efficiency", "dram_efficiency", "op_overhead_us")
+#: Compute/memory overlap within an op, fixed (see the module docstring).
+OVERLAP = 1.0
+#: NVIDIA's measurements (JetPack 5.1.1, TensorRT 8.5) on an AGX Orin 64GB.
+FIT_PLATFORM, FIT_RELEASE = "agx-orin-64gb", "jetpack-5.1.1"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    network: str
+    input_hw: tuple[int, int]
+    batch: int
+    weights: str
+    power_mode: str
+    cores: int
+    images_per_second: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.network} {self.input_hw[0]}x{self.input_hw[1]} b{self.batch} {self.weights} {self.power_mode}"
+
+
+@dataclass
+class FitCase:
+    """One measured row with its parameter-independent costs precomputed."""
+
+    row: Measurement
+    cycles: np.ndarray
+    dram: np.ndarray
+    counted: np.ndarray
+    dla_mhz: float
+    bandwidth: float
+    kinds: frozenset[str]
+    emc_mhz: float = 3200.0
+
+    def images_per_second(self, params: Sequence[float]) -> float:
+        times, _, _ = op_times(self.cycles, self.dram, self.counted, params, self.dla_mhz, self.bandwidth,
+                               self.emc_mhz)
+        return self.row.cores * self.row.batch / float(times.sum())
+
+
+def load_measurements(path: str | Path) -> list[Measurement]:
+    """Read the measured-throughput CSV (``#`` lines are comments)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlakitError(f"{path}: no such measurement file")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    rows = []
+    for entry in csv.DictReader(lines):
+        try:
+            h, w = (int(v) for v in entry["input_hw"].lower().split("x"))
+            rows.append(Measurement(entry["network"], (h, w), int(entry["batch"]), entry["weights"],
+                                    entry["power_mode"], int(entry["dla_cores"]), float(entry["images_per_second"])))
+        except (KeyError, ValueError) as exc:
+            raise DlakitError(f"{path}: bad row {entry} ({exc})") from None
+    return rows
+
+
+def zoo_builder(name: str, batch: int) -> onnx.ModelProto:
+    try:
+        from dlakit import zoo
+    except ImportError as exc:
+        raise DlakitError("dlakit.zoo is not available; calibration needs the reference networks") from exc
+    return zoo.build(name, form="prepared", batch=batch)
+
+
+def build_cases(rows: Sequence[Measurement], builder: Callable[[str, int], onnx.ModelProto] = zoo_builder,
+                data: PerfData | None = None) -> list[FitCase]:
+    """Price every row once. All layers are placed on the DLA: NVIDIA's runs used no GPU fallback."""
+    data = data or load_perf_data()
+    target = resolve_target(FIT_PLATFORM, FIT_RELEASE)
+    spec = data.spec(target.platform.dla_generation)
+    graphs: dict[tuple[str, int], list[DlaOp]] = {}
+    cases = []
+    for row in rows:
+        key = (row.network, row.batch)
+        if key not in graphs:
+            loaded = load_model(builder(row.network, row.batch))
+            dims = next((static_dims(v) for v in loaded.graph.inputs), None)
+            # The CSV writes sizes as W x H for non-square inputs (1280x768); accept either order.
+            if dims is None or tuple(dims[-2:]) not in (row.input_hw, row.input_hw[::-1]):
+                raise DlakitError(f"{row.network}: built with input {dims}, but the measurement is at {row.input_hw}")
+            graphs[key] = build_ops(loaded.graph, {})
+        ops = graphs[key]
+        mode = target.platform.power_mode(row.power_mode)
+        cond = Conditions(mode.dla_mhz, mode.emc_mhz, target.platform.dram_gbps(mode.emc_mhz), row.cores,
+                          "int8", row.weights == "sparse")
+        raws = raw_costs(ops, data, spec, cond)
+        kinds = frozenset(layer_kind(op) for op in ops if op.kind != "free")
+        cases.append(FitCase(row, np.array([r.cycles for r in raws]), np.array([r.dram_bytes for r in raws]),
+                             np.array([r.counted for r in raws], dtype=float), cond.dla_mhz,
+                             core_bandwidth(spec, cond), kinds, cond.emc_mhz))
+    return cases
+
+
+def _to_params(x: np.ndarray) -> list[float]:
+    """Search space -> the four model parameters (the fitted three, then the fixed overlap)."""
+    return [math.exp(x[0]), math.exp(x[1]), math.exp(x[2]), OVERLAP]
+
+
+def _from_params(p: Sequence[float]) -> np.ndarray:
+    return np.array([math.log(p[0]), math.log(p[1]), math.log(max(p[2], 1e-3))])
+
+
+def loss(cases: Sequence[FitCase], params: Sequence[float]) -> float:
+    return float(sum(math.log(c.images_per_second(params) / c.row.images_per_second) ** 2 for c in cases))
+
+
+def nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 0.3, iters: int = 600,
+                tol: float = 1e-10) -> tuple[np.ndarray, float]:
+    """Minimise ``f`` without derivatives (standard reflection/expansion/contraction/shrink)."""
+    n = len(x0)
+    simplex = [x0.astype(float)] + [x0 + step * np.eye(n)[i] for i in range(n)]
+    values = [f(x) for x in simplex]
+    for _ in range(iters):
+        order = np.argsort(values)
+        simplex, values = [simplex[i] for i in order], [values[i] for i in order]
+        if abs(values[-1] - values[0]) < tol:
+            break
+        centroid = np.mean(simplex[:-1], axis=0)
+        reflected = centroid + (centroid - simplex[-1])
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = centroid + 2 * (centroid - simplex[-1])
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = centroid + 0.5 * (simplex[-1] - centroid)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:
+                simplex = [simplex[0]] + [simplex[0] + 0.5 * (x - simplex[0]) for x in simplex[1:]]
+                values = [values[0]] + [f(x) for x in simplex[1:]]
+    best = int(np.argmin(values))
+    return simplex[best], values[best]
+
+
+STARTS = ((0.9, 0.5, 2.0, OVERLAP), (0.9, 0.7, 0.5, OVERLAP), (0.7, 0.4, 8.0, OVERLAP), (1.0, 0.9, 20.0, OVERLAP))
+
+
+def fit(cases: Sequence[FitCase]) -> tuple[list[float], float]:
+    """Best parameters over a few starting points (the loss has shallow valleys between the efficiencies)."""
+    best, best_loss = None, math.inf
+    for start in STARTS:
+        x, value = nelder_mead(lambda x: loss(cases, _to_params(x)), _from_params(start))
+        x, value = nelder_mead(lambda x: loss(cases, _to_params(x)), x, step=0.05)  # restart: polish
+        if value < best_loss:
+            best, best_loss = x, value
+    assert best is not None
+    return _to_params(best), best_loss
+
+
+def errors_pct(cases: Sequence[FitCase], params: Sequence[float]) -> np.ndarray:
+    return np.array([100.0 * (c.images_per_second(params) / c.row.images_per_second - 1.0) for c in cases])
+
+
+def leave_one_network_out(cases: Sequence[FitCase]) -> dict[str, tuple[list[float], np.ndarray]]:
+    """For each network: parameters fitted without it, and its rows' held-out errors (%)."""
+    result = {}
+    for network in dict.fromkeys(c.row.network for c in cases):
+        train = [c for c in cases if c.row.network != network]
+        test = [c for c in cases if c.row.network == network]
+        params, _ = fit(train)
+        result[network] = (params, errors_pct(test, params))
+    return result
+
+
+def calibration_toml(cases: Sequence[FitCase], params: Sequence[float], lono: dict[str, tuple[list[float],
+                     np.ndarray]], version: str, fitted: str, data_label: str) -> str:
+    """The generated [calibration] section: parameters, fit quality, residuals per row."""
+    errs = errors_pct(cases, params)
+    held = np.concatenate([e for _, e in lono.values()])
+    band = math.ceil(float(np.percentile(np.abs(held), 90)))
+    kinds = sorted(set().union(*(c.kinds for c in cases)))
+    lines = [
+        "[calibration]",
+        f'version = "{version}"',
+        f'fitted = "{fitted}"',
+        f'data = "{data_label}"',
+        'procedure = "dlakit.perf.calibrate: 3 global parameters (compute_efficiency, dram_efficiency, '
+        'op_overhead_us; overlap fixed at 1), Nelder-Mead on the squared log error of images/s over all rows, zoo '
+        'networks in prepared form, all layers on DLA; error band = 90th percentile of leave-one-network-out '
+        'errors"',
+        f"compute_efficiency = {params[0]:.5f}",
+        f"dram_efficiency = {params[1]:.5f}",
+        f"op_overhead_us = {params[2]:.3f}",
+        f"overlap = {params[3]:.5f}",
+        f"rows = {len(cases)}",
+        f"median_abs_pct = {float(np.median(np.abs(errs))):.2f}",
+        f"lono_median_abs_pct = {float(np.median(np.abs(held))):.2f}",
+        f"lono_p90_abs_pct = {float(np.percentile(np.abs(held), 90)):.2f}",
+        f"error_band_pct = {band:.1f}",
+        f"networks = [{', '.join(repr(n).replace(chr(39), chr(34)) for n in lono)}]",
+        f"layer_kinds = [{', '.join(chr(34) + k + chr(34) for k in kinds)}]",
+        "residuals = [",
+    ]
+    for case, err in zip(cases, errs, strict=True):
+        r = case.row
+        lines.append(f'  {{ network = "{r.network}", batch = {r.batch}, weights = "{r.weights}", '
+                     f'power_mode = "{r.power_mode}", cores = {r.cores}, measured = {r.images_per_second:g}, '
+                     f"predicted = {case.images_per_second(params):.1f}, error_pct = {err:.2f} }},")
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+MARKER = "# === calibration: generated by benchmarks/bench_estimate.py --write; everything below is replaced ===\n"
+
+
+def write_calibration(section: str, path: Path | None = None) -> Path:
+    """Replace everything after perf.toml's generated-section marker line with ``section``."""
+    from importlib import resources
+
+    from dlakit.atomic import write_text
+
+    path = path or Path(str(resources.files("dlakit.data").joinpath("perf.toml")))
+    text = path.read_text(encoding="utf-8")
+    if MARKER not in text:
+        raise ValueError(f"{path}: no generated-calibration marker line; restore it before refitting")
+    write_text(path, text[: text.index(MARKER) + len(MARKER)] + section)
+    load_perf_data.cache_clear()
+    return path

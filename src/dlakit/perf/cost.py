@@ -1,0 +1,231 @@
+"""Raw cost of each operation: ideal unit cycles and DRAM bytes, before the calibrated parameters apply.
+
+Splitting the model this way keeps calibration cheap and honest: everything here is fixed by the hardware data and
+the graph (MAC-array atoms, buffer sizes, which tensors stay in SRAM), and only :func:`op_times` combines it with
+the few fitted parameters (compute efficiency, DRAM efficiency, per-op overhead, compute/memory overlap).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
+from dlakit.perf.ops import DlaOp, Tensor
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Where and how the network runs: clocks, DRAM, cores sharing it, precision, sparse weights."""
+
+    dla_mhz: float
+    emc_mhz: float
+    dram_gbps: float
+    cores: int = 2
+    precision: str = "int8"
+    sparse: bool = False
+    gpu_mhz: float = 612.0
+
+    @property
+    def bytes_per_element(self) -> int:
+        return 1 if self.precision == "int8" else 2
+
+
+@dataclass(frozen=True)
+class RawCost:
+    """An op's work before efficiencies: cycles of its unit at 100% and bytes moved to or from DRAM."""
+
+    cycles: float
+    dram_bytes: float
+    sparse_applied: bool = False
+    counted: bool = True  # False for free ops (reshape, in-place concat): no launch overhead either
+
+
+def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
+    """Bytes in the DLA's native layout: channels padded to 32 (INT8, CHW32) or 16 (FP16, CHW16); image input HWC4."""
+    n, c, h, w = t.dims
+    if t.graph_input and c <= spec.image_input_max_channels:
+        c = int(spec.image_input_max_channels)
+    else:
+        vec = 32 if cond.precision == "int8" else 16
+        c = -(-c // vec) * vec
+    return float(n * c * h * w * cond.bytes_per_element)
+
+
+def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
+    """2:4 sparsity runs only on Orin, INT8, dense convolutions with more than 64 input channels per group."""
+    return (cond.sparse and bool(spec.sparse) and cond.precision == "int8" and op.kind in ("conv", "fc")
+            and not op.image_input and op.in_c // op.groups > spec.sparse_min_channels)
+
+
+def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool]:
+    """Cycles of the MAC array: atoms of ``atomic_c`` input x ``atomic_k`` output channels per kernel tap.
+
+    Under-filled atoms waste lanes (a 3-channel or 16-channel input fills 3 or 16 of 64), except for the image
+    input, where NVDLA folds the kernel width (pre-extension) and 2-4 kernel rows (post-extension) into channels.
+    Small groups are packed block-diagonally into one atom. Sparse 2:4 halves the channels an atom has to cover.
+    """
+    atom_c, atom_k = int(spec.atomic_c), int(spec.atomic_k)
+    kh, kw = op.kernel
+    groups = max(1, op.groups)
+    cin_g = max(1, op.in_c // groups)
+    k_g = max(1, op.out_c // groups)
+    sparse = sparse_eligible(op, spec, cond)
+    if op.image_input and op.in_c <= spec.image_input_max_channels:
+        pre = int(spec.image_input_max_channels) * kw
+        lines = 1
+        for candidate in (4, 2):
+            if candidate <= spec.post_extension_lines and candidate <= kh and pre * candidate <= atom_c:
+                lines = candidate
+                break
+        c_eff, taps = pre * lines, math.ceil(kh / lines)
+    else:
+        c_eff, taps = (math.ceil(cin_g / 2) if sparse else cin_g), kh * kw
+    pack = min(groups, max(1, atom_c // c_eff)) if groups > 1 else 1
+    steps = math.ceil(groups / pack) * math.ceil(c_eff * pack / atom_c) * math.ceil(k_g * pack / atom_k) * taps
+    cycles = math.ceil(op.out_pixels / spec.spatial_lanes) * steps
+    if cond.precision != "int8":
+        cycles *= spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+    return float(cycles), sparse
+
+
+def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool]:
+    """Cycles of the op's unit at full rate (FP16 halves the element rate of the side units)."""
+    if op.kind in ("conv", "fc", "deconv"):
+        return conv_cycles(op, spec, cond)
+    width = 1.0 if cond.precision == "int8" else 2.0
+    if op.kind == "depthwise":
+        return op.macs / spec.depthwise_macs_per_clk * width, False
+    out_elems = op.output.elements if op.output else 0
+    in_elems = sum(t.elements for t in op.inputs)
+    if op.kind == "pool":
+        return in_elems / spec.pdp_elems_per_clk * width, False
+    if op.kind == "lrn":
+        return in_elems / spec.cdp_elems_per_clk * width, False
+    if op.kind in ("move", "resize"):
+        return out_elems * cond.bytes_per_element / spec.dma_bytes_per_clk, False
+    if op.kind == "free":
+        return 0.0, False
+    return max(in_elems, out_elems) / spec.sdp_elems_per_clk * width, False
+
+
+class Residency:
+    """Which tensors stay in the core's managed SRAM, so that writing and reading them costs no DRAM traffic.
+
+    The SRAM pool is handed out first come, first served in execution order, like a cache: an op's output stays
+    on chip when it fits beside every resident tensor still waiting for a reader (the op's own inputs
+    included), and its space is freed after its last reader. Tensors read by the GPU or leaving the network go
+    to DRAM. Reshapes and in-place concatenations alias their inputs.
+    """
+
+    def __init__(self, ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> None:
+        limit = spec.sram_bytes * data.model["sram_activation_share"].value
+        last_use: dict[str, int] = {}
+        gpu_read: set[str] = set()
+        for index, op in enumerate(ops):
+            for t in op.inputs:
+                last_use[t.name] = index
+                if op.device != "dla":
+                    gpu_read.add(t.name)
+        self.resident: set[str] = set()
+        live: dict[str, float] = {}
+        for index, op in enumerate(ops):
+            out = op.output
+            if out is not None and op.device == "dla" and not out.graph_output and out.name not in gpu_read:
+                if op.kind == "free":
+                    if op.inputs and all(t.name in self.resident for t in op.inputs):
+                        self.resident.add(out.name)
+                else:
+                    size = tensor_bytes(out, cond, spec)
+                    if size + sum(live.values()) <= limit:
+                        self.resident.add(out.name)
+                        live[out.name] = size
+            for name in [n for n in live if last_use.get(n, -1) <= index]:
+                del live[name]
+
+    def dram(self, t: Tensor) -> bool:
+        return t.name not in self.resident
+
+
+def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> list[RawCost]:
+    """Ideal cycles and DRAM bytes of every op (GPU ops get their DRAM bytes; their cycles are priced apart)."""
+    residency = Residency(ops, data, spec, cond)
+    cbuf = spec.cbuf_bytes
+    w_cap = cbuf * data.model["cbuf_weight_share"].value
+    d_cap = cbuf - w_cap
+    costs = []
+    for op in ops:
+        if op.kind == "free":
+            costs.append(RawCost(0.0, 0.0, counted=False))
+            continue
+        cycles, sparse = unit_cycles(op, spec, cond)
+        out_bytes = tensor_bytes(op.output, cond, spec) if op.output else 0.0
+        write = out_bytes if (op.output is None or residency.dram(op.output)) else 0.0
+        reads = [(tensor_bytes(t, cond, spec), residency.dram(t)) for t in op.inputs]
+        if op.weight_elems and op.kind != "depthwise":
+            # Tiling through the CBUF: keep weights and stream the input (re-read once per weight chunk), or keep
+            # input stripes and re-read the weights per stripe; the compiler picks the cheaper in DRAM traffic.
+            w_bytes = op.weight_elems * cond.bytes_per_element
+            main, main_dram = reads[0] if reads else (0.0, False)
+            rest = sum(b for b, d in reads[1:] if d)
+            if w_bytes + main <= cbuf:
+                moved = w_bytes + (main if main_dram else 0.0)
+            else:
+                weight_stationary = w_bytes + (main * math.ceil(w_bytes / w_cap) if main_dram else 0.0)
+                input_stationary = w_bytes * math.ceil(main / d_cap) + (main if main_dram else 0.0)
+                moved = min(weight_stationary, input_stationary)
+            dram = moved + rest + write
+        else:
+            dram = sum(b for b, d in reads if d) + write + op.weight_elems * cond.bytes_per_element
+        costs.append(RawCost(cycles, dram, sparse))
+    return costs
+
+
+def core_bandwidth(spec: DlaSpec, cond: Conditions) -> float:
+    """Peak DRAM bytes/s one core can draw: its share of the bus when all cores stream, capped by its port."""
+    return cond.dram_gbps * 1e9 * min(1.0 / max(1, cond.cores), spec.core_bus_share)
+
+
+#: EMC clock at which the per-op overhead is stated (AGX Orin's uncapped LPDDR5 clock).
+REFERENCE_EMC_MHZ = 3200.0
+
+
+def overhead_seconds(overhead_us: float, emc_mhz: float) -> float:
+    """Fixed cost of launching one DLA op, scaled with the DRAM clock.
+
+    Why the DRAM clock and not the DLA clock: fitting each measured network as ``a / f_dla + b / f_emc`` leaves
+    ``a`` equal to the modelled MAC-array cycles (within 13%) for every network, so no part of the DLA-clocked
+    time is left for a per-op cost; the rest scales with the EMC clock. We read it as per-op setup bound by DRAM
+    latency (descriptor and first weight / data fetches before the pipeline fills).
+    """
+    return overhead_us * 1e-6 * REFERENCE_EMC_MHZ / emc_mhz
+
+
+def op_times(
+    cycles: np.ndarray, dram_bytes: np.ndarray, counted: np.ndarray, calib: Calibration | Sequence[float],
+    dla_mhz: float, bandwidth: float, emc_mhz: float = REFERENCE_EMC_MHZ,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds per op: compute and memory overlap by ``overlap`` (1 = perfect roofline max, 0 = they add up),
+    plus the per-op overhead.
+
+    Returns (time, compute seconds, memory seconds).
+    """
+    eff_c, eff_m, overhead, overlap = calib.vector() if isinstance(calib, Calibration) else calib
+    compute = cycles / (eff_c * dla_mhz * 1e6)
+    memory = dram_bytes / (eff_m * bandwidth)
+    time = np.maximum(compute, memory) + (1.0 - overlap) * np.minimum(compute, memory)
+    time = time + counted * overhead_seconds(overhead, emc_mhz)
+    return time, compute, memory
+
+
+def gpu_time(op: DlaOp, raw: RawCost, data: PerfData, cond: Conditions) -> float:
+    """A fallback layer on the GPU: roofline of its MACs (or elements) and DRAM bytes, plus a kernel launch."""
+    g = data.gpu
+    rate = (g["int8_macs_per_clk"] if cond.precision == "int8" else g["fp16_macs_per_clk"]).value
+    work = op.macs or (op.output.elements if op.output else 0) / 64
+    compute = work / (rate * cond.gpu_mhz * 1e6 * g["efficiency"].value)
+    memory = raw.dram_bytes / (cond.dram_gbps * 1e9 * g["dram_efficiency"].value)
+    return max(compute, memory) + g["layer_overhead_us"].value * 1e-6

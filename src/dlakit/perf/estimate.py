@@ -1,0 +1,296 @@
+"""``estimate``: images per second and per-layer time of a network on one platform / power mode.
+
+The expensive part (placement and fusion into DLA ops) is done once in :func:`prepare`; :func:`evaluate` then
+prices the ops for any clocks, core count, precision or sparsity in milliseconds, which is what makes the
+power-mode and dense/sparse tables cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel, static_dims
+from dlakit.perf.cost import (
+    Conditions,
+    core_bandwidth,
+    gpu_time,
+    op_times,
+    overhead_seconds,
+    raw_costs,
+    tensor_bytes,
+)
+from dlakit.perf.hardware import Calibration, DlaSpec, PerfData, load_perf_data
+from dlakit.perf.ops import DlaOp, build_ops
+from dlakit.targets import Target
+
+PRECISIONS = ("int8", "fp16")
+#: Clock and batch ranges covered by the fit data (AGX Orin 64GB power modes, batches 1 and 2).
+CALIBRATED_DLA_MHZ = (614.4, 1600.0)
+CALIBRATED_BATCHES = (1, 2)
+CALIBRATED_PLATFORMS = ("agx-orin-64gb",)
+
+
+@dataclass
+class Prepared:
+    """A network placed and fused into ops, ready to be priced under any conditions."""
+
+    name: str
+    target: Target
+    precision: str
+    ops: list[DlaOp]
+    batch: int
+    placement_source: str
+    fixable: int = 0
+
+    @property
+    def kinds(self) -> set[str]:
+        return {layer_kind(op) for op in self.ops if op.device == "dla" and op.kind != "free"}
+
+
+@dataclass
+class LayerEstimate:
+    name: str
+    device: str
+    kind: str
+    time_us: float
+    share: float
+    bound: str
+    macs: int
+    bytes: int
+    nodes: list[str]
+    sparse: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "device": self.device, "kind": self.kind, "time_us": round(self.time_us, 3),
+                "share": round(self.share, 5), "bound": self.bound, "macs": self.macs, "bytes": self.bytes,
+                "sparse": self.sparse, "nodes": self.nodes}
+
+
+@dataclass
+class Estimate:
+    network: str
+    platform: str
+    power_mode: str
+    cores: int
+    batch: int
+    precision: str
+    sparse: bool
+    images_per_second: float
+    latency_ms: float
+    layers: list[LayerEstimate]
+    split_ms: dict[str, float]
+    error_band_pct: float
+    out_of_region: list[str]
+    assumptions: dict[str, Any] = field(default_factory=dict)
+    measured_images_per_second: float | None = None
+
+    @property
+    def images_per_second_range(self) -> tuple[float, float]:
+        band = self.error_band_pct / 100.0
+        return self.images_per_second * (1 - band), self.images_per_second * (1 + band)
+
+    def as_dict(self) -> dict[str, Any]:
+        low, high = self.images_per_second_range
+        return {
+            "network": self.network,
+            "platform": self.platform,
+            "power_mode": self.power_mode,
+            "cores": self.cores,
+            "batch": self.batch,
+            "precision": self.precision,
+            "sparse": self.sparse,
+            "images_per_second": round(self.images_per_second, 2),
+            "latency_ms": round(self.latency_ms, 4),
+            "error_band": {"pct": self.error_band_pct, "images_per_second_low": round(low, 2),
+                           "images_per_second_high": round(high, 2), "calibrated": not self.out_of_region,
+                           "out_of_region": self.out_of_region},
+            "measured_images_per_second": self.measured_images_per_second,
+            "split_ms": {k: round(v, 4) for k, v in self.split_ms.items()},
+            "layers": [layer.as_dict() for layer in self.layers],
+            "assumptions": self.assumptions,
+        }
+
+
+def layer_kind(op: DlaOp) -> str:
+    """Kind label used to tell whether the fit data covered this kind of layer."""
+    if op.kind == "conv" and op.image_input:
+        return "conv-image-input"
+    if op.kind == "conv" and op.groups > 1:
+        return "conv-grouped"
+    return op.kind
+
+
+def placement_of(loaded: LoadedModel, target: Target, precision: str) -> tuple[dict[str, str], str, int]:
+    """Node placement from ``check``; without it every computing node is assumed to run on the DLA."""
+    try:
+        from dlakit.check import check_model
+    except ImportError:
+        return {}, "assumed: all nodes on DLA (dlakit.check unavailable)", 0
+    report = check_model(loaded, target, precision)
+    placement = {n.name: n.placement for n in report.nodes}
+    fixable = sum(1 for p in placement.values() if p == "fixable")
+    return placement, "dlakit check", fixable
+
+
+def model_batch(loaded: LoadedModel) -> int:
+    for value in loaded.graph.inputs:
+        dims = static_dims(value)
+        if dims and len(dims) >= 4:
+            return int(math.prod(dims[:-3]))
+    return 1
+
+
+def prepare(loaded: LoadedModel, target: Target, precision: str = "int8",
+            placement: dict[str, str] | None = None) -> Prepared:
+    if precision not in PRECISIONS:
+        raise DlakitError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+    source, fixable = "given", 0
+    if placement is None:
+        placement, source, fixable = placement_of(loaded, target, precision)
+    ops = build_ops(loaded.graph, placement)
+    if not any(op.device == "dla" and op.kind != "free" for op in ops):
+        raise DlakitError(f"{loaded.source}: no layer of this network runs on the DLA of {target.platform.name}; "
+                          "run dlakit check to see why")
+    return Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
+
+
+def conditions_for(target: Target, power_mode: str | None = None, cores: int | None = None, sparse: bool = False,
+                   precision: str = "int8", dla_mhz: float | None = None, emc_mhz: float | None = None,
+                   data: PerfData | None = None) -> tuple[Conditions, str]:
+    """Resolve the clocks (power mode, optionally overridden), DRAM bandwidth and core count."""
+    data = data or load_perf_data()
+    plat = target.platform
+    mode = plat.power_mode(power_mode)
+    cores = plat.dla_cores if cores is None else cores
+    if not 1 <= cores <= plat.dla_cores:
+        raise DlakitError(f"--cores: {plat.name} has {plat.dla_cores} DLA core(s); choose 1..{plat.dla_cores}")
+    for flag, value in (("--dla-mhz", dla_mhz), ("--emc-mhz", emc_mhz)):
+        if value is not None and not 0 < value < 10000:
+            raise DlakitError(f"{flag}: {value} MHz is not a plausible clock; give MHz like 1369.6")
+    if sparse and not data.spec(plat.dla_generation).sparse:
+        raise DlakitError(f"--sparse: {plat.name} has no structured sparsity on its DLA (Orin only)")
+    label = mode.name if dla_mhz is None and emc_mhz is None else f"{mode.name} (custom clocks)"
+    emc = emc_mhz or mode.emc_mhz
+    cond = Conditions(dla_mhz=dla_mhz or mode.dla_mhz, emc_mhz=emc, dram_gbps=plat.dram_gbps(emc), cores=cores,
+                      precision=precision, sparse=sparse, gpu_mhz=data.gpu_clock(plat.key, mode.name))
+    return cond, label
+
+
+def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfData | None = None,
+             calib: Calibration | None = None) -> Estimate:
+    """Price the prepared ops under ``cond`` and assemble the estimate with its error band."""
+    data = data or load_perf_data()
+    calib = calib or data.calibration
+    spec = data.spec(prep.target.platform.dla_generation)
+    raws = raw_costs(prep.ops, data, spec, cond)
+    on_dla = np.array([op.device == "dla" for op in prep.ops])
+    cycles = np.array([r.cycles for r in raws])
+    dram = np.array([r.dram_bytes for r in raws])
+    counted = np.array([r.counted for r in raws], dtype=float)
+    bandwidth = core_bandwidth(spec, cond)
+    times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz)
+    gpu = np.array([gpu_time(op, r, data, cond) if op.device == "gpu" and r.counted else 0.0
+                    for op, r in zip(prep.ops, raws, strict=True)])
+    times = np.where(on_dla, times, gpu)
+    crossings, crossing_bytes = _transitions(prep.ops, cond, spec)
+    reformat_bw = cond.dram_gbps * 1e9 * data.gpu["dram_efficiency"].value
+    transition_s = crossings * data.gpu["transition_us"].value * 1e-6 + crossing_bytes / reformat_bw
+    latency = float(times.sum()) + transition_s
+    gpu_s = float(gpu.sum()) + transition_s
+    # One instance per core; the GPU parts of all instances share the one GPU.
+    period = max(latency, cond.cores * gpu_s)
+    ips = cond.cores * prep.batch / period
+    layers = []
+    for i, op in enumerate(prep.ops):
+        if op.kind == "free":
+            continue
+        if op.device == "gpu":
+            bound = "gpu"
+        else:
+            hidden = min(compute[i], memory[i]) * calib.overlap
+            overhead = times[i] - compute[i] - memory[i] + hidden
+            bound = max((compute[i], "compute"), (memory[i], "memory"), (overhead, "overhead"))[1]
+        layers.append(LayerEstimate(op.name, op.device, layer_kind(op), float(times[i]) * 1e6,
+                                    float(times[i]) / latency, bound, int(op.macs), int(dram[i]), op.nodes,
+                                    raws[i].sparse_applied))
+    dla_compute = float((compute * on_dla).sum())
+    dla_memory = float((memory * on_dla).sum())
+    dla_total = float((times * on_dla).sum())
+    overhead = float((counted * on_dla).sum()) * overhead_seconds(calib.op_overhead_us, cond.emc_mhz)
+    split = {"compute": dla_compute, "memory": dla_memory, "overhead": overhead,
+             "overlap_saved": dla_compute + dla_memory + overhead - dla_total,
+             "dla": dla_total, "gpu": float(gpu.sum()), "transitions": transition_s}
+    reasons = out_of_region(prep, cond, calib)
+    band = calib.error_band_pct * (2.0 if reasons else 1.0)
+    assumptions = {
+        "platform": prep.target.platform.key, "release": prep.target.release.key,
+        "dla_generation": spec.generation, "dla_mhz": cond.dla_mhz, "emc_mhz": cond.emc_mhz,
+        "dram_gbps_peak": round(cond.dram_gbps, 2), "core_dram_gbps_peak": round(bandwidth / 1e9, 2),
+        "macs_per_clk": spec.int8_macs_per_clk if cond.precision == "int8" else spec.fp16_macs_per_clk,
+        "atomic_c": spec.atomic_c, "atomic_k": spec.atomic_k, "sram_bytes": spec.sram_bytes,
+        "cbuf_bytes": spec.cbuf_bytes, "placement": prep.placement_source,
+        "gpu_mhz": cond.gpu_mhz, "transitions": crossings, "fixable_layers_on_gpu": prep.fixable,
+        "calibration": {"version": calib.version, "fitted": calib.fitted, "compute_efficiency":
+                        calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
+                        "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},
+        "low_confidence_parameters": spec.low_confidence(),
+    }
+    return Estimate(prep.name, prep.target.platform.key, mode_label, cond.cores, prep.batch, cond.precision,
+                    cond.sparse, ips, latency * 1e3, layers, {k: v * 1e3 for k, v in split.items()},
+                    band, reasons, assumptions, measured_for(prep, cond, mode_label, calib))
+
+
+def measured_for(prep: Prepared, cond: Conditions, mode_label: str, calib: Calibration) -> float | None:
+    """NVIDIA's measured images/s for exactly this case, when it is one of the calibration rows."""
+    if prep.target.platform.key not in CALIBRATED_PLATFORMS or cond.precision != "int8":
+        return None
+    weights = "sparse" if cond.sparse else "dense"
+    for row in calib.residuals:
+        if (row.get("network") == prep.name and row.get("weights") == weights and row.get("power_mode") == mode_label
+                and row.get("batch", prep.batch) == prep.batch and row.get("cores", 2) == cond.cores):
+            return float(row["measured"])
+    return None
+
+
+def _transitions(ops: list[DlaOp], cond: Conditions, spec: DlaSpec) -> tuple[int, float]:
+    """Tensors crossing between GPU and DLA: each is a task switch plus a reformat (read + write) through DRAM."""
+    device = {op.output.name: op.device for op in ops if op.output is not None}
+    seen: set[tuple[str, str]] = set()
+    total = 0.0
+    for op in ops:
+        for t in op.inputs:
+            src = device.get(t.name, "dla" if not t.graph_input else op.device)
+            if src != op.device and (t.name, op.device) not in seen:
+                seen.add((t.name, op.device))
+                total += 2 * tensor_bytes(t, cond, spec)
+    return len(seen), total
+
+
+def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[str]:
+    """Why this estimate is an extrapolation from the fit data, one reason per line (empty: calibrated)."""
+    reasons = []
+    plat = prep.target.platform
+    if plat.dla_generation != 2:
+        reasons.append(f"{plat.name}: first-generation DLA, no measurement in the fit; parameters from NVDLA nv_full")
+    elif plat.key not in CALIBRATED_PLATFORMS:
+        reasons.append(f"{plat.name}: fit data is AGX Orin 64GB only; same DLA, other clocks/DRAM")
+    if cond.precision != "int8":
+        reasons.append("FP16: the fit has INT8 only, and the Orin FP16 MAC rate is a low-confidence guess")
+    if cond.cores != 2:
+        reasons.append(f"{cond.cores} core(s): the fit has two cores sharing DRAM; one core's bus share is a guess")
+    if not CALIBRATED_DLA_MHZ[0] <= cond.dla_mhz <= CALIBRATED_DLA_MHZ[1]:
+        reasons.append(f"DLA clock {cond.dla_mhz:g} MHz outside the fitted {CALIBRATED_DLA_MHZ[0]:g}-"
+                       f"{CALIBRATED_DLA_MHZ[1]:g} MHz")
+    if prep.batch not in CALIBRATED_BATCHES:
+        reasons.append(f"batch {prep.batch}: the fit has batches 1 and 2 only")
+    missing = sorted(prep.kinds - set(calib.layer_kinds))
+    if missing:
+        reasons.append(f"layer types absent from the fit data: {', '.join(missing)}")
+    if any(op.device == "gpu" and op.kind != "free" for op in prep.ops):
+        reasons.append("GPU fallback layers: GPU roofline and transition costs are not calibrated")
+    return reasons

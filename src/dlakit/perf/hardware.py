@@ -1,0 +1,172 @@
+"""Hardware parameters and calibration of the DLA performance model, loaded from ``data/perf.toml``.
+
+Hardware facts are data, not code: each parameter carries its source and a confidence, so the estimate can say
+which of its inputs are guesses. The file is validated when loaded, and a broken entry fails loudly naming itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+CONFIDENCE = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One sourced number: the value, where it comes from, how sure we are."""
+
+    value: float
+    source: str
+    confidence: str = "high"
+
+
+@dataclass(frozen=True)
+class DlaSpec:
+    """One DLA core of a generation: MAC array geometry, buffers and the rates of the side units."""
+
+    generation: int
+    name: str
+    params: dict[str, Param]
+
+    def __getattr__(self, key: str) -> float:
+        try:
+            return self.params[key].value
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def low_confidence(self) -> list[str]:
+        return sorted(k for k, p in self.params.items() if p.confidence == "low")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted global parameters, with how and how well they were fitted."""
+
+    version: str
+    fitted: str
+    data: str
+    procedure: str
+    compute_efficiency: float
+    dram_efficiency: float
+    op_overhead_us: float
+    overlap: float
+    rows: int
+    median_abs_pct: float
+    lono_median_abs_pct: float
+    lono_p90_abs_pct: float
+    error_band_pct: float
+    networks: tuple[str, ...] = ()
+    layer_kinds: tuple[str, ...] = ()
+    residuals: tuple[dict[str, Any], ...] = field(default=())
+
+    FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us", "overlap")
+
+    def vector(self) -> list[float]:
+        return [float(getattr(self, k)) for k in self.FITTED]
+
+
+@dataclass(frozen=True)
+class PerfData:
+    generations: dict[int, DlaSpec]
+    model: dict[str, Param]
+    gpu: dict[str, Param]
+    gpu_mhz: dict[str, dict[str, float]]
+    calibration: Calibration
+
+    def spec(self, generation: int) -> DlaSpec:
+        if generation not in self.generations:
+            raise ValueError(f"perf.toml: no DLA generation {generation}")
+        return self.generations[generation]
+
+    def gpu_clock(self, platform: str, mode: str | None) -> float:
+        table = self.gpu_mhz.get(platform, {})
+        return float(table.get(mode or "", self.gpu["default_mhz"].value))
+
+
+DLA_KEYS = (
+    "int8_macs_per_clk", "fp16_macs_per_clk", "atomic_c", "atomic_k", "spatial_lanes", "cbuf_bytes", "sram_bytes",
+    "depthwise_macs_per_clk", "sdp_elems_per_clk", "pdp_elems_per_clk", "cdp_elems_per_clk", "dma_bytes_per_clk",
+    "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
+    "core_bus_share",
+)
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share")
+GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_efficiency", "layer_overhead_us",
+            "transition_us", "default_mhz")
+
+
+@cache
+def load_perf_data() -> PerfData:
+    text = resources.files("dlakit.data").joinpath("perf.toml").read_text(encoding="utf-8")
+    return parse_perf_data(tomllib.loads(text))
+
+
+def parse_perf_data(data: dict[str, Any]) -> PerfData:
+    """Build and check the parameter set; every missing or out-of-range entry is named."""
+    generations = {}
+    for key, entry in data.get("generation", {}).items():
+        gen = int(key)
+        params = _params(f"generation.{key}", entry, DLA_KEYS)
+        spec = DlaSpec(generation=gen, name=str(entry.get("name", key)), params=params)
+        if spec.atomic_c * spec.atomic_k * spec.spatial_lanes != spec.int8_macs_per_clk:
+            raise ValueError(f"perf.toml: generation.{key}: atomic_c x atomic_k x spatial_lanes != int8_macs_per_clk")
+        if not 0 < spec.core_bus_share <= 1:
+            raise ValueError(f"perf.toml: generation.{key}: core_bus_share must be in (0, 1]")
+        generations[gen] = spec
+    if not {1, 2} <= set(generations):
+        raise ValueError("perf.toml: generations 1 (Xavier) and 2 (Orin) are both needed")
+    model = _params("model", data.get("model", {}), MODEL_KEYS)
+    for key in MODEL_KEYS:
+        if not 0 < model[key].value <= 1:
+            raise ValueError(f"perf.toml: model.{key} must be in (0, 1]")
+    gpu = _params("gpu", data.get("gpu", {}), GPU_KEYS)
+    gpu_mhz = {plat: {m: float(v) for m, v in modes.items()} for plat, modes in data.get("gpu_mhz", {}).items()}
+    return PerfData(generations, model, gpu, gpu_mhz, _calibration(data.get("calibration", {})))
+
+
+def _params(where: str, entry: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Param]:
+    params = {}
+    for key in keys:
+        raw = entry.get(key)
+        if not isinstance(raw, dict) or "value" not in raw or not raw.get("source"):
+            raise ValueError(f"perf.toml: {where}.{key} must be {{ value = ..., source = \"...\" }}")
+        value = raw["value"]
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"perf.toml: {where}.{key} must be a non-negative number or a boolean")
+        confidence = raw.get("confidence", "high")
+        if confidence not in CONFIDENCE:
+            raise ValueError(f"perf.toml: {where}.{key}: confidence must be one of {CONFIDENCE}")
+        params[key] = Param(float(value), str(raw["source"]), confidence)
+    return params
+
+
+def _calibration(entry: dict[str, Any]) -> Calibration:
+    try:
+        calib = Calibration(
+            version=str(entry["version"]),
+            fitted=str(entry["fitted"]),
+            data=str(entry["data"]),
+            procedure=str(entry["procedure"]),
+            compute_efficiency=float(entry["compute_efficiency"]),
+            dram_efficiency=float(entry["dram_efficiency"]),
+            op_overhead_us=float(entry["op_overhead_us"]),
+            overlap=float(entry["overlap"]),
+            rows=int(entry["rows"]),
+            median_abs_pct=float(entry["median_abs_pct"]),
+            lono_median_abs_pct=float(entry["lono_median_abs_pct"]),
+            lono_p90_abs_pct=float(entry["lono_p90_abs_pct"]),
+            error_band_pct=float(entry["error_band_pct"]),
+            networks=tuple(entry.get("networks", [])),
+            layer_kinds=tuple(entry.get("layer_kinds", [])),
+            residuals=tuple(entry.get("residuals", [])),
+        )
+    except KeyError as exc:
+        raise ValueError(f"perf.toml: calibration lacks {exc}") from None
+    if not (0 < calib.compute_efficiency <= 1.5 and 0 < calib.dram_efficiency <= 1.5 and 0 <= calib.overlap <= 1):
+        raise ValueError("perf.toml: calibration parameters out of range (efficiencies in (0, 1.5], overlap in [0, 1])")
+    return calib

@@ -1,0 +1,229 @@
+"""Turn a placed ONNX graph into the operations a DLA core executes.
+
+The DLA compiler does not run ONNX nodes one by one: a convolution carries its bias, batch-norm / scale, activation
+and a residual element-wise add through the SDP pipeline behind the MAC array, and writes one tensor. Pooling (PDP),
+LRN (CDP), resize / transposes (data-movement engines) and stand-alone element-wise ops (SDP) run as their own
+operations. Reshapes and channel concatenations cost nothing (producers write in place). Performance depends on that
+grouping far more than on the node count, so the model prices :class:`DlaOp` objects, not nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+
+from dlakit.model import is_constant, is_folded, node_macs, static_dims
+
+CONV_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+SCALE_OPS = frozenset({"BatchNormalization", "Add", "Sub", "Mul", "Div"})
+ACTIVATION_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "PRelu", "HardSigmoid", "HardSwish"})
+POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMean"})
+ELTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Equal", "Greater", "Less", "Abs",
+                         "Neg", "Sin", "Cos", "Atanh", "Sqrt", "Exp", "Log", "Reciprocal", "Where"})
+FREE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Cast"})
+MOVE_OPS = frozenset({"Transpose", "DepthToSpace", "SpaceToDepth", "Slice", "Split", "Pad", "Tile", "Expand"})
+RESIZE_OPS = frozenset({"Resize", "Upsample"})
+
+#: Execution unit per op kind (NVDLA names: CONV core, depth-wise processor, SDP, PDP, CDP, DMA/rubik engines).
+UNIT = {"conv": "conv", "fc": "conv", "deconv": "conv", "depthwise": "dwp", "pool": "pdp", "lrn": "cdp",
+        "eltwise": "sdp", "activation": "sdp", "softmax": "sdp", "move": "dma", "resize": "dma", "free": "none",
+        "other": "sdp"}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor as the DLA stores it: N, C, H, W (lower ranks padded with ones on the right)."""
+
+    name: str
+    dims: tuple[int, int, int, int]
+    graph_input: bool = False
+    graph_output: bool = False
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.dims)
+
+
+@dataclass
+class DlaOp:
+    """One operation as the DLA (or the GPU, for fallback layers) executes it, with what it fused."""
+
+    name: str
+    kind: str
+    device: str
+    nodes: list[str]
+    macs: int = 0
+    inputs: list[Tensor] = field(default_factory=list)
+    output: Tensor | None = None
+    weight_elems: int = 0
+    # convolution geometry (per whole tensor; groups split C and K)
+    in_c: int = 0
+    out_c: int = 0
+    groups: int = 1
+    kernel: tuple[int, int] = (1, 1)
+    out_pixels: int = 0
+    image_input: bool = False
+
+    @property
+    def unit(self) -> str:
+        return UNIT[self.kind]
+
+
+def _tensor(value: ir.Value, graph: ir.Graph) -> Tensor | None:
+    dims = static_dims(value)
+    if dims is None:
+        return None
+    dims = tuple(dims) or (1,)
+    if len(dims) > 4:
+        dims = (dims[0], math.prod(dims[1:-2]), dims[-2], dims[-1])
+    n, c, h, w = (*dims, 1, 1, 1)[:4]
+    is_output = any(v is value for v in graph.outputs)
+    return Tensor(value.name or "?", (n, c, h, w), value.is_graph_input(), is_output)
+
+
+def _dynamic_inputs(node: ir.Node) -> list[ir.Value]:
+    return [v for v in node.inputs if v is not None and not is_constant(v)]
+
+
+def _weight_elems(node: ir.Node) -> int:
+    total = 0
+    for value in node.inputs:
+        if value is not None and is_constant(value):
+            dims = static_dims(value)
+            total += math.prod(dims) if dims else 0
+    return total
+
+
+def classify(node: ir.Node) -> str:
+    """The op kind of a single node, as the DLA compiler would run it on its own."""
+    op = node.op_type
+    if op == "Conv":
+        weight = static_dims(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+        groups = node.attributes.get_int("group", 1)
+        if groups > 1 and weight is not None and weight[1] == 1:
+            return "depthwise"
+        return "conv"
+    if op == "ConvTranspose":
+        return "deconv"
+    if op in ("Gemm", "MatMul"):
+        return "fc" if len(node.inputs) > 1 and is_constant(node.inputs[1]) else "other"
+    if op in POOL_OPS:
+        return "pool"
+    if op == "LRN":
+        return "lrn"
+    if op in ACTIVATION_OPS or op == "BatchNormalization":
+        return "activation"
+    if op in ELTWISE_OPS:
+        return "eltwise"
+    if op == "Softmax":
+        return "softmax"
+    if op in FREE_OPS:
+        return "free"
+    if op in MOVE_OPS:
+        return "move"
+    if op in RESIZE_OPS:
+        return "resize"
+    return "other"
+
+
+def _fusable(node: ir.Node, residual_taken: bool, out: ir.Value) -> str | None:
+    """'scale', 'act' or 'residual' if ``node`` can ride in the SDP behind a convolution producing ``out``."""
+    op = node.op_type
+    if op in ACTIVATION_OPS:
+        return "act"
+    if op not in SCALE_OPS:
+        return None
+    others = [v for v in node.inputs if v is not None and v is not out]
+    if all(is_constant(v) for v in others):
+        return "scale"
+    same_shape = len(others) == 1 and static_dims(others[0]) == static_dims(out)
+    return "residual" if op == "Add" and not residual_taken and same_shape else None
+
+
+def build_ops(graph: ir.Graph, placement: Mapping[str, str] | None = None) -> list[DlaOp]:
+    """Group the graph's non-folded nodes into DLA operations, following the compiler's fusions.
+
+    ``placement`` maps node names to ``dla``/``gpu``/``fixable``/``folded`` (from ``check``); nodes it does not name
+    run on the DLA. Fusion never crosses a device boundary or a tensor read by two consumers, because the fused
+    intermediate is never written out.
+    """
+    placement = placement or {}
+    consumers: dict[int, list[ir.Node]] = {}
+    for node in graph:
+        if is_folded(node):
+            continue
+        for value in node.inputs:
+            if value is not None:
+                consumers.setdefault(id(value), []).append(node)
+    outputs = {id(v) for v in graph.outputs}
+
+    def device(node: ir.Node) -> str:
+        where = placement.get(node.name, "dla")
+        return "dla" if where in ("dla", "folded") else "gpu"
+
+    ops: list[DlaOp] = []
+    absorbed: set[int] = set()
+    for node in graph:
+        if is_folded(node) or id(node) in absorbed or placement.get(node.name) == "folded":
+            continue
+        kind = classify(node)
+        dev = device(node)
+        inputs = [t for v in _dynamic_inputs(node) if (t := _tensor(v, graph)) is not None]
+        op = DlaOp(name=node.name, kind=kind, device=dev, nodes=[node.name], macs=node_macs(node),
+                   inputs=inputs, weight_elems=_weight_elems(node) if kind in ("conv", "fc", "deconv",
+                                                                               "depthwise") else 0)
+        if kind in ("conv", "depthwise", "deconv", "fc"):
+            _conv_geometry(op, node)
+            out = node.outputs[0]
+            residual = False
+            while dev == "dla" and id(out) not in outputs:
+                users = consumers.get(id(out), [])
+                if len(users) != 1 or id(users[0]) in absorbed or device(users[0]) != dev:
+                    break
+                fused = _fusable(users[0], residual, out)
+                if fused is None:
+                    break
+                if fused == "residual":
+                    residual = True
+                    other = next(v for v in users[0].inputs if v is not None and v is not out)
+                    if (t := _tensor(other, graph)) is not None:
+                        op.inputs.append(t)
+                absorbed.add(id(users[0]))
+                op.nodes.append(users[0].name)
+                out = users[0].outputs[0]
+            op.output = _tensor(out, graph)
+        elif node.outputs:
+            op.output = _tensor(node.outputs[0], graph)
+        ops.append(op)
+    return ops
+
+
+def _conv_geometry(op: DlaOp, node: ir.Node) -> None:
+    """Channels, groups, kernel and output pixels the MAC array iterates over (FC = 1x1 conv over N pixels)."""
+    out = static_dims(node.outputs[0]) or ()
+    weight = static_dims(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    if node.op_type in ("Gemm", "MatMul"):
+        inp = static_dims(node.inputs[0]) or (1,)
+        trans_b = node.op_type == "Gemm" and node.attributes.get_int("transB", 0)
+        k_dim = (weight[1] if trans_b else weight[0]) if weight and len(weight) == 2 else (inp[-1] if inp else 1)
+        op.in_c = int(k_dim)
+        op.out_c = int(out[-1]) if out else 1
+        op.out_pixels = math.prod(out[:-1]) if out else 1
+        return
+    op.groups = node.attributes.get_int("group", 1)
+    if weight is None or len(weight) != 4 or len(out) != 4:
+        op.in_c, op.out_c, op.out_pixels = 1, 1, max(1, op.macs)
+        return
+    if node.op_type == "ConvTranspose":
+        inp = static_dims(node.inputs[0]) or out
+        op.in_c, op.out_c = int(weight[0]), int(weight[1]) * op.groups
+        op.out_pixels = inp[0] * inp[2] * inp[3] if len(inp) == 4 else out[0] * out[2] * out[3]
+    else:
+        op.in_c, op.out_c = int(weight[1]) * op.groups, int(weight[0])
+        op.out_pixels = out[0] * out[2] * out[3]
+        src = node.inputs[0]
+        op.image_input = bool(src is not None and src.is_graph_input())
+    op.kernel = (int(weight[2]), int(weight[3]))

@@ -1,0 +1,171 @@
+"""The per-layer DLA model: data, fusion, MAC-array atoms, and the monotonic behaviour any DLA engineer expects."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+
+import pytest
+
+from dlakit.errors import DlakitError
+from dlakit.model import load_model
+from dlakit.perf import conditions_for, evaluate, load_perf_data, prepare
+from dlakit.perf.cost import Conditions, conv_cycles
+from dlakit.perf.hardware import parse_perf_data
+from dlakit.perf.ops import build_ops
+from dlakit.targets import resolve_target
+from tests.test_perf_nets import mobilenet_v1, resnet, single_conv
+
+ORIN = resolve_target("agx-orin-64gb", "jetpack-5.1.1")
+
+
+@pytest.fixture(scope="module")
+def r50():
+    return prepare(load_model(resnet(50, batch=2)), ORIN, placement={})
+
+
+@pytest.fixture(scope="module")
+def r34():
+    return prepare(load_model(resnet(34, (768, 1280), classes=None)), ORIN, placement={})
+
+
+def run(prep, mode=None, **kw):
+    calib = kw.pop("calib", None)
+    cond, label = conditions_for(prep.target, mode, **kw)
+    return evaluate(prep, cond, label, calib=calib)
+
+
+def test_hardware_data_is_sourced_and_consistent():
+    data = load_perf_data()
+    orin, xavier = data.spec(2), data.spec(1)
+    assert orin.int8_macs_per_clk == 8192 and xavier.int8_macs_per_clk == 2048
+    assert orin.fp16_macs_per_clk < xavier.fp16_macs_per_clk  # NVIDIA: Orin traded FP16 for INT8
+    assert orin.sram_bytes == 1 << 20 and orin.cbuf_bytes == 512 << 10
+    for spec in (orin, xavier):
+        assert all(p.source for p in spec.params.values())
+
+
+def test_broken_perf_data_names_the_entry():
+    raw = tomllib.loads(resources.files("dlakit.data").joinpath("perf.toml").read_text(encoding="utf-8"))
+    raw["generation"]["2"]["atomic_k"] = {"value": 32}  # no source
+    with pytest.raises(ValueError, match=r"generation\.2\.atomic_k"):
+        parse_perf_data(raw)
+    raw["generation"]["2"]["atomic_k"] = {"value": 64, "source": "x"}  # atoms no longer multiply to 8192
+    with pytest.raises(ValueError, match="atomic_c x atomic_k"):
+        parse_perf_data(raw)
+
+
+def test_conv_bn_relu_residual_fuse_into_one_op(r50):
+    convs = [op for op in r50.ops if op.kind in ("conv", "conv-image-input")]
+    assert len(convs) == 53  # 1 stem + 16 blocks x 3 + 4 projections
+    with_add = [op for op in convs if any(n.endswith("_add") for n in op.nodes)]
+    assert len(with_add) == 16  # one residual add per bottleneck, fused with its ReLU
+    assert all(len(op.inputs) == 2 for op in with_add)  # the skip tensor is read by the fused op
+    assert sum(op.kind == "pool" for op in r50.ops) == 2
+
+
+def test_depthwise_runs_on_its_own_unit():
+    ops = build_ops(load_model(mobilenet_v1((224, 224))).graph)
+    assert sum(op.kind == "depthwise" for op in ops) == 13
+    assert all(op.unit == "dwp" for op in ops if op.kind == "depthwise")
+
+
+def _cycles(cin: int, cout: int = 64, precision: str = "int8", sparse: bool = False) -> float:
+    op = next(op for op in build_ops(load_model(single_conv(cin, cout, 32)).graph) if not op.image_input)
+    cond = Conditions(1600, 3200, 204.8, precision=precision, sparse=sparse)
+    return conv_cycles(op, load_perf_data().spec(2), cond)[0]
+
+
+def test_atomic_channel_groups_waste_lanes():
+    assert _cycles(16) == _cycles(64)  # 16 channels fill a quarter of a 64-wide atom, same cycles
+    assert _cycles(65) == 2 * _cycles(64)  # one channel over needs a second atom
+    assert _cycles(64, 33) == 2 * _cycles(64, 32)
+    assert _cycles(256, precision="fp16") == 16 * _cycles(256)  # Orin FP16: 512 vs 8192 MAC/clk
+    assert _cycles(256, sparse=True) == _cycles(256) / 2
+    assert _cycles(64, sparse=True) == _cycles(64)  # C must exceed 64 for DLA sparsity
+
+
+def test_image_input_layer_uses_channel_extension(r50):
+    stem = next(op for op in r50.ops if op.image_input)
+    cond = Conditions(1600, 3200, 204.8)
+    cycles, _ = conv_cycles(stem, load_perf_data().spec(2), cond)
+    naive = stem.out_pixels / 4 * 49 * 2  # 7x7 taps, 1 C-atom, 2 K-atoms of 32, 4 spatial lanes
+    ideal = stem.macs / 8192
+    assert ideal < cycles < naive / 3
+
+
+def test_lower_clocks_are_slower(r50):
+    base = run(r50, "MAXN").images_per_second
+    assert run(r50, "MAXN", dla_mhz=800).images_per_second < base
+    assert run(r50, "MAXN", emc_mhz=1600).images_per_second < base
+    modes = [run(r50, m).images_per_second for m in ("MAXN", "30W", "15W")]
+    assert modes[0] > modes[1] > modes[2]
+
+
+def test_two_cores_double_compute_bound_throughput(r34):
+    roofline = dataclasses.replace(load_perf_data().calibration, overlap=1.0)
+    two = run(r34, "15W", cores=2, calib=roofline)
+    one = run(r34, "15W", cores=1, calib=roofline)
+    assert 1.8 <= two.images_per_second / one.images_per_second <= 2.0
+    assert one.out_of_region and "core" in " ".join(one.out_of_region)
+
+
+def test_sparse_speeds_up_compute_bound_layers_only(r34):
+    roofline = dataclasses.replace(load_perf_data().calibration, overlap=1.0)
+    dense = run(r34, "MAXN", calib=roofline)
+    sparse = run(r34, "MAXN", sparse=True, calib=roofline)
+    assert sparse.images_per_second > dense.images_per_second
+    for d, s in zip(dense.layers, sparse.layers, strict=True):
+        assert s.time_us <= d.time_us + 1e-9
+        if d.bound != "compute" or not s.sparse:
+            assert s.time_us == pytest.approx(d.time_us)
+
+
+def test_sparse_gain_grows_as_compute_gets_scarcer(r34):
+    gains = []
+    for mode in ("MAXN", "30W", "15W"):
+        gains.append(run(r34, mode, sparse=True).images_per_second / run(r34, mode).images_per_second)
+    assert gains[2] >= gains[0] - 1e-9
+    assert all(g >= 1 for g in gains)
+
+
+def test_batch_amortises_overhead_and_weights():
+    one = prepare(load_model(resnet(50, batch=1)), ORIN, placement={})
+    two = prepare(load_model(resnet(50, batch=2)), ORIN, placement={})
+    assert run(two).images_per_second > run(one).images_per_second
+    assert run(two).latency_ms > run(one).latency_ms
+
+
+def test_fp16_and_xavier_are_flagged_outside_calibration(r50):
+    fp16 = run(r50, precision="fp16")
+    assert fp16.images_per_second < run(r50).images_per_second
+    assert any("FP16" in r for r in fp16.out_of_region)
+    assert fp16.error_band_pct == 2 * load_perf_data().calibration.error_band_pct
+    xavier = prepare(load_model(resnet(50, batch=2)), resolve_target("agx-xavier"), placement={})
+    est = run(xavier)
+    assert any("first-generation" in r for r in est.out_of_region)
+    assert est.images_per_second < run(r50).images_per_second
+    with pytest.raises(DlakitError, match="sparsity"):
+        run(xavier, sparse=True)
+
+
+def test_gpu_fallback_is_priced_apart(r50):
+    gap = next(op.name for op in r50.ops if op.kind == "pool" and "gap" in op.name)
+    placed = prepare(load_model(resnet(50, batch=2)), ORIN, placement={gap: "gpu"})
+    est = run(placed)
+    assert est.split_ms["gpu"] > 0 and est.split_ms["transitions"] > 0
+    assert est.assumptions["transitions"] == 2
+    assert any("GPU" in r for r in est.out_of_region)
+    assert est.images_per_second < run(r50).images_per_second
+
+
+def test_bad_inputs_give_one_line_errors(r50):
+    with pytest.raises(DlakitError, match="not a power mode"):
+        run(r50, "42W")
+    with pytest.raises(DlakitError, match="--cores"):
+        run(r50, cores=3)
+    with pytest.raises(DlakitError, match="no DLA"):
+        resolve_target("orin-nano")
+    with pytest.raises(DlakitError, match="--precision"):
+        prepare(load_model(resnet(18, (64, 64))), ORIN, precision="fp32")
