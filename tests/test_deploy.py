@@ -214,3 +214,21 @@ def test_cli_compare_profile_and_bracketed_names_print_verbatim(tmp_path):
     data = json.loads(run("compare", str(path), "--profile", str(DATA / "profile.json"), "-f", "json").stdout)
     assert data["timing"]["subgraphs"][1]["name"] == "{ForeignNode[conv2]}" and data["placement"] is None
     assert_one_line_error(run("compare", str(path)), "--log", "--profile")
+
+
+def test_refit_writes_a_local_profile_that_estimate_uses(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLAKIT_PROFILE_DIR", str(tmp_path / "profiles"))
+    path = tmp_path / "sample.onnx"
+    onnx.save(_sample_model(), path)
+    before = json.loads(run("estimate", str(path), "--cores", "1", "-f", "json").stdout)["latency_ms"]
+    result = run("compare", str(path), "--profile", str(DATA / "profile.json"), "--refit", "myboard", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "profiles" / "myboard.toml").is_file()
+    after = json.loads(run("estimate", str(path), "--cores", "1", "-f", "json", "--profile", "myboard").stdout)
+    measured = json.loads(result.stdout)["timing"]["measured_total_ms"]
+    # the refit moves the prediction most of the way from the shipped model to the board's measurement
+    assert abs(after["latency_ms"] - measured) < 0.25 * abs(before - measured)
+    assert after["assumptions"]["calibration"]["version"].startswith("local-")
+    assert_one_line_error(run("estimate", str(path), "--profile", "nosuch"), "no local profile 'nosuch'")
+    assert_one_line_error(run("compare", str(path), "--log", str(DATA / "trt85_build.log"), "--refit", "x"),
+                          "--refit needs --profile")

@@ -90,6 +90,8 @@ def compare(
     log: str | None = typer.Option(None, "--log", help="trtexec build log (--verbose not needed)."),
     profile: str | None = typer.Option(None, "--profile", help="trtexec --exportProfile JSON (one DLA core)."),
     power_mode: str | None = typer.Option(None, "--power-mode", help="Power mode the board ran in."),
+    refit: str | None = typer.Option(None, "--refit", help="Refit the performance model to this measurement and "
+                                     "save it as local profile NAME (dlakit estimate --profile NAME)."),
     platform: str | None = PlatformOpt,
     release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
@@ -98,6 +100,8 @@ def compare(
 ) -> None:
     """Compare what TensorRT did on the device (build log, profile) with dlakit's placement and estimate."""
     check_format(fmt, ("table", "json"))
+    if refit and profile is None:
+        raise DlakitError("--refit needs --profile (trtexec --exportProfile JSON measured on the board)")
     if log is None and profile is None:
         raise DlakitError("compare: give --log (trtexec build log) and/or --profile (trtexec --exportProfile JSON)")
     precision = "int8" if int8 else "fp16"
@@ -116,7 +120,18 @@ def compare(
 
         entries = parse_profile(read_text(profile, "profile"), profile)
         cond, label = conditions_for(target, power_mode, cores=1, precision=precision)
-        timing = compare_timing(report, evaluate(prepare(loaded, target, precision), cond, label), entries)
+        prepared = prepare(loaded, target, precision)
+        timing = compare_timing(report, evaluate(prepared, cond, label), entries)
+        if refit:
+            from dlakit.perf.profiles import BoardMeasurement, save_profile
+            from dlakit.perf.profiles import refit as refit_model
+
+            measured = [BoardMeasurement(prepared, cond, label, timing.measured_total_ms)]
+            calib = refit_model(measured)
+            path = save_profile(refit, calib, measured)
+            refitted = evaluate(prepared, cond, label, calib=calib).latency_ms
+            typer.echo(f"refitted profile '{refit}' written to {path}: predicted {timing.predicted_total_ms:.3f} ms "
+                       f"→ {refitted:.3f} ms (measured {timing.measured_total_ms:.3f} ms)", err=True)
     if fmt == "json":
         print_json({"model": report.source, "target": target.label,
                     "placement": result.as_dict() if result else None,

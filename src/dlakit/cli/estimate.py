@@ -76,9 +76,15 @@ def estimate(
     shapes: str | None = ShapesOpt,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     top: int = typer.Option(0, "--top", help="Show only the N slowest layers in the table (0 = all)."),
+    profile: str | None = typer.Option(None, "--profile", help="Local calibration profile (dlakit compare --refit)."),
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
     check_format(fmt, ("table", "json"))
+    calib = None
+    if profile is not None:
+        from dlakit.perf.profiles import load_profile
+
+        calib = load_profile(profile)
     if all_power_modes and (power_mode or dla_mhz or emc_mhz):
         raise DlakitError("--all-power-modes cannot be combined with --power-mode, --dla-mhz or --emc-mhz")
     target = resolve_target(platform, release)
@@ -90,14 +96,14 @@ def estimate(
             variants = [False, True] if (target.is_orin and precision == "int8") else [False]
             for is_sparse in variants:
                 cond, label = conditions_for(target, mode.name, cores, is_sparse, precision)
-                rows.append(evaluate(prep, cond, label))
+                rows.append(evaluate(prep, cond, label, calib=calib))
         if fmt == "json":
             print_json({"network": model, "estimates": [e.as_dict() for e in rows]})
         else:
             render_modes(rows)
         return
     cond, label = conditions_for(target, power_mode, cores, sparse, precision, dla_mhz, emc_mhz)
-    result = evaluate(prep, cond, label)
+    result = evaluate(prep, cond, label, calib=calib)
     if fmt == "json":
         print_json(result.as_dict())
     else:
