@@ -180,3 +180,15 @@ def test_targets_lists_platforms_and_releases():
     keys = {p["key"] for p in data["platforms"]}
     assert {"agx-orin-64gb", "orin-nx-16gb", "agx-xavier", "orin-nano", "thor", "drive-orin"} <= keys
     assert {r["tensorrt"] for r in data["releases"]} >= {"8.5.2", "8.6.11", "10.3.0", "11.4.1"}
+
+
+def test_json_carries_the_sparsity_column(tmp_path):
+    path = tmp_path / "wide.onnx"
+    onnx.save(conv_model(c=128, k=16, hw=(8, 8)), path)
+    data = json.loads(run("check", str(path), "-f", "json").stdout)
+    conv = data["nodes"][0]
+    assert conv["sparsity"]["eligible"] is True and conv["sparsity"]["has_2to4_pattern"] is False
+    assert data["summary"]["sparse_eligible_convs"] == 1
+    xavier = json.loads(run("check", str(path), "-p", "agx-xavier", "-f", "json").stdout)
+    assert xavier["nodes"][0]["sparsity"]["eligible"] is False
+    assert "sparsity" in run("check", str(path)).stdout

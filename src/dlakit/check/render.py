@@ -101,6 +101,12 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
 
 def _notes(report: CheckReport) -> list[str]:
     notes = list(report.notes)
+    sparsity = report.sparsity()
+    if sparsity:
+        eligible = [v for v in sparsity.values() if v["eligible"]]
+        already = sum(1 for v in eligible if v["has_2to4_pattern"])
+        notes.append(f"2:4 sparsity: {len(eligible)} of {len(sparsity)} convolutions can run sparse on this target, "
+                     f"{already} already hold the pattern (dlakit sparsify)")
     counts: dict[str, int] = defaultdict(int)
     messages: dict[str, str] = {}
     for n in report.nodes:
