@@ -20,6 +20,7 @@ import numpy as np
 
 from dlakit.model import load_model
 from dlakit.perf import calibrate, conditions_for, evaluate, load_perf_data, prepare
+from dlakit.perf.cost import overhead_seconds
 from dlakit.targets import resolve_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,7 @@ def fit_report(csv: Path, write: bool) -> None:
         print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params "
               + ", ".join(f"{v:.4g}" for v in p))
     clock_split(cases)
+    model_split(cases, params)
     if write:
         today = datetime.date.today().isoformat()
         digest = hashlib.sha1(csv.read_bytes()).hexdigest()[:8]
@@ -92,6 +94,23 @@ def clock_split(cases: list[calibrate.FitCase]) -> None:
         cycles = group[0].cycles.sum() / 1e6
         print(f"  {net:22s} {weights:6s} DLA-clocked {a / 1600 * 1e3:7.3f} ms @1600 MHz = "
               f"{a / cycles:4.2f} x modelled cycles; EMC-clocked {b / 3200 * 1e3:6.3f} ms @3200 MHz")
+
+
+def model_split(cases: list[calibrate.FitCase], params: list[float]) -> None:
+    """The fitted model's own split at MAXN, to hold against the clock split above: compute (DLA clock), and
+    streamed traffic left exposed, CBUF re-fetches and per-op overhead (all EMC clock)."""
+    print("\nmodel split at MAXN (ms per batch per core, fitted parameters):")
+    for case in cases:
+        if case.row.power_mode != "MAXN":
+            continue
+        eff_c, eff_m, overhead, _ = params
+        compute = case.cycles / (eff_c * case.dla_mhz * 1e6)
+        memory = case.dram / (eff_m * case.bandwidth)
+        refetch = (case.refetch if case.refetch is not None else np.zeros_like(memory)) / (eff_m * case.bandwidth)
+        exposed = np.maximum(compute, memory - refetch) - compute
+        fixed = case.counted.sum() * overhead_seconds(overhead, case.emc_mhz)
+        print(f"  {case.row.network:22s} {case.row.weights:6s} compute {compute.sum() * 1e3:7.3f}  streamed exposed "
+              f"{exposed.sum() * 1e3:6.3f}  CBUF re-fetch {refetch.sum() * 1e3:6.3f}  overhead {fixed * 1e3:6.3f}")
 
 
 def speed_report() -> None:

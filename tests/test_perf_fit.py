@@ -74,13 +74,13 @@ def test_fit_quality_meets_the_targets(cases):
 
 
 def test_leave_one_network_out_is_what_perf_toml_reports(cases):
-    """The cross-validation behind the error band, recomputed. Issue 5 targets a median of 10%; the model gets
-    about 13% (see benchmarks/bench_estimate.py): the check pins the reported figure, not the wish."""
+    """The cross-validation behind the error band, recomputed, against issue 5's target of a 10% median (the
+    model gets about 7% since CBUF re-fetches add to an op's time; see benchmarks/bench_estimate.py)."""
     lono = calibrate.leave_one_network_out(cases)
     held = np.abs(np.concatenate([e for _, e in lono.values()]))
     calib = load_perf_data().calibration
     assert float(np.median(held)) == pytest.approx(calib.lono_median_abs_pct, abs=0.5)
-    assert np.median(held) <= 20.0
+    assert np.median(held) <= 10.0
     assert calib.error_band_pct >= np.percentile(held, 90) - 1.0
 
 

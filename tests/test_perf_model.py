@@ -6,12 +6,22 @@ import dataclasses
 import tomllib
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from dlakit.errors import DlakitError
 from dlakit.model import load_model
 from dlakit.perf import conditions_for, evaluate, load_perf_data, prepare
-from dlakit.perf.cost import Conditions, conv_cycles
+from dlakit.perf.cost import (
+    Conditions,
+    conv_cycles,
+    core_bandwidth,
+    halo_factor,
+    op_times,
+    overhead_seconds,
+    raw_costs,
+    tensor_bytes,
+)
 from dlakit.perf.hardware import parse_perf_data
 from dlakit.perf.ops import build_ops
 from dlakit.targets import resolve_target
@@ -118,7 +128,9 @@ def test_sparse_speeds_up_compute_bound_layers_only(r34):
     assert sparse.images_per_second > dense.images_per_second
     for d, s in zip(dense.layers, sparse.layers, strict=True):
         assert s.time_us <= d.time_us + 1e-9
-        if d.bound != "compute" or not s.sparse:
+        # A CBUF-tiled layer's re-fetches add to its compute rather than hide it, so such a layer can be
+        # memory-bound and still gain from sparsity; a layer without re-fetches gains only when compute-bound.
+        if not s.sparse or (d.bound != "compute" and not d.refetch_bytes):
             assert s.time_us == pytest.approx(d.time_us)
 
 
@@ -169,3 +181,35 @@ def test_bad_inputs_give_one_line_errors(r50):
         resolve_target("orin-nano")
     with pytest.raises(DlakitError, match="--precision"):
         prepare(load_model(resnet(18, (64, 64))), ORIN, precision="fp32")
+
+
+def test_cbuf_tiled_convolutions_pay_for_their_refetches():
+    """A conv whose weights and input overflow the CBUF re-reads weights or input (and halo rows) from DRAM, and
+    those re-fetches add to its time; one that fits is a plain roofline of compute and streamed traffic."""
+    data = load_perf_data()
+    spec = data.spec(2)
+    cond = Conditions(1600, 3200, 204.8)
+
+    def priced(cin, cout, hw, k):
+        graph = load_model(single_conv(cin, cout, hw, k)).graph
+        ops = build_ops(graph)
+        index = next(i for i, op in enumerate(ops) if op.kind == "conv" and not op.image_input)
+        raws = raw_costs(ops, data, spec, cond)
+        return ops[index], raws[index]
+
+    _, small = priced(64, 64, 32, 3)
+    assert small.refetch_bytes == 0
+    big_op, big = priced(256, 256, 150, 3)  # SSD-ResNet-34's conv4_x: 576 KiB of weights, 5.8 MB of input
+    assert 0 < big.refetch_bytes < big.dram_bytes
+    assert halo_factor(big_op, tensor_bytes(big_op.inputs[0], cond, spec), spec.cbuf_bytes / 2) > 1.0
+    one_by_one, _ = priced(256, 256, 150, 1)
+    assert halo_factor(one_by_one, tensor_bytes(one_by_one.inputs[0], cond, spec), spec.cbuf_bytes / 2) == 1.0
+    calib = load_perf_data().calibration
+    time, compute, memory = op_times(np.array([big.cycles]), np.array([big.dram_bytes]), np.array([1.0]), calib,
+                                     1600, core_bandwidth(spec, cond), 3200, np.array([big.refetch_bytes]))
+    roofline, _, _ = op_times(np.array([big.cycles]), np.array([big.dram_bytes]), np.array([1.0]), calib, 1600,
+                              core_bandwidth(spec, cond), 3200)
+    assert time[0] > roofline[0]
+    streamed = memory[0] * (1 - big.refetch_bytes / big.dram_bytes)
+    assert time[0] == pytest.approx(max(compute[0], streamed) + memory[0] - streamed
+                                    + overhead_seconds(calib.op_overhead_us, 3200))

@@ -9,7 +9,10 @@ Procedure (documented in perf.toml's [calibration] section, run by ``benchmarks/
    (share of the core's part of peak bandwidth) and a per-op overhead (µs at EMC 3200 MHz, scaled with the EMC
    clock, see :func:`~dlakit.perf.cost.overhead_seconds`). Compute and memory of an op overlap fully (per-op
    roofline, ``overlap = 1``): with the overlap free the fit puts it at 1.0 anyway, and leaving it free only made
-   the cross-validation worse (it trades off against DRAM efficiency). The loss is the sum of squared log errors
+   the cross-validation worse (it trades off against DRAM efficiency). The overlap applies to an op's streamed
+   traffic only: the bytes a CBUF-tiled convolution fetches again (weights per input stripe, input per weight
+   chunk, halo rows) add to its time (:func:`~dlakit.perf.cost.conv_traffic`), a structural choice with no
+   parameter of its own. The loss is the sum of squared log errors
    of images/s (a 10% miss counts the same at 36 and at 2664 img/s), minimised by Nelder-Mead on the logarithms
    of the parameters from a few starting points; numpy only.
 3. Leave-one-network-out: for each network, refit on the other networks' rows and predict its rows. The 90th
@@ -69,10 +72,11 @@ class FitCase:
     bandwidth: float
     kinds: frozenset[str]
     emc_mhz: float = 3200.0
+    refetch: np.ndarray | None = None
 
     def images_per_second(self, params: Sequence[float]) -> float:
         times, _, _ = op_times(self.cycles, self.dram, self.counted, params, self.dla_mhz, self.bandwidth,
-                               self.emc_mhz)
+                               self.emc_mhz, self.refetch)
         return self.row.cores * self.row.batch / float(times.sum())
 
 
@@ -126,7 +130,8 @@ def build_cases(rows: Sequence[Measurement], builder: Callable[[str, int], onnx.
         kinds = frozenset(layer_kind(op) for op in ops if op.kind != "free")
         cases.append(FitCase(row, np.array([r.cycles for r in raws]), np.array([r.dram_bytes for r in raws]),
                              np.array([r.counted for r in raws], dtype=float), cond.dla_mhz,
-                             core_bandwidth(spec, cond), kinds, cond.emc_mhz))
+                             core_bandwidth(spec, cond), kinds, cond.emc_mhz,
+                             np.array([r.refetch_bytes for r in raws])))
     return cases
 
 
@@ -218,9 +223,9 @@ def calibration_toml(cases: Sequence[FitCase], params: Sequence[float], lono: di
         f'fitted = "{fitted}"',
         f'data = "{data_label}"',
         'procedure = "dlakit.perf.calibrate: 3 global parameters (compute_efficiency, dram_efficiency, '
-        'op_overhead_us; overlap fixed at 1), Nelder-Mead on the squared log error of images/s over all rows, zoo '
-        'networks in prepared form, all layers on DLA; error band = 90th percentile of leave-one-network-out '
-        'errors"',
+        'op_overhead_us; overlap of streamed traffic fixed at 1, CBUF re-fetches not overlapped), Nelder-Mead '
+        'on the squared log error of images/s over all rows, zoo networks in prepared form, all layers on DLA; '
+        'error band = 90th percentile of leave-one-network-out errors"',
         f"compute_efficiency = {params[0]:.5f}",
         f"dram_efficiency = {params[1]:.5f}",
         f"op_overhead_us = {params[2]:.3f}",

@@ -64,6 +64,9 @@ class LayerEstimate:
     bytes: int
     nodes: list[str]
     sparse: bool = False
+    #: DRAM bytes (part of ``bytes``) fetched again because the op is tiled through the CBUF; they add to its
+    #: time instead of hiding behind its compute (dlakit.perf.cost.conv_traffic)
+    refetch_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "device": self.device, "kind": self.kind, "time_us": round(self.time_us, 3),
@@ -192,8 +195,10 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     cycles = np.array([r.cycles for r in raws])
     dram = np.array([r.dram_bytes for r in raws])
     counted = np.array([r.counted for r in raws], dtype=float)
+    refetch = np.array([r.refetch_bytes for r in raws])
     bandwidth = core_bandwidth(spec, cond)
-    times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz)
+    times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch)
+    streamed = memory * np.divide(dram - refetch, dram, out=np.ones_like(dram), where=dram > 0)
     gpu = np.array([gpu_time(op, r, data, cond) if op.device == "gpu" and r.counted else 0.0
                     for op, r in zip(prep.ops, raws, strict=True)])
     times = np.where(on_dla, times, gpu)
@@ -212,12 +217,12 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
         if op.device == "gpu":
             bound = "gpu"
         else:
-            hidden = min(compute[i], memory[i]) * calib.overlap
+            hidden = min(compute[i], streamed[i]) * calib.overlap
             overhead = times[i] - compute[i] - memory[i] + hidden
             bound = max((compute[i], "compute"), (memory[i], "memory"), (overhead, "overhead"))[1]
         layers.append(LayerEstimate(op.name, op.device, layer_kind(op), float(times[i]) * 1e6,
                                     float(times[i]) / latency, bound, int(op.macs), int(dram[i]), op.nodes,
-                                    raws[i].sparse_applied))
+                                    raws[i].sparse_applied, int(refetch[i])))
     dla_compute = float((compute * on_dla).sum())
     dla_memory = float((memory * on_dla).sum())
     dla_total = float((times * on_dla).sum())
