@@ -1,0 +1,214 @@
+"""``dlakit fix``: rewrite a model for DLA, prove it equal with ONNX Runtime, write it (never over the input)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import onnx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlakit.atomic import write_with
+from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, load_input
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel
+from dlakit.rewrite import (
+    DEFAULT_TOLERANCE,
+    FixOptions,
+    FixResult,
+    Verification,
+    blame,
+    fix_model,
+    known_ids,
+    load_inputs,
+    random_inputs,
+    verify,
+)
+from dlakit.targets import resolve_target
+
+#: ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in a side file.
+PROTO_LIMIT = 1 << 31
+
+
+def _ids(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def check_summary(loaded: LoadedModel, target: Any, precision: str) -> dict[str, Any] | None:
+    """check's summary, or None where check is not installed (the fix itself does not depend on it)."""
+    try:
+        from dlakit.check import check_model
+    except ImportError:
+        return None
+    return dict(check_model(loaded, target, precision).summary)
+
+
+def save_model(proto: onnx.ModelProto, path: Path) -> None:
+    def writer(tmp: Path) -> None:
+        if proto.ByteSize() >= PROTO_LIMIT:
+            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
+        else:
+            onnx.save_model(proto, str(tmp))
+
+    write_with(path, writer)
+
+
+def report_dict(model: str, out: Path, written: bool, target: Any, result: FixResult,
+                verification: Verification, before: dict | None, after: dict | None) -> dict[str, Any]:
+    cut = result.cut
+    return {
+        "model": model,
+        "output": str(out),
+        "written": written,
+        "target": {"platform": target.platform.key, "release": target.release.key},
+        "cut": None if cut is None else {
+            "reason": cut.reason,
+            "outputs": cut.outputs,
+            "dropped_outputs": cut.dropped_outputs,
+            "removed": [{"node": n, "op": op} for n, op in cut.removed],
+        },
+        "folded_nodes": result.folded_nodes,
+        "rules_applied": dict(Counter(a.rule for a in result.applied)),
+        "applied": [{"rule": a.rule, "node": a.node, "op": a.op, "new_nodes": a.new_nodes, "note": a.note}
+                    for a in result.applied],
+        "refused": [{"rule": r.rule, "node": r.node, "op": r.op, "reason": r.reason} for r in result.refused],
+        "guarded": result.guarded,
+        "verification": {
+            "passed": verification.passed,
+            "tolerance": verification.tolerance,
+            "inputs": verification.inputs,
+            "outputs": [{"name": o.name, "shape": o.shape, "max_abs": o.max_abs, "max_rel": o.max_rel,
+                         "passed": o.passed, "problem": o.problem} for o in verification.outputs],
+        },
+        "check": None if before is None else {"before": before, "after": after},
+    }
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    console.print(f"model: {data['model']} → {data['output']} "
+                  f"({'written' if data['written'] else 'NOT written'})")
+    if data["cut"]:
+        cut = data["cut"]
+        ops = Counter(r["op"] for r in cut["removed"])
+        console.print(f"cut ({cut['reason']}): removed {len(cut['removed'])} nodes "
+                      f"({', '.join(f'{n}×{op}' for op, n in ops.most_common())}); "
+                      f"new outputs: {', '.join(cut['outputs'])}")
+        if cut["dropped_outputs"]:
+            console.print(f"  dropped outputs (stay on the GPU/CPU): {', '.join(cut['dropped_outputs'])}")
+    if data["folded_nodes"]:
+        console.print(f"constant-folding: {data['folded_nodes']} nodes became weights")
+    applied = Table(title="rules applied", show_lines=False)
+    for column in ("rule", "count", "nodes", "note"):
+        applied.add_column(column)
+    by_rule: dict[str, list[dict]] = {}
+    for item in data["applied"]:
+        by_rule.setdefault(item["rule"], []).append(item)
+    for rule, items in by_rule.items():
+        names = ", ".join(i["node"] for i in items[:3]) + (f", … (+{len(items) - 3})" if len(items) > 3 else "")
+        applied.add_row(rule, str(len(items)), names, items[0]["note"] or "")
+    console.print(applied if by_rule else "no rule applied")
+    for rule, why in data["guarded"].items():
+        console.print(f"[yellow]left out[/] {rule}: it makes the placement worse ({why}); --no-guard keeps it")
+    if data["refused"]:
+        refused = Table(title="matched but refused (why not)")
+        for column in ("rule", "op", "nodes", "reason"):
+            refused.add_column(column)
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for item in data["refused"]:
+            groups.setdefault((item["rule"], item["op"], item["reason"]), []).append(item["node"])
+        for (rule, op, reason), nodes in groups.items():
+            names = ", ".join(nodes[:3]) + (f", … (+{len(nodes) - 3})" if len(nodes) > 3 else "")
+            refused.add_row(rule, op, names, reason)
+        console.print(refused)
+    ver = data["verification"]
+    table = Table(title=f"verification with ONNX Runtime (inputs: {ver['inputs']}, tolerance {ver['tolerance']:g} "
+                        "× max(1, max|original|))")
+    for column in ("output", "shape", "max abs err", "max rel err", "ok"):
+        table.add_column(column)
+    for o in ver["outputs"]:
+        ok = "[green]yes[/]" if o["passed"] else f"[red]NO[/] {o['problem'] or ''}"
+        table.add_row(o["name"], "x".join(map(str, o["shape"])), f"{o['max_abs']:.3g}", f"{o['max_rel']:.3g}", ok)
+    console.print(table)
+    if data["check"]:
+        before, after = data["check"]["before"], data["check"]["after"]
+        summary = Table(title="dlakit check, before → after")
+        for column in ("", "before", "after"):
+            summary.add_column(column)
+        for key in ("dla_mac_fraction", "dla_nodes", "gpu_nodes", "fixable_nodes", "dla_subgraphs", "transitions"):
+            fmt = (lambda v: f"{v:.1%}") if key == "dla_mac_fraction" else str
+            summary.add_row(key, fmt(before.get(key)), fmt(after.get(key)))
+        console.print(summary)
+
+
+def fix(
+    model: str = ModelArg,
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the rewritten model."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    precision: str = PrecisionOpt,
+    cut_postprocess: bool = typer.Option(False, "--cut-postprocess",
+                                         help="Cut before TopK/ArgMax/NMS and the decoding that feeds them."),
+    outputs: str | None = typer.Option(None, "--outputs", help="Cut the graph at these tensors: a,b,..."),
+    rules: str | None = typer.Option(None, "--rules", help="Apply only these rules: a,b,... (default: all). Rules: "
+                                     + ", ".join(known_ids()) + "."),
+    skip_rules: str | None = typer.Option(None, "--skip-rules", help="Do not apply these rules: a,b,..."),
+    inputs: Path | None = typer.Option(None, "--inputs", help=".npz with one array per model input."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance",
+                                    help="Largest accepted error, relative to max(1, max|output|)."),
+    force: bool = typer.Option(False, "--force", help="Write even when verification fails (with a warning)."),
+    no_guard: bool = typer.Option(False, "--no-guard",
+                                  help="Keep every applicable rule even where check says the placement gets worse."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Rewrite unsupported patterns into DLA-supported ones and prove the result equal with ONNX Runtime."""
+    check_format(fmt, ("table", "json"))
+    if rules is not None and skip_rules is not None:
+        raise DlakitError("give either --rules or --skip-rules, not both")
+    if outputs is not None and cut_postprocess:
+        raise DlakitError("give either --outputs or --cut-postprocess, not both")
+    if tolerance <= 0:
+        raise DlakitError(f"--tolerance must be positive, not {tolerance}")
+    if Path(model).exists() and output.resolve() == Path(model).resolve():
+        raise DlakitError(f"-o {output}: refusing to overwrite the input model; write to another file")
+    target = resolve_target(platform, release)
+    loaded = load_input(model, shapes)
+    options = FixOptions(outputs=_ids(outputs), cut_postprocess=cut_postprocess, rules=_ids(rules),
+                         skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision)
+    result = fix_model(loaded, options)
+    feeds = load_inputs(inputs, loaded) if inputs else random_inputs(loaded)
+    label = str(inputs) if inputs else "random, seed 0"
+    proto = result.proto()
+    verification = verify(loaded, proto, feeds, tolerance, label)
+    suspects = [] if verification.passed else blame(loaded, options, result, feeds, tolerance)
+    write = verification.passed or force
+    if write:
+        save_model(proto, output)
+    before = check_summary(loaded, target, precision)
+    after = check_summary(result.model, target, precision) if before is not None else None
+    data = report_dict(model, output, write, target, result, verification, before, after)
+    data["verification"]["suspects"] = suspects
+    if fmt == "json":
+        import json
+
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data, Console())
+    if not verification.passed:
+        worst = verification.worst
+        detail = f"output '{worst.name}' differs by {worst.max_abs:.3g} (relative {worst.max_rel:.3g})" if worst \
+            else "outputs differ"
+        if suspects:
+            detail += f" because of rule {' or '.join(suspects)} (--skip-rules {','.join(suspects)})"
+        if force:
+            typer.echo(f"warning: {detail}, beyond --tolerance {tolerance:g}; written anyway (--force)", err=True)
+        else:
+            raise DlakitError(f"verification failed: {detail}, beyond --tolerance {tolerance:g}; {output} not "
+                              "written (skip the rule, raise --tolerance, or --force to write anyway)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fix")(fix)
