@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -69,7 +70,10 @@ def estimate(
                                          "and (on Orin, INT8) sparse."),
     cores: int | None = typer.Option(None, "--cores", help="DLA cores, one network instance each (default: all)."),
     batch: int | None = typer.Option(None, "--batch", help="Batch size (default: the model's)."),
-    sparse: bool = typer.Option(False, "--sparse", help="2:4 sparse weights (trtexec --sparsity=force)."),
+    sparse: bool = typer.Option(False, "--sparse", help="Run the convolutions whose weights hold the 2:4 pattern "
+                                "sparse (trtexec --sparsity=enable)."),
+    sparse_force: bool = typer.Option(False, "--sparse-force", help="What-if: every eligible convolution sparse "
+                                      "(trtexec --sparsity=force)."),
     precision: str = typer.Option("int8", "--precision", help="int8 or fp16."),
     dla_mhz: float | None = typer.Option(None, "--dla-mhz", help="Override the DLA core clock (MHz)."),
     emc_mhz: float | None = typer.Option(None, "--emc-mhz", help="Override the DRAM (EMC) clock (MHz)."),
@@ -88,7 +92,8 @@ def estimate(
     if all_power_modes and (power_mode or dla_mhz or emc_mhz):
         raise DlakitError("--all-power-modes cannot be combined with --power-mode, --dla-mhz or --emc-mhz")
     target = resolve_target(platform, release)
-    prep = prepare(load_for_estimate(model, shapes, batch), target, precision)
+    loaded = load_for_estimate(model, shapes, batch)
+    prep = prepare(loaded, target, precision)
     prep.name = model
     if all_power_modes:
         rows = []
@@ -102,8 +107,23 @@ def estimate(
         else:
             render_modes(rows)
         return
-    cond, label = conditions_for(target, power_mode, cores, sparse, precision, dla_mhz, emc_mhz)
+    cond, label = conditions_for(target, power_mode, cores, sparse or sparse_force, precision, dla_mhz, emc_mhz)
+    notes = []
+    if sparse and not sparse_force:
+        from dlakit.check import check_model
+        from dlakit.sparsity import sparse_nodes
+
+        pattern = sparse_nodes(check_model(loaded, target, precision))
+        cond = dataclasses.replace(cond, sparse_nodes=frozenset(pattern))
+        if not pattern:
+            notes.append("no eligible convolution holds the 2:4 pattern, so sparse = dense; prune with dlakit "
+                         "sparsify, or see the what-if with --sparse-force")
     result = evaluate(prep, cond, label, calib=calib)
+    result.assumptions["sparse_weights"] = ("none" if not (sparse or sparse_force) else
+                                            "every eligible convolution (what-if)" if sparse_force else
+                                            f"the model's 2:4 pattern ({len(cond.sparse_nodes)} convolutions)")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if fmt == "json":
         print_json(result.as_dict())
     else:

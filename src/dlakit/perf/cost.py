@@ -28,6 +28,9 @@ class Conditions:
     precision: str = "int8"
     sparse: bool = False
     gpu_mhz: float = 612.0
+    #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);
+    #: None = every eligible convolution (the what-if of trtexec --sparsity=force).
+    sparse_nodes: frozenset[str] | None = None
 
     @property
     def bytes_per_element(self) -> int:
@@ -58,9 +61,12 @@ def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
 
 
 def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
-    """2:4 sparsity runs only on Orin, INT8, dense convolutions with more than 64 input channels per group."""
+    """2:4 sparsity runs only on Orin, INT8, dense (group 1) convolutions with more than 64 input channels —
+    the same rule as :mod:`dlakit.sparsity` — and, when the model's pattern is known, only where it holds."""
+    if cond.sparse_nodes is not None and not any(node in cond.sparse_nodes for node in op.nodes):
+        return False
     return (cond.sparse and bool(spec.sparse) and cond.precision == "int8" and op.kind in ("conv", "fc")
-            and not op.image_input and op.in_c // op.groups > spec.sparse_min_channels)
+            and op.groups == 1 and not op.image_input and op.in_c > spec.sparse_min_channels)
 
 
 def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool]:
