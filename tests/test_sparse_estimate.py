@@ -18,7 +18,7 @@ def _ips(*args: str) -> float:
 
 def test_sparse_uses_the_pattern_and_force_is_the_what_if(tmp_path):
     dense = tmp_path / "dense.onnx"
-    onnx.save(conv_model(c=256, k=256, hw=(56, 56), kernel=(3, 3), pads=[1, 1, 1, 1]), dense)
+    onnx.save(conv_model(c=128, k=128, hw=(56, 56), kernel=(3, 3), pads=[1, 1, 1, 1]), dense)
     pruned = tmp_path / "pruned.onnx"
     assert run("sparsify", str(dense), "-o", str(pruned), "-f", "json").returncode == 0
     base = _ips(str(dense), "-m", "15W")

@@ -66,7 +66,7 @@ def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
     if cond.sparse_nodes is not None and not any(node in cond.sparse_nodes for node in op.nodes):
         return False
     return (cond.sparse and bool(spec.sparse) and cond.precision == "int8" and op.kind in ("conv", "fc")
-            and op.groups == 1 and not op.image_input and op.in_c > spec.sparse_min_channels)
+            and op.groups == 1 and op.in_c > spec.sparse_min_channels)
 
 
 def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool]:

@@ -119,9 +119,13 @@ class Estimate:
         }
 
 
+#: An input convolution runs in image-input mode (kDLA_HWC4) only with 1, 3 or 4 channels.
+IMAGE_CHANNELS = 4
+
+
 def layer_kind(op: DlaOp) -> str:
     """Kind label used to tell whether the fit data covered this kind of layer."""
-    if op.kind == "conv" and op.image_input:
+    if op.kind == "conv" and op.image_input and op.in_c <= IMAGE_CHANNELS:
         return "conv-image-input"
     if op.kind == "conv" and op.groups > 1:
         return "conv-grouped"
