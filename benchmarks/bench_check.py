@@ -13,13 +13,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from dlakit.check import check_model  # noqa: E402
-from dlakit.model import load_model  # noqa: E402
-from dlakit.targets import resolve_target  # noqa: E402
-from tests.assets import ONNX_TEST_DATA, asset_path  # noqa: E402
+from dlakit.check import check_model
+from dlakit.model import load_model
+from dlakit.targets import resolve_target
+from tests.assets import ONNX_TEST_DATA, asset_path
 
 MODELS = [
     ("light_densenet121", ("onnx==1.22.0", f"{ONNX_TEST_DATA}/light/light_densenet121.onnx"), None),
