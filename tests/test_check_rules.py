@@ -473,3 +473,23 @@ def test_int8_grouped_conv_channel_note():
     node, _ = place(conv_model(c=6, k=6, hw=(8, 8), kernel=(3, 3), group=2))
     assert node.placement == "dla"
     assert any(n.rule == "conv.int8-group-channels" for n in node.notes)
+
+
+def test_legacy_resize_and_upsample_read_scales_from_input_1():
+    scales = const("s", np.array([1, 1, 2, 2], np.float32))
+    for op, opset in (("Upsample", 9), ("Resize", 10)):
+        model = make_model([helper.make_node(op, ["x", "s"], ["y"], name="up", mode="nearest")],
+                           [tensor("x", [1, 4, 8, 8])], [tensor("y", None)], [scales], opset=opset)
+        node, _ = place(model)
+        assert node.placement == "dla", (op, node.reasons)
+
+
+def test_softmax_default_axis_before_opset_13_flattens_trailing_dims():
+    model = make_model([helper.make_node("Softmax", ["x"], ["y"], name="sm")], [tensor("x", [1, 8, 32, 32])],
+                       [tensor("y", None)], opset=11)
+    node, _ = place(model)  # axis 1 over 8*32*32 = 8192 values with no other non-batch dims: the exact limit
+    assert node.placement == "dla"
+    bigger = make_model([helper.make_node("Softmax", ["x"], ["y"], name="sm")], [tensor("x", [1, 8, 32, 33])],
+                        [tensor("y", None)], opset=11)
+    node, _ = place(bigger)
+    assert node.placement == "gpu" and "softmax.axis" in rules_of(node)

@@ -38,6 +38,13 @@ class NodeContext:
     def op(self) -> str:
         return self.node.op_type
 
+    @property
+    def opset(self) -> int:
+        """The model's default-domain opset (attribute and input layouts changed across opsets)."""
+        graph = self.node.graph
+        imports = graph.opset_imports if graph is not None else {}
+        return imports.get("", imports.get("ai.onnx", 1))
+
     def attr(self, name: str, default: Any = None) -> Any:
         attribute = self.node.attributes.get(name)
         if attribute is None:

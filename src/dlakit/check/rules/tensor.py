@@ -45,7 +45,7 @@ def concat_inputs(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 def resize_scales(ctx: NodeContext) -> tuple[np.ndarray | None, str | None]:
     """(scales, problem) of a Resize/Upsample node; problem names why the scales are not usable."""
-    if ctx.op == "Upsample":
+    if ctx.op == "Upsample" or ctx.opset < 11:  # Upsample, and Resize of opset 10: (X, scales)
         scales = ctx.attr("scales")
         if scales is not None:
             return np.asarray(scales, dtype=float), None
@@ -101,9 +101,7 @@ LINEAR_OK = {"half_pixel", "pytorch_half_pixel"}
 @rule("resize.mode")
 def resize_mode(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     mode = str(ctx.attr("mode", "nearest")).lower()
-    legacy = ctx.op == "Upsample" or (ctx.node.version is not None and ctx.node.version < 11)
-    opset = ctx.node.graph.opset_imports.get("", 11) if ctx.node.graph is not None else 11
-    legacy = legacy or opset < 11
+    legacy = ctx.op == "Upsample" or ctx.opset < 11  # before opset 11: asymmetric coordinates, floor rounding
     transform = "asymmetric" if legacy else str(ctx.attr("coordinate_transformation_mode", "half_pixel"))
     rounding = "floor" if legacy else str(ctx.attr("nearest_mode", "round_prefer_floor"))
     if mode == "nearest" and (transform, rounding) not in NEAREST_OK:

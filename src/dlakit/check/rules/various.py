@@ -85,15 +85,14 @@ def softmax_axis(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if not 2 <= rank <= 4:
         yield Finding(f"Softmax over a {rank}-D tensor; DLA handles 2-D to 4-D", value=rank, allowed=[2, 4])
         return
-    axis = ctx.attr("axis", -1 if (ctx.node.version or 13) >= 13 else 1)
+    axis = ctx.attr("axis", -1 if ctx.opset >= 13 else 1)
     axis = axis + rank if axis < 0 else axis
     if axis == 0:
         yield Finding("Softmax along the batch axis", value=0, allowed="a channel or spatial axis")
         return
     size = dims[axis]
     others = [d for i, d in enumerate(dims) if i not in (0, axis)]
-    opset = ctx.node.graph.opset_imports.get("", 13) if ctx.node.graph is not None else 13
-    if opset < 13:  # opset < 13 flattens from `axis` on: the softmax runs over all trailing dims at once
+    if ctx.opset < 13:  # opset < 13 flattens from `axis` on: the softmax runs over all trailing dims at once
         size = 1
         for d in dims[axis:]:
             size *= d
