@@ -192,3 +192,12 @@ def test_json_carries_the_sparsity_column(tmp_path):
     xavier = json.loads(run("check", str(path), "-p", "agx-xavier", "-f", "json").stdout)
     assert xavier["nodes"][0]["sparsity"]["eligible"] is False
     assert "sparsity" in run("check", str(path)).stdout
+
+
+def test_minus_one_dims_count_as_dynamic(tmp_path):
+    path = tmp_path / "minus_one.onnx"
+    onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [tensor("x", [-1, 3, 8, 8])],
+                         [tensor("y", None)]), path)
+    assert_one_line_error(run("check", str(path)), "input 'x' has dynamic shape ?x3x8x8")
+    result = run("check", str(path), "--shapes", "x:1x3x8x8", "-f", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["summary"]["dla_nodes"] == 1

@@ -65,6 +65,9 @@ def static_dims(value: ir.Value) -> tuple[int, ...] | None:
 def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], source: str) -> None:
     """Fix the graph inputs' shapes to the user's, then insist that every input is static."""
     inputs = {value.name: value for value in model.graph.inputs}
+    for value in inputs.values():  # some exporters write -1 or 0 for a dynamic dimension
+        if value.shape is not None and any(isinstance(d, int) and d < 1 for d in value.shape):
+            value.shape = ir.Shape([d if not isinstance(d, int) or d >= 1 else None for d in value.shape])
     for name, dims in shapes.items():
         if name not in inputs:
             known = ", ".join(sorted(inputs)) or "none"
