@@ -1,0 +1,332 @@
+"""``dlakit quantize``, ``qdq-translate``, ``emulate`` and ``eval``: DLA INT8 files and accuracy without a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.errors import DlakitError
+from dlakit.model import load_model
+from dlakit.quantize.cache import read_cache
+from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
+from dlakit.quantize.calibrators import METHODS
+from dlakit.quantize.data import PRESETS, Preset, make_preset, open_source
+from dlakit.quantize.runtime import input_specs
+
+PresetOpt = typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")
+MeanOpt = typer.Option(None, "--mean", help="Per-channel mean after --scale, e.g. 123.7,116.3,103.5.")
+StdOpt = typer.Option(None, "--std", help="Per-channel std after --scale, e.g. 58.4,57.1,57.4.")
+ScaleOpt = typer.Option(None, "--scale", help="Multiply 0..255 pixels by this before mean/std (e.g. 0.0039216).")
+ChannelsOpt = typer.Option(None, "--channel-order", help="RGB or BGR.")
+LayoutOpt = typer.Option(None, "--layout", help="NCHW or NHWC.")
+NumSamplesOpt = typer.Option(None, "--num-samples", "-n", help="Use at most this many samples.")
+ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr.")
+FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise DlakitError(f"{option}: '{text}' is not a comma-separated list of numbers") from None
+
+
+def _preset(name: str, mean: str | None, std: str | None, scale: float | None, channels: str | None,
+            layout: str | None) -> Preset:
+    return make_preset(name, _floats(mean, "--mean"), _floats(std, "--std"), scale, channels, layout)
+
+
+def _names(text: str | None) -> set[str]:
+    return {n.strip() for n in (text or "").split(",") if n.strip()}
+
+
+def quantize(
+    model: str = ModelArg,
+    calib: str = typer.Option(..., "--calib", "-c", help="Calibration data: image folder, .npy/.npz file or folder."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the cache, JSON, Q/DQ model, trtexec."),
+    method: str = typer.Option("entropy", "--method", "-m", help=f"Calibration method: {', '.join(METHODS)}."),
+    percentile: float = typer.Option(99.99, "--percentile", help="Percentile of |x| for --method percentile."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    num_samples: int | None = NumSamplesOpt,
+    preset: str = PresetOpt,
+    mean: str | None = MeanOpt,
+    std: str | None = StdOpt,
+    scale: float | None = ScaleOpt,
+    channel_order: str | None = ChannelsOpt,
+    layout: str | None = LayoutOpt,
+    fp16_layers: str | None = typer.Option(None, "--fp16-layers", help="Comma-separated layers to keep in FP16."),
+    budget_mb: int = typer.Option(DEFAULT_BUDGET_MB, "--memory-budget-mb", help="Activations held per batch; "
+                                  "more tensors are collected in several passes."),
+    qdq_precision: str = typer.Option("auto", "--qdq-precision", help="Float type of the Q/DQ model: fp16 "
+                                      "(strongly typed DLA, TensorRT 11.4+), fp32, or auto (by --release)."),
+    progress: bool = ProgressOpt,
+    fmt: str = FormatOpt,
+) -> None:
+    """Calibrate MODEL on your data and write the DLA INT8 files for the release: calibration cache, scales JSON,
+    --layerPrecisions string, Q/DQ model and the trtexec command."""
+    from dlakit.quantize.outputs import write_outputs
+    from dlakit.targets import resolve_target
+
+    check_format(fmt, ("table", "json"))
+    target = resolve_target(platform, release)
+    loaded = load_input(model, shapes)
+    sample_shapes, _ = input_specs(loaded)
+    source = open_source(calib, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
+    result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress)
+    raw, tied, costs = result.ranges()
+    info = {"model": loaded.source, "method": method, "samples": result.samples,
+            "calibration_seconds": round(result.seconds, 2)}
+    written = write_outputs(output, loaded, result.model, result.plan, raw, tied, costs, target, info,
+                            result.never_negative(), qdq_precision=qdq_precision)
+    if fmt == "json":
+        print_json(written.summary)
+        return
+    _print_quantize(written.summary)
+
+
+def _print_quantize(summary: dict[str, Any]) -> None:
+    console = Console()
+    fused = sum(1 for t in summary["tensors"] if t["fused_into"])
+    console.print(f"[bold]{summary['model']}[/bold] for {summary['target']}: {len(summary['tensors']) - fused} "
+                  f"INT8 tensors (+{fused} fused intermediates) scaled from {summary['samples']} samples "
+                  f"({summary['method']}, {summary['calibration_seconds']} s)")
+    never = sum(1 for t in summary["tensors"] if t["never_negative"])
+    if never:
+        console.print(f"{never} never-negative tensors use half the INT8 levels (DLA INT8 is symmetric)")
+    if summary["equal_scale_costs"]:
+        table = Table(title="scales widened by DLA's equal-scale rules")
+        for column in ("tensor", "own amax", "shared amax", "bits lost", "why"):
+            table.add_column(column)
+        for cost in summary["equal_scale_costs"][:10]:
+            table.add_row(cost["tensor"], f"{cost['own_amax']:.4g}", f"{cost['amax']:.4g}", f"{cost['bits_lost']}",
+                          cost["reason"])
+        console.print(table)
+    if summary["fp16_layers"]:
+        console.print(f"FP16 layers: {summary['layer_precisions']}")
+    for key, path in summary["files"].items():
+        console.print(f"  {key:17} {path}")
+    for warning in summary["trtexec_warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def qdq_translate(
+    model: str = ModelArg,
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the outputs."),
+    calib_cache: str | None = typer.Option(None, "--calib-cache", help="Reverse direction: build a Q/DQ model "
+                                           "of MODEL from this calibration cache."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    shapes: str | None = ShapesOpt,
+    rtol: float = typer.Option(1e-3, "--rtol", help="Relative tolerance of the weight-scale check."),
+    fmt: str = FormatOpt,
+) -> None:
+    """Q/DQ model → model without Q/DQ + calibration cache + scales JSON + FP16 layer list, checking weight scales
+    against TensorRT's per-channel max|W|/127 rule; with --calib-cache, the reverse (cache → Q/DQ model)."""
+    from dlakit.atomic import write_with
+    from dlakit.quantize.emulate import emulation_from_scales
+    from dlakit.quantize.outputs import write_outputs
+    from dlakit.quantize.qdq import translate_qdq
+    from dlakit.targets import resolve_target
+
+    check_format(fmt, ("table", "json"))
+    target = resolve_target(platform, release)
+    if calib_cache is not None:
+        loaded = load_input(model, shapes)
+        cache = read_cache(calib_cache)
+        emulation = emulation_from_scales(loaded, cache.scales)
+        tied = emulation.amax
+        info = {"model": loaded.source, "direction": "cache -> qdq", "calib_cache": calib_cache,
+                "ignored_cache_entries": emulation.ignored_scales}
+        given = {name: scale * 127 for name, scale in cache.scales.items()}
+        written = write_outputs(output, loaded, emulation.model, emulation.plan, given, tied, [], target, info)
+        summary = written.summary
+    else:
+        loaded_qdq = load_input(model, shapes)
+        from dlakit.quantize.runtime import to_proto
+
+        translation = translate_qdq(to_proto(loaded_qdq), rtol)
+        stem = Path(loaded_qdq.source).stem
+        plain = Path(output) / f"{stem}_noqdq.onnx"
+        write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
+        loaded = load_model(plain)
+        emulation = emulation_from_scales(loaded, translation.scales)
+        info = {"model": loaded_qdq.source, "direction": "qdq -> cache", "model_without_qdq": str(plain),
+                "weights_checked": translation.weights_checked,
+                "weight_scale_mismatches": [m.as_dict() for m in translation.mismatches]}
+        scaled = {n: s * 127 for n, s in translation.scales.items()}
+        written = write_outputs(output, loaded, emulation.model, emulation.plan, scaled, emulation.amax, [],
+                                target, info, write_qdq=False)
+        summary = written.summary
+        # the plan has every DLA INT8 tensor; layers none of whose tensors got a scale stay FP16
+        summary["unscaled_tensors"] = [n for n in emulation.plan.tensors if n not in emulation.amax]
+    if fmt == "json":
+        print_json(summary)
+        return
+    console = Console()
+    console.print(f"[bold]{summary['model']}[/bold]: {len(summary['tensors'])} tensor scales ({summary['direction']})")
+    for mismatch in summary.get("weight_scale_mismatches", []):
+        console.print(f"[yellow]weight scale mismatch:[/yellow] {mismatch['layer']} ({mismatch['weight']}): "
+                      f"{mismatch['channels']} channel(s) differ from max|W|/127 (worst ratio "
+                      f"{mismatch['worst_ratio']}); TensorRT will recompute these scales")
+    if "weights_checked" in summary:
+        console.print(f"{summary['weights_checked']} weight tensors checked, "
+                      f"{len(summary['weight_scale_mismatches'])} mismatch(es)")
+    for key, path in summary["files"].items():
+        console.print(f"  {key:17} {path}")
+
+
+def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: bool, rounding: str = "even"):
+    from dlakit.quantize.emulate import emulation_from_scales
+    from dlakit.quantize.qdq import translate_qdq
+    from dlakit.quantize.runtime import to_proto
+
+    if (calib_cache is None) == (not qdq):
+        raise DlakitError("give exactly one of --calib-cache FILE (model + cache) or --qdq (MODEL is a Q/DQ model)")
+    loaded = load_input(model, shapes)
+    if qdq:
+        translation = translate_qdq(to_proto(loaded))
+        if not translation.scales:
+            raise DlakitError(f"{model}: --qdq given but the model has no QuantizeLinear→DequantizeLinear pairs")
+        loaded = load_model(translation.model)
+        loaded.source = model
+        return loaded, emulation_from_scales(loaded, translation.scales, rounding=rounding)
+    return loaded, emulation_from_scales(loaded, read_cache(calib_cache).scales, rounding=rounding)
+
+
+def emulate(
+    model: str = ModelArg,
+    inputs: str = typer.Option(..., "--inputs", "-i", help="Input data: image folder, .npy/.npz file or folder."),
+    calib_cache: str | None = typer.Option(None, "--calib-cache", help="TensorRT calibration cache for MODEL."),
+    qdq: bool = typer.Option(False, "--qdq", help="MODEL is a Q/DQ model: take the scales from its Q/DQ nodes."),
+    compare: bool = typer.Option(False, "--compare", help="Per-layer error against FP32, worst first."),
+    top: int = typer.Option(20, "--top", help="Rows of the per-layer table."),
+    save: str | None = typer.Option(None, "--save-emulated", help="Write the emulation model (ONNX) here."),
+    rounding: str = typer.Option("even", "--rounding", help="INT8 rounding of ties: even (TensorRT's definition) "
+                                 "or away (open NVDLA's converters; unsure for Orin): run both to see if it matters."),
+    shapes: str | None = ShapesOpt,
+    num_samples: int | None = NumSamplesOpt,
+    preset: str = PresetOpt,
+    mean: str | None = MeanOpt,
+    std: str | None = StdOpt,
+    scale: float | None = ScaleOpt,
+    channel_order: str | None = ChannelsOpt,
+    layout: str | None = LayoutOpt,
+    progress: bool = ProgressOpt,
+    fmt: str = FormatOpt,
+) -> None:
+    """Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output against FP32."""
+    from dlakit.atomic import write_with
+    from dlakit.quantize.emulate import compare_layers, output_errors
+
+    check_format(fmt, ("table", "json"))
+    loaded, emulation = _emulation(model, shapes, calib_cache, qdq, rounding)
+    sample_shapes, _ = input_specs(loaded)
+    source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
+    batch = batch_size_for(loaded)
+    if save:
+        write_with(save, lambda tmp: onnx.save(emulation.emulated.model, str(tmp)))
+    summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
+                               "scaled_tensors": len(emulation.emulated.scales),
+                               "fp16_layers": emulation.plan.fp16_layers,
+                               "ignored_scales": emulation.ignored_scales,
+                               "outputs": output_errors(emulation, source, batch, progress)}
+    if compare:
+        errors = compare_layers(emulation.model, emulation.emulated, source, batch, progress)
+        summary["layers"] = [e.as_dict() for e in errors]
+    if fmt == "json":
+        print_json(summary)
+        return
+    console = Console()
+    console.print(f"[bold]{summary['model']}[/bold]: DLA INT8 emulation over {summary['samples']} samples, "
+                  f"{summary['scaled_tensors']} INT8 tensors, {len(summary['fp16_layers'])} FP16 layers")
+    table = Table(title="outputs vs FP32")
+    for column in ("output", "SQNR dB", "max abs err", "cosine", "top-1 agreement"):
+        table.add_column(column)
+    for row in summary["outputs"]:
+        agree = row.get("top1_agreement")
+        table.add_row(row["name"], f"{row['sqnr_db']}", f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}",
+                      "" if agree is None else f"{agree:.1%}")
+    console.print(table)
+    if compare:
+        table = Table(title="per layer, worst first (layer SQNR: the error this layer adds)")
+        for column in ("tensor", "op", "layer SQNR dB", "SQNR dB", "alone dB", "max abs err", "cosine"):
+            table.add_column(column)
+        for row in summary["layers"][:top]:
+            table.add_row(row["tensor"], row["op"], str(row["layer_sqnr_db"]), str(row["sqnr_db"]),
+                          str(row["local_sqnr_db"]), f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}")
+        console.print(table)
+
+
+def evaluate(
+    model: str = ModelArg,
+    data: str = typer.Option(..., "--data", "-d", help="Labelled images: DATA/<class>/<image>, or see --labels."),
+    labels: str | None = typer.Option(None, "--labels", help="Lines '<image path> <class index>' relative to DATA."),
+    calib_cache: str | None = typer.Option(None, "--calib-cache", help="Also evaluate DLA INT8 with this cache."),
+    qdq: bool = typer.Option(False, "--qdq", help="MODEL is a Q/DQ model: evaluate it as DLA INT8."),
+    shapes: str | None = ShapesOpt,
+    num_samples: int | None = NumSamplesOpt,
+    preset: str = PresetOpt,
+    mean: str | None = MeanOpt,
+    std: str | None = StdOpt,
+    scale: float | None = ScaleOpt,
+    channel_order: str | None = ChannelsOpt,
+    layout: str | None = LayoutOpt,
+    progress: bool = ProgressOpt,
+    fmt: str = FormatOpt,
+) -> None:
+    """Top-1/top-5 classification accuracy, FP32 and emulated DLA INT8 side by side (classification only)."""
+    from dlakit.quantize.evaluate import evaluate as run_eval
+    from dlakit.quantize.evaluate import labelled_images
+    from dlakit.quantize.runtime import to_proto
+
+    check_format(fmt, ("table", "json"))
+    if calib_cache or qdq:
+        loaded, emulation = _emulation(model, shapes, calib_cache, qdq)
+        fp32, emulated = emulation.model, emulation.emulated.model
+    else:
+        loaded = load_input(model, shapes)
+        fp32, emulated = to_proto(loaded), None
+    files, classes = labelled_images(data, labels)
+    if num_samples:
+        files, classes = files[:num_samples], classes[:num_samples]
+    sample_shapes, _ = input_specs(loaded)
+    if len(sample_shapes) != 1:
+        raise DlakitError(f"{model}: eval feeds images to a single-input classifier; this model has "
+                          f"{len(sample_shapes)} inputs")
+    (name, shape), = sample_shapes.items()
+    result = run_eval(fp32, emulated, files, classes, name, shape,
+                      _preset(preset, mean, std, scale, channel_order, layout), batch_size_for(loaded), progress)
+    result = {"model": loaded.source, **result}
+    if fmt == "json":
+        print_json(result)
+        return
+    table = Table(title=f"{loaded.source}: {result['samples']} labelled images")
+    for column in ("", "top-1", "top-5"):
+        table.add_column(column)
+    for key in ("fp32", "int8_emulated"):
+        if key in result:
+            acc = result[key]
+            table.add_row(key, f"{acc['top1']:.2%}", f"{acc['top5']:.2%}")
+    console = Console()
+    console.print(table)
+    if "top1_agreement" in result:
+        console.print(f"top-1 agreement {result['top1_agreement']:.2%}, logit SQNR {result['logit_sqnr_db']} dB")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize")(quantize)
+    app.command("qdq-translate")(qdq_translate)
+    app.command("emulate")(emulate)
+    app.command("eval")(evaluate)
+
+

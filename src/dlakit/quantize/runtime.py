@@ -1,0 +1,163 @@
+"""ONNX Runtime plumbing shared by calibration, emulation and evaluation.
+
+Activations are read by exposing tensors as extra graph outputs (ORT then keeps them and cannot fuse them away).
+When the exposed tensors of one batch would exceed a memory budget they are split into chunks, each run by its own
+session, so peak memory stays bounded by the budget plus one set of weights, whatever the number of tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from dlakit.errors import DlakitError
+from dlakit.model import LoadedModel, static_dims
+from dlakit.quantize.data import DataSource
+
+#: ORT's CPU optimizer that rewrites Q/DQ models whose weights stay float (int8_baseline.md pitfall 4)
+UNSAFE_QDQ_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
+def to_proto(loaded: LoadedModel) -> onnx.ModelProto:
+    """The loaded model (node names filled in as TensorRT names layers) as a protobuf we may edit."""
+    return ir.serde.serialize_model(loaded.model)
+
+
+def input_specs(loaded: LoadedModel) -> tuple[dict[str, tuple[int, ...]], int | None]:
+    """Per-sample input shapes and the static batch size (None when the batch dimension is dynamic)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    batches: set[int | None] = set()
+    for value in loaded.graph.inputs:
+        dims = static_dims(value)
+        if value.shape is None or len(value.shape) == 0:
+            raise DlakitError(f"input '{value.name}' has no known shape; pass --shapes {value.name}:1x3x224x224")
+        rest = [d if isinstance(d, int) else None for d in list(value.shape)[1:]]
+        if dims is None and None in rest:
+            raise DlakitError(f"input '{value.name}' has dynamic dimensions {value.shape}; pass --shapes "
+                              f"{value.name}:<N>x<C>x<H>x<W>")
+        first = value.shape[0]
+        batches.add(first if isinstance(first, int) else None)
+        shapes[value.name] = tuple(int(d) for d in rest)  # type: ignore[arg-type]
+    batch = batches.pop() if len(batches) == 1 else None
+    return shapes, batch
+
+
+def session(model: onnx.ModelProto, quantized: bool = False, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session; Q/DQ models get basic optimizations only and never ``WeightBiasQuantization``."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if quantized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=UNSAFE_QDQ_OPTIMIZERS if quantized else None)
+    except Exception as exc:  # ORT raises its own exception types for models it cannot run
+        raise DlakitError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph also outputs ``names`` (in that order, after the original outputs)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    existing = {o.name for o in copy.graph.output}
+    for name in names:
+        if name not in existing:
+            copy.graph.output.append(onnx.ValueInfoProto(name=name))
+            existing.add(name)
+    return copy
+
+
+def tensor_bytes(loaded: LoadedModel, names: Iterable[str]) -> dict[str, int]:
+    """Bytes per sample of each tensor (float32), from inferred shapes; unknown shapes count as 4 MiB."""
+    values = {v.name: v for v in loaded.graph.inputs}
+    for node in loaded.graph:
+        values.update({v.name: v for v in node.outputs})
+    out = {}
+    for name in names:
+        dims = static_dims(values[name]) if name in values else None
+        out[name] = int(np.prod(dims[1:] if dims and len(dims) > 1 else dims or [1 << 20])) * 4
+    return out
+
+
+def chunk_tensors(sizes: dict[str, int], budget: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for name, size in sizes.items():
+        if chunks[-1] and used + size > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(name)
+        used += size
+    return chunks
+
+
+@contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent when disabled or not a terminal)."""
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def stream_activations(
+    model: onnx.ModelProto,
+    source: DataSource,
+    tensors: list[str],
+    sink: Callable[[str, np.ndarray], None],
+    batch_size: int,
+    budget_bytes: int,
+    per_sample_bytes: dict[str, int],
+    progress: bool = True,
+    quantized: bool = False,
+) -> int:
+    """Run ``model`` over ``source`` and hand each requested tensor of each batch to ``sink`` (padding removed).
+
+    Returns the number of samples seen. Tensors are split into chunks so that one batch of exposed activations
+    stays under ``budget_bytes``; each chunk has its own session and the batch is fed to each in turn. (Reducing
+    min/max inside the graph, as ORT's MinMax calibrator does, measured slower here: ORT's CPU ReduceMin/ReduceMax
+    cost more than handing the buffers over.)
+    """
+    chunks = chunk_tensors({n: per_sample_bytes.get(n, 4 << 20) * batch_size for n in tensors}, budget_bytes)
+    sessions = [(session(with_outputs(model, chunk), quantized), chunk) for chunk in chunks]
+    inputs = {i.name for i in model.graph.input}
+    seen = 0
+
+    def consume(chunk: list[str], values: list[np.ndarray], valid: int) -> None:
+        for name, value in zip(chunk, values, strict=True):
+            if valid < batch_size and value.ndim and value.shape[0] == batch_size:
+                value = value[:valid]
+            sink(name, value)
+
+    # statistics of batch k are taken on a worker thread while ONNX Runtime computes batch k+1 (both release the
+    # GIL in their C loops); one batch in flight keeps memory at two batches of activations
+    with ThreadPoolExecutor(max_workers=1) as worker, \
+            progress_bar(len(source), f"running {len(source)} samples", progress) as advance:
+        pending: Future[None] | None = None
+        for batch, valid in source.batches(batch_size):
+            feeds = {k: v for k, v in batch.items() if k in inputs}
+            for sess, chunk in sessions:
+                values = sess.run(chunk, feeds)
+                if pending is not None:
+                    pending.result()
+                pending = worker.submit(consume, chunk, values, valid)
+            seen += valid
+            advance(valid)
+        if pending is not None:
+            pending.result()
+    return seen
