@@ -79,3 +79,15 @@ def test_report_in_headless_chromium(tmp_path):
     keep = Path(__file__).resolve().parents[1] / ".cache" / "report-screenshot.png"
     keep.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, keep)  # look at it: .cache/report-screenshot.png
+
+
+def test_report_with_calibration_data_shows_int8_error_per_layer(tmp_path):
+    import numpy as np
+
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(0).normal(size=(8, 3, 64, 64)).astype(np.float32))
+    report = gather(load_model(_model()), resolve_target(), calib=str(data))
+    assert report.int8_error is None, report.int8_error
+    assert report.int8_layers and all("sqnr_db" in row for row in report.int8_layers)
+    html = render(report)
+    assert "id='int8'" in html and "SQNR dB" in html
