@@ -160,6 +160,7 @@ def bench_net(net: str, workdir: Path, peers: bool, rows: list[str]) -> None:
             table.append((f"ORT quantize_static {method} (sym, per-channel)", metrics(ref, q),
                           f"{t['seconds']:.1f} s / {t['peak_rss_mb']:.0f} MB"))
     runs = {
+        "cle": RecoverOptions(equalize=True, range_search=False, release="jetpack-6.2"),
         "ablation": RecoverOptions(max_fp16_macs=0.10, release="jetpack-6.2"),
         "target30": RecoverOptions(target_sqnr_db=30.0, release="jetpack-6.2"),
         "uint8": RecoverOptions(allow_uint8=True, release="jetpack-7.2.2", max_fp16_macs=0.10),
@@ -167,9 +168,11 @@ def bench_net(net: str, workdir: Path, peers: bool, rows: list[str]) -> None:
     fp16_lists = {}
     for key, options in runs.items():
         result = recover(loaded, source, options)
-        stages = result.stages if key != "target30" else result.stages[-1:]
+        stages = {"target30": result.stages[-1:], "cle": result.stages[1:]}.get(key, result.stages)
         for stage in stages:
             label = stage.name if key == "ablation" else f"{stage.name} [{key}]"
+            if key == "cle":
+                label = f"naive {stage.name}" if "equal" in stage.name else f"naive + CLE {stage.name}"
             if key == "uint8":
                 label = f"{stage.name} [uint8, DLA 3.16]"
             share = f"{result.mixed.fp16_mac_share * 100:.1f} % MACs FP16" if stage.fp16_nodes and result.mixed else ""
@@ -177,6 +180,12 @@ def bench_net(net: str, workdir: Path, peers: bool, rows: list[str]) -> None:
                           tcol if stage.name == "+ range search" and key == "ablation" else share))
         if result.mixed:
             fp16_lists[key] = [u.as_dict(result.mixed.total_macs) for u in result.mixed.fp16_units]
+    from dlakit.recover.equalize import equalize, verify
+
+    relu = equalize(original, relu6="relu")
+    effect = verify(original, relu.model, [{name: ev[i:i + 1]} for i in range(0, len(ev), 10)])
+    rows.append(f"\nReLU6→ReLU for CLE in {len(relu.relu6_replaced)} layers ({net}): FP32 output SQNR vs original "
+                f"{effect.sqnr_db:.2f} dB, max abs diff {effect.max_abs_diff:.2f} (16 evaluation samples)")
     rows.append(f"\n### {net} ({model_path.name}); evaluation {len(ev)} samples, calibration {len(cal)}\n")
     rows.append("| method | top-1 agreement | top-5 overlap | SQNR dB | cosine | time / peak RSS or FP16 share |")
     rows.append("|---|---|---|---|---|---|")

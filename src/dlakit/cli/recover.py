@@ -1,0 +1,100 @@
+"""``dlakit recover``: INT8 accuracy recovery for DLA (equalization, bias correction, range search, FP16 layers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import typer
+
+from dlakit.atomic import write_text, write_with
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.errors import DlakitError
+
+PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
+
+
+def recover_command(
+    model: str = ModelArg,
+    calib: str = typer.Option(..., "--calib", "-c", help="Calibration data: image folder, .npy/.npz file or folder."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the recovered model, cache, JSON, Q/DQ."),
+    target_sqnr: float | None = typer.Option(None, "--target-sqnr", help="Keep the fewest MACs in FP16 to reach "
+                                             "this output SQNR (dB) on the calibration data."),
+    max_fp16_macs: float | None = typer.Option(None, "--max-fp16-macs", help="Best SQNR with at most this "
+                                               "fraction of MACs in FP16 (0..1)."),
+    allow_uint8: bool = typer.Option(False, "--allow-uint8", help="Unsigned INT8 for never-negative tensors "
+                                     "(DLA ≥ 3.16 only, e.g. --release jetpack-7.2.2)."),
+    relu6: str = typer.Option("keep", "--relu6", help="ReLU6 in equalized pairs: keep (never changed), bounded "
+                              "(scale channels that provably stay below 6), relu (model change, measured)."),
+    equalize: bool = typer.Option(False, "--equalize/--no-equalize", help="Cross-layer equalization (exact FP32 "
+                                  "rewrite; off by default: it did not help on the networks measured)."),
+    no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="Skip bias correction."),
+    no_range_search: bool = typer.Option(False, "--no-range-search", help="Keep max ranges."),
+    preset: str = PresetOpt,
+    num_samples: int | None = typer.Option(None, "--num-samples", "-n", help="Use at most this many samples."),
+    shapes: str | None = ShapesOpt,
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
+    from dlakit.quantize.data import make_preset, open_source
+    from dlakit.quantize.runtime import input_specs
+    from dlakit.recover.pipeline import RecoverOptions, recover
+    from dlakit.recover.report import recovery_summary, render_table
+    from dlakit.targets import resolve_target
+
+    check_format(fmt, ("table", "json"))
+    if Path(output).exists() and not Path(output).is_dir():
+        raise DlakitError(f"-o {output}: exists and is not a folder; give a folder for the outputs")
+    target = resolve_target(platform, release)
+    loaded = load_input(model, shapes)
+    sample_shapes, _ = input_specs(loaded)
+    source = open_source(calib, sample_shapes, make_preset(preset), num_samples)
+    options = RecoverOptions(equalize=equalize, relu6=relu6, bias_correction=not no_bias_correction,
+                             range_search=not no_range_search, target_sqnr_db=target_sqnr,
+                             max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
+                             platform=platform)
+    result = recover(loaded, source, options)
+    summary = write_recovery(output, loaded.source, result, target)
+    summary.update(recovery_summary(result))
+    write_text(Path(output) / f"{Path(loaded.source).stem}_recovery.json", json.dumps(summary, indent=2) + "\n")
+    if fmt == "json":
+        print_json(summary)
+        return
+    render_table(summary)
+
+
+def write_recovery(output: str | Path, source_name: str, result: object, target: object) -> dict[str, object]:
+    """Write the recovered model, then the quantize package's artefacts for it (each file atomically)."""
+    from dlakit.model import load_model
+    from dlakit.quantize.outputs import write_outputs
+    from dlakit.quantize.qdq import insert_qdq
+    from dlakit.recover.pipeline import Recovery
+    from dlakit.recover.ranges import make_unsigned
+
+    assert isinstance(result, Recovery)
+    directory = Path(output)
+    stem = Path(source_name).stem or "model"
+    recovered = directory / f"{stem}_recovered.onnx"
+    write_with(recovered, lambda tmp: onnx.save(result.model, str(tmp)))
+    loaded = load_model(result.model)
+    loaded.source = str(recovered)
+    info = {"model": source_name, "recovered_model": str(recovered), "method": "recover",
+            "samples": result.observation.samples if result.observation else 0,
+            "calibration_seconds": round(result.seconds.get("calibration_total", 0.0), 2)}
+    written = write_outputs(directory, loaded, result.model, result.plan, result.raw_amax, result.amax,
+                            result.costs, target, info, never_negative=result.never_negative)  # type: ignore[arg-type]
+    if result.unsigned and "qdq" in written.files:
+        qdq = insert_qdq(result.model, result.plan, result.amax, weights="int8", fp16_casts=False)
+        make_unsigned(qdq.model, qdq.compare_names, result.unsigned, result.amax)
+        write_with(written.files["qdq"], lambda tmp: onnx.save(qdq.model, str(tmp)))
+    summary = dict(written.summary)
+    summary["files"] = {**summary.get("files", {}), "recovered_model": str(recovered),
+                        "recovery_report": str(directory / f"{stem}_recovery.json")}
+    return summary
+
+
+def register(app: typer.Typer) -> None:
+    app.command("recover")(recover_command)

@@ -1,0 +1,271 @@
+"""Sensitivity-guided INT8/FP16 mixed precision: the fewest MACs in FP16 that reach a target.
+
+DLA keeps a tensor in INT8 as long as one INT8 layer writes or reads it, so the unit of choice is a *tensor*: the
+candidate for tensor t is its producer and all its readers in FP16 together (each a DLA layer with its fused
+BatchNorm/activation/residual Add, so that ``--layerPrecisions`` never splits a fusion). Making one layer FP16 alone
+removes only its weight error, which on EfficientNet-Lite0 buys < 0.1 dB.
+
+Why measured sensitivity: the noise a tensor adds locally says little about what reaches the output (Lite0's stem
+output adds little locally but carries 30 % of the output noise, amplified by the first depthwise layer). So every
+affordable candidate is screened with the emulator on a few samples (output SQNR gain per MAC), the best are
+measured on the search subset, and candidates are picked greedily by gain per MAC until ``target_sqnr_db`` is
+reached or ``max_fp16_macs`` is spent; the final pick is verified with one more emulator run. Bias corrections are
+undone for layers that end up in FP16 (they have no weight rounding to correct). The time each FP16 layer costs
+comes from ``dlakit.perf`` (INT8 vs FP16 estimate) when that package is available.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from dlakit.model import LoadedModel, node_macs
+from dlakit.quantize.emulate import build_emulator, compare_layers
+from dlakit.quantize.plan import QuantPlan, build_plan
+from dlakit.recover.observe import ArraySource, Source
+from dlakit.recover.ranges import build, output_sqnr
+
+CANDIDATES = 12
+SCREEN_SAMPLES = 4
+
+
+@dataclass
+class Unit:
+    name: str  # the weighted layer
+    nodes: list[str]
+    macs: int
+    local_nsr: float = 0.0  # noise-to-signal ratio the unit adds at its output (all-INT8 run)
+    sqnr_fp16_db: float | None = None  # output SQNR with only this unit in FP16
+    int8_us: float | None = None
+    fp16_us: float | None = None
+
+    def as_dict(self, total_macs: int) -> dict[str, object]:
+        return {"layer": self.name, "nodes": self.nodes, "macs": self.macs,
+                "mac_share": round(self.macs / total_macs, 4) if total_macs else 0.0,
+                "sqnr_if_fp16_db": None if self.sqnr_fp16_db is None else round(self.sqnr_fp16_db, 2),
+                "int8_us": self.int8_us, "fp16_us": self.fp16_us,
+                "extra_us": None if self.int8_us is None or self.fp16_us is None else round(
+                    self.fp16_us - self.int8_us, 2)}
+
+
+@dataclass
+class MixedResult:
+    fp16_units: list[Unit] = field(default_factory=list)
+    fp16_nodes: list[str] = field(default_factory=list)
+    measured: list[Candidate] = field(default_factory=list)
+    chosen: list[Candidate] = field(default_factory=list)
+    int8_sqnr_db: float = 0.0
+    sqnr_db: float = 0.0
+    fp16_mac_share: float = 0.0
+    total_macs: int = 0
+    reached: bool = True
+    seconds: float = 0.0
+    timing_note: str = ""
+
+
+def units_of(graph_model: LoadedModel, plan: QuantPlan) -> list[Unit]:
+    """One unit per weighted INT8 layer, with the nodes DLA fuses into it."""
+    nodes = {node.name: node for node in graph_model.graph}
+    units = []
+    for spec in plan.weights:
+        members = [spec.node]
+        current = nodes[spec.node]
+        while current.outputs and current.outputs[0].name in plan.fused:
+            follower = plan.fused[current.outputs[0].name]
+            members.append(follower)
+            current = nodes[follower]
+        units.append(Unit(spec.node, members, int(node_macs(nodes[spec.node]) or 0)))
+    return units
+
+
+def _restrict(amax: dict[str, float], plan: QuantPlan) -> dict[str, float]:
+    keep = set(plan.tensors)
+    tied, _ = plan.apply_constraints({k: v for k, v in amax.items() if k in keep})
+    return {k: v for k, v in tied.items() if k in amax}
+
+
+def restore_biases(model: onnx.ModelProto, uncorrected: onnx.ModelProto, nodes: set[str]) -> onnx.ModelProto:
+    """``model`` with the biases of ``nodes`` taken from ``uncorrected``.
+
+    Bias correction cancels the mean error of INT8 weights; a layer that runs in FP16 has no such error, so its
+    correction must be undone (keeping it costs more than the FP16 layer gains: -6 dB on Lite0's first depthwise).
+    """
+    if not nodes:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    source = {i.name: i for i in uncorrected.graph.initializer}
+    inits = {i.name: i for i in out.graph.initializer}
+    for node in out.graph.node:
+        if node.name in nodes and len(node.input) > 2 and node.input[2] in inits:
+            name = node.input[2]
+            if name in source:
+                inits[name].CopyFrom(source[name])
+            else:  # a bias that only the correction created
+                array = numpy_helper.to_array(inits[name])
+                inits[name].CopyFrom(numpy_helper.from_array(np.zeros_like(array), name))
+    return out
+
+
+def emulate_with(loaded: LoadedModel, model: onnx.ModelProto, amax: dict[str, float], fp16_nodes: set[str],
+                 unsigned: set[str], uncorrected: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, QuantPlan]:
+    plan = build_plan(loaded.graph, fp16_nodes)
+    if uncorrected is not None:
+        model = restore_biases(model, uncorrected, fp16_nodes)
+    emulated, _ = build(model, plan, _restrict(amax, plan), unsigned & set(plan.tensors))
+    return emulated, plan
+
+
+@dataclass
+class Candidate:
+    """A set of DLA layers that, in FP16 together, removes the INT8 error of ``tensor`` (its producer and all its
+    readers: DLA keeps a tensor INT8 as long as one INT8 layer writes or reads it)."""
+
+    tensor: str
+    units: list[Unit]
+    nodes: frozenset[str]
+    macs: int
+    local_nsr: float
+    sqnr_fp16_db: float | None = None
+
+    def as_dict(self, total_macs: int) -> dict[str, object]:
+        return {"tensor": self.tensor, "layers": [u.name for u in self.units], "macs": self.macs,
+                "mac_share": round(self.macs / total_macs, 4) if total_macs else 0.0,
+                "sqnr_if_fp16_db": None if self.sqnr_fp16_db is None else round(self.sqnr_fp16_db, 2)}
+
+
+def _head(source: Source, count: int, batch_size: int) -> Source:
+    if isinstance(source, ArraySource):
+        return source.head(max(count, batch_size))
+    return source
+
+
+def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added_nsr: dict[str, float]
+                  ) -> list[Candidate]:
+    """One candidate per scaled tensor: the units that write or read it."""
+    owner = {node: u for u in units for node in u.nodes}
+    producers: dict[str, str] = {}
+    readers: dict[str, list[str]] = {}
+    for node in loaded.graph:
+        for value in node.outputs:
+            producers[value.name] = node.name
+        for value in node.inputs:
+            if value is not None:
+                readers.setdefault(value.name, []).append(node.name)
+    found: dict[frozenset[str], Candidate] = {}
+    for tensor in plan.tensors:
+        names = [n for n in [producers.get(tensor), *readers.get(tensor, [])] if n]
+        chosen = {owner[n].name: owner[n] for n in names if n in owner}
+        nodes = frozenset(n for u in chosen.values() for n in u.nodes) | frozenset(n for n in names if n not in owner)
+        if not nodes:
+            continue
+        local = added_nsr.get(tensor, 0.0) + sum(added_nsr.get(f"@{u.name}", 0.0) for u in chosen.values())
+        macs = sum(u.macs for u in chosen.values())
+        if nodes not in found or found[nodes].local_nsr < local:
+            found[nodes] = Candidate(tensor, list(chosen.values()), nodes, macs, local)
+    return list(found.values())
+
+
+def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
+                amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
+                max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
+                candidates: int = CANDIDATES) -> MixedResult:
+    """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``."""
+    began = time.perf_counter()
+    unsigned = unsigned or set()
+    units = units_of(loaded, plan)
+    total = sum(u.macs for u in units) or 1
+    result = MixedResult(total_macs=total)
+    emulated, _ = emulate_with(loaded, model, amax, set(), unsigned)
+    qdq = build_emulator(model, plan, amax)  # compare_layers wants the emulator's bookkeeping object
+    qdq.model = emulated
+    errors = compare_layers(reference, qdq, source, batch_size, progress=False)
+    owner = {node: u for u in units for node in u.nodes}
+    added: dict[str, float] = {}
+    for err in errors:
+        nsr = 10 ** (-err.layer_sqnr_db / 10) if np.isfinite(err.layer_sqnr_db) else 0.0
+        added[err.tensor] = nsr
+        unit = owner.get(err.producer)
+        if unit is not None:
+            unit.local_nsr += nsr
+            added[f"@{unit.name}"] = unit.local_nsr
+    base = output_sqnr(reference, emulated, source, batch_size)
+    result.int8_sqnr_db = result.sqnr_db = base
+    done = (target_sqnr_db is None and not max_fp16_macs) or (target_sqnr_db is not None and base >= target_sqnr_db)
+    if done:
+        result.seconds = time.perf_counter() - began
+        return result
+    budget = (max_fp16_macs if max_fp16_macs is not None else 1.0) * total
+    pool = [c for c in candidates_of(loaded, plan, units, added) if c.macs <= budget]
+    # the local noise misses amplification (Lite0's stem output carries 30 % of the output noise yet adds little
+    # locally), so every affordable candidate is screened on a few samples and the best are measured on all
+    screen = _head(source, SCREEN_SAMPLES, batch_size)
+    base_screen = 10 ** (-output_sqnr(reference, emulated, screen, batch_size) / 10)
+    screened = []
+    for cand in pool:
+        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference)
+        gain = base_screen - 10 ** (-output_sqnr(reference, trial, screen, batch_size) / 10)
+        screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
+    screened.sort(key=lambda item: -item[0])
+    ranked = [cand for _, gain, cand in screened if gain > 0][:candidates]
+    base_nsr = 10 ** (-base / 10)
+    gains: dict[str, float] = {}
+    for cand in ranked:
+        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference)
+        cand.sqnr_fp16_db = output_sqnr(reference, trial, source, batch_size)
+        gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
+    result.measured = ranked
+    order = sorted(ranked, key=lambda c: -gains[c.tensor] / max(c.macs, total * 1e-4))
+    picked: dict[str, Unit] = {}
+    nodes: set[str] = set()
+    predicted = base_nsr
+    for cand in order:
+        extra = sum(u.macs for u in cand.units if u.name not in picked)
+        spent = sum(u.macs for u in picked.values())
+        if gains[cand.tensor] <= 0 or spent + extra > budget:
+            continue
+        cand.units = [u for u in cand.units if u.name not in picked]  # each unit reported once, by its first reason
+        picked.update({u.name: u for u in cand.units})
+        result.chosen.append(cand)
+        nodes |= cand.nodes
+        predicted -= gains[cand.tensor]
+        if target_sqnr_db is not None and predicted > 0 and -10 * np.log10(predicted) >= target_sqnr_db + 0.5:
+            break
+    if nodes:
+        final, _ = emulate_with(loaded, model, amax, nodes, unsigned, reference)
+        result.sqnr_db = output_sqnr(reference, final, source, batch_size)
+    result.fp16_units, result.fp16_nodes = list(picked.values()), sorted(nodes)
+    result.fp16_mac_share = sum(u.macs for u in picked.values()) / total
+    result.reached = target_sqnr_db is None or result.sqnr_db >= target_sqnr_db
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = None, platform: str | None = None
+                 ) -> str:
+    """Fill ``int8_us``/``fp16_us`` of ``units`` from ``dlakit.perf``; returns a note when it is unavailable."""
+    try:
+        from dlakit.perf import conditions_for, evaluate, prepare
+        from dlakit.targets import resolve_target
+    except ImportError:
+        return "dlakit.perf not installed: no time estimates"
+    try:
+        target = resolve_target(platform, release)
+        times: dict[str, dict[str, tuple[int, float]]] = {}
+        for precision in ("int8", "fp16"):
+            prep = prepare(loaded, target, precision)
+            cond, label = conditions_for(target, precision=precision)
+            estimate = evaluate(prep, cond, label)
+            times[precision] = {node: (i, layer.time_us) for i, layer in enumerate(estimate.layers)
+                                for node in layer.nodes}
+    except Exception as exc:  # the estimate is an extra; a model it cannot place must not fail the recovery
+        return f"no time estimate: {str(exc).splitlines()[0][:160]}"
+    for unit in units:
+        for precision, attr in (("int8", "int8_us"), ("fp16", "fp16_us")):
+            layers = {times[precision][n] for n in unit.nodes if n in times[precision]}
+            setattr(unit, attr, round(sum(t for _, t in layers), 2) if layers else None)
+    return f"DLA time from dlakit.perf ({target.label})"
