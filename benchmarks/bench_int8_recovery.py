@@ -57,7 +57,7 @@ def load_net(net: str, workdir: Path) -> tuple[Path, dict[str, object]]:
 
 
 def data(preprocess: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    from dlakit.recover.photos import split
+    from tests.photos import split
 
     return split(**preprocess)  # type: ignore[arg-type]
 
@@ -209,7 +209,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], workdir)
         return
-    from dlakit.recover.photos import SUBSTITUTES
+    from tests.photos import SUBSTITUTES
 
     rows = [f"photo substitutes: {SUBSTITUTES}", f"cores visible: {len(os.sched_getaffinity(0))}"]
     for net in args.nets.split(","):

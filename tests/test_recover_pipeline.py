@@ -56,7 +56,7 @@ def _net(seed: int = 0) -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
-    from dlakit.recover.photos import _image, variants
+    from tests.photos import _image, variants
 
     return np.stack([v for i, n in enumerate(("astronaut", "coffee", "rocket", "chelsea"))
                      for v in variants(_image(n), 6, i, size=SIZE)])

@@ -19,7 +19,7 @@ from dlakit.recover.equalize import equalize, find_pairs, verify
 
 
 def _photo_batch(count: int = 2, size: int = 32) -> np.ndarray:
-    from dlakit.recover.photos import _image, variants
+    from tests.photos import _image, variants
 
     return np.stack(variants(_image("astronaut"), count, 0, size=size))
 
@@ -153,8 +153,9 @@ def test_find_pairs_on_real_lite0_and_cle_exact(lite0):
     kinds = {p.kind for p in pairs}
     assert "clip" in kinds and "linear" in kinds
     result = equalize(lite0)
-    x = np.stack(__import__("dlakit.recover.photos", fromlist=["variants"]).variants(
-        __import__("dlakit.recover.photos", fromlist=["_image"])._image("coffee"), 1, 0))
+    from tests.photos import _image, variants
+
+    x = np.stack(variants(_image("coffee"), 1, 0))
     check = verify(lite0, result.model, [{"input": x}])
     assert check.max_abs_diff < 1e-3 and check.sqnr_db > 80
 

@@ -1,4 +1,5 @@
-"""The real-photo calibration/evaluation split of ``facts/int8_baseline.md``, from images bundled with libraries.
+"""The real-photo calibration/evaluation split of ``facts/int8_baseline.md``, from images bundled with libraries
+(scikit-image, scikit-learn, matplotlib: development dependencies, so this lives with the tests).
 
 Used by the recovery benchmark and tests so that every figure is measured on the same, disjoint-by-photo data.
 Two photos of the original split come from packages that are not installed here (mahotas' DepartmentStore and
