@@ -45,7 +45,7 @@ def test_logic_works_at_old_opsets():
     assert run.applied == ["logical-not"] and run.verification.passed
 
 
-@pytest.mark.parametrize(("shape", "dtype"), itertools.product([(5,), (1, 3, 8, 8)], [np.float32, np.float16]))
+@pytest.mark.parametrize(("shape", "dtype"), list(itertools.product([(5,), (1, 3, 8, 8)], [np.float32, np.float16])))
 def test_neg_to_scale(shape, dtype):
     run = run_rules(one_op_model("Neg", {"x": (shape, dtype)}), ["neg-to-scale"], tolerance=0.0)
     assert run.applied == ["neg-to-scale"] and run.ops == ["Mul"]
