@@ -7,6 +7,7 @@ figure (each row says which inputs were used).
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,19 @@ def per_layer_error(loaded: LoadedModel, check_report: Any, calib: str, data: st
         _, tied, _ = result.ranges()
         emulation = Emulation(result.model, result.plan, tied, build_emulator(result.model, result.plan, tied))
         data = data or calib
-    if data is not None:
-        source = open_source(data, shapes, num_samples=num_samples)
-        kind = "data"
-    else:
-        source = _synthetic(shapes, emulation.amax, max(num_samples, batch))
-        kind = "synthetic"
-    rows = []
-    for error in compare_layers(emulation.model, emulation.emulated, source, batch, progress=False):
-        row = error.as_dict()
-        row["name"] = row.pop("tensor")
-        row["inputs"] = kind
-        rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="dlakit-report-") as scratch:
+        if data is not None:
+            source = open_source(data, shapes, num_samples=num_samples)
+            kind = "data"
+        else:
+            source = _synthetic(shapes, emulation.amax, max(num_samples, batch), Path(scratch))
+            kind = "synthetic"
+        rows = []
+        for error in compare_layers(emulation.model, emulation.emulated, source, batch, progress=False):
+            row = error.as_dict()
+            row["name"] = row.pop("tensor")
+            row["inputs"] = kind
+            rows.append(row)
     return rows
 
 
@@ -62,11 +64,8 @@ def _is_cache(path: str) -> bool:
         return handle.read(4) == b"TRT-"
 
 
-def _synthetic(shapes: dict[str, tuple[int, ...]], amax: dict[str, float], count: int) -> DataSource:
-    import tempfile
-
+def _synthetic(shapes: dict[str, tuple[int, ...]], amax: dict[str, float], count: int, folder: Path) -> DataSource:
     rng = np.random.default_rng(0)
-    folder = Path(tempfile.mkdtemp(prefix="dlakit-report-"))
     arrays = {name: (rng.normal(size=(count, *shape)) * amax.get(name, 1.0) / 3).astype(np.float32)
               for name, shape in shapes.items()}
     np.savez(folder / "inputs.npz", **arrays)
