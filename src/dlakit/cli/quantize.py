@@ -269,8 +269,18 @@ def emulate(
 
 def evaluate(
     model: str = ModelArg,
-    data: str = typer.Option(..., "--data", "-d", help="Labelled images: DATA/<class>/<image>, or see --labels."),
+    data: str = typer.Option(..., "--data", "-d", help="Labelled images: DATA/<class>/<image>, or see --labels; "
+                             "with --coco, the images of the annotation file."),
     labels: str | None = typer.Option(None, "--labels", help="Lines '<image path> <class index>' relative to DATA."),
+    coco: str | None = typer.Option(None, "--coco", help="COCO instances JSON: detection AP/AP50/AP75 instead of "
+                                    "top-1 (the model outputs post-processed boxes in input pixels)."),
+    detections: str | None = typer.Option(None, "--detections", help="With --coco: output names "
+                                          "boxes,scores,classes[,count] or one [N,K,6|7] output."),
+    class_ids: str = typer.Option("category", "--class-ids", help="With --coco: the class output is a COCO "
+                                  "category id (category) or an index into the sorted category ids (index)."),
+    box_format: str = typer.Option("xyxy", "--box-format", help="With --coco: box coordinates xyxy or yxyx, in "
+                                   "input pixels or with -normalized in [0, 1] (TensorFlow exports: "
+                                   "yxyx-normalized)."),
     calib_cache: str | None = typer.Option(None, "--calib-cache", help="Also evaluate DLA INT8 with this cache."),
     qdq: bool = typer.Option(False, "--qdq", help="MODEL is a Q/DQ model: evaluate it as DLA INT8."),
     shapes: str | None = ShapesOpt,
@@ -284,7 +294,7 @@ def evaluate(
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
 ) -> None:
-    """Top-1/top-5 classification accuracy, FP32 and emulated DLA INT8 side by side (classification only)."""
+    """Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side by side."""
     from dlakit.quantize.evaluate import evaluate as run_eval
     from dlakit.quantize.evaluate import labelled_images
     from dlakit.quantize.runtime import to_proto
@@ -296,6 +306,10 @@ def evaluate(
     else:
         loaded = load_input(model, shapes)
         fp32, emulated = to_proto(loaded), None
+    if coco is not None:
+        _detection(loaded, fp32, emulated, data, coco, labels, detections, class_ids, box_format, num_samples,
+                   _preset(preset, mean, std, scale, channel_order, layout), progress, fmt)
+        return
     files, classes = labelled_images(data, labels)
     if num_samples:
         files, classes = files[:num_samples], classes[:num_samples]
@@ -321,6 +335,34 @@ def evaluate(
     console.print(table)
     if "top1_agreement" in result:
         console.print(f"top-1 agreement {result['top1_agreement']:.2%}, logit SQNR {result['logit_sqnr_db']} dB")
+
+
+def _detection(loaded, fp32: onnx.ModelProto, emulated: onnx.ModelProto | None, data: str, coco: str,
+               labels: str | None, detections: str | None, class_ids: str, box_format: str, num_samples: int | None,
+               preset: Preset, progress: bool, fmt: str) -> None:
+    from dlakit.quantize.detection import evaluate_detection
+
+    if labels is not None:
+        raise DlakitError("--labels is for classification; with --coco the annotation file holds the ground truth")
+    sample_shapes, _ = input_specs(loaded)
+    if len(sample_shapes) != 1:
+        raise DlakitError(f"{loaded.source}: eval feeds images to a single-input detector; this model has "
+                          f"{len(sample_shapes)} inputs")
+    (name, shape), = sample_shapes.items()
+    result = evaluate_detection(fp32, emulated, data, coco, name, shape, preset, batch_size_for(loaded),
+                                detections, class_ids, num_samples, progress, box_format)
+    if fmt == "json":
+        print_json({"model": loaded.source, "detection": result})
+        return
+    table = Table(title=f"{loaded.source}: {result['images']} images, {result['annotations']} boxes (COCO bbox AP)")
+    for column in ("", "AP", "AP50", "AP75", "detections"):
+        table.add_column(column)
+    for key in ("fp32", "int8_emulated"):
+        if key in result:
+            ap = result[key]
+            table.add_row(key, *("n/a" if ap[k] is None else f"{ap[k]:.4f}" for k in ("ap", "ap50", "ap75")),
+                          str(result["detections"][key]))  # type: ignore[index]
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
