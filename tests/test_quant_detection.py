@@ -45,9 +45,15 @@ def detector(boxes: np.ndarray, classes: list[float], layout: str = "three", cou
         consts = {"boxes": (boxes * unit)[None].astype(np.float32), "scores": scores[None],
                   "classes": np.array(classes, np.float32)[None]}
         for name, value in consts.items():
-            init.append(numpy_helper.from_array(value, f"{name}_c"))
-            nodes.append(helper.make_node("Add", ["z3" if name == "boxes" else "z2", f"{name}_c"], [name],
-                                          name=f"add_{name}"))
+            if name == "boxes":  # a DLA box head: zero-weight conv whose bias is the boxes, reshaped to [N,K,4]
+                init += [numpy_helper.from_array(np.zeros((4 * k, 3, SIZE, SIZE), np.float32), "boxes_w"),
+                         numpy_helper.from_array(value.reshape(-1), "boxes_b"),
+                         numpy_helper.from_array(np.array([-1, k, 4], np.int64), "boxes_shape")]
+                nodes += [helper.make_node("Conv", ["x", "boxes_w", "boxes_b"], ["boxes4"], name="box_head"),
+                          helper.make_node("Reshape", ["boxes4", "boxes_shape"], ["boxes"], name="box_reshape")]
+            else:
+                init.append(numpy_helper.from_array(value, f"{name}_c"))
+                nodes.append(helper.make_node("Add", ["z2", f"{name}_c"], [name], name=f"add_{name}"))
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, *value.shape[1:]]))
         if count is not None:
             init.append(numpy_helper.from_array(np.array([[count]], np.float32), "count_c"))
@@ -150,8 +156,9 @@ def test_int8_column_side_by_side_with_a_cache_and_table(dataset):
     detection = out["detection"]
     assert set(detection["int8_emulated"]) == {"ap", "ap50", "ap75"}
     assert 0.9 <= detection["int8_emulated"]["ap50"] <= 1.0 and detection["detections"]["int8_emulated"] == 6
-    # a coarse INT8 scale on the boxes (step 8 input pixels) moves the small box: the INT8 column shows it
-    write_cache(cache, CalibrationCache.from_amax({"x": 1.0, "feat": 1.0, "boxes": 127 * 8.0}, 8600))
+    # a coarse INT8 scale on the DLA box head's output (step 8 input pixels) moves the small box: the INT8 column
+    # shows it (the rank-3 Adds of scores and classes run on the GPU, as dlakit check places them, and stay float)
+    write_cache(cache, CalibrationCache.from_amax({"x": 1.0, "feat": 1.0, "boxes4": 127 * 8.0}, 8600))
     detection = eval_json(str(model), "--data", str(images), "--coco", str(coco), "--calib-cache",
                           str(cache))["detection"]
     assert detection["fp32"]["ap75"] == 1.0 and detection["int8_emulated"] == {"ap": 0.6, "ap50": 1.0, "ap75": 0.5}

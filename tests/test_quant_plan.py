@@ -209,3 +209,46 @@ def test_rounding_away_from_zero_differs_from_even_only_on_ties():
     assert np.allclose(away, np.sign(codes) * np.floor(np.abs(codes) + 0.5), atol=1e-3)
     with pytest.raises(Exception, match="--rounding"):
         build_emulator(to_proto(loaded), plan, amax, rounding="up")
+
+
+def _big_kernel_model() -> onnx.ModelProto:
+    """conv1 (3x3) → big (kernel 33, over DLA's [1, 32]: dlakit check sends it to the GPU) → relu."""
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], name="big", pads=[16, 16, 16, 16]),
+             helper.make_node("Relu", ["c2"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 40, 40])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w1"),
+                               numpy_helper.from_array(rng.normal(size=(4, 4, 33, 33)).astype(np.float32), "w2")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_layers_check_places_on_the_gpu_get_no_dla_scales():
+    from dlakit.quantize.plan import off_dla_layers
+    from dlakit.targets import resolve_target
+
+    loaded = load_model(_big_kernel_model())
+    table_only = build_plan(loaded.graph)
+    assert "big" in table_only.int8_layers and "c2" in table_only.fused  # the op table alone would fuse it
+    off = off_dla_layers(loaded, resolve_target(None, None))
+    assert off == {"big"}  # the kernel breaks DLA's limit
+    plan = build_plan(loaded.graph, off_dla=off)
+    assert plan.gpu_layers == ["big"] and plan.int8_layers == ["conv1", "relu"] and plan.off_dla == off
+    # nothing fuses into the GPU convolution: its output is a DLA input with its own scale
+    assert plan.tensors == ["x", "c1", "c2", "y"] and not plan.fused and [w.node for w in plan.weights] == ["conv1"]
+
+
+def test_clip_bounds_given_as_one_element_tensors():
+    """SSD-MobileNetV1's ReLU6 has min/max initializers of shape [1] (numpy refuses float() of those)."""
+    model = small_model()
+    model.graph.initializer.extend([numpy_helper.from_array(np.array([0.0], np.float32), "lo"),
+                                    numpy_helper.from_array(np.array([6.0], np.float32), "hi")])
+    model.graph.node[1].CopyFrom(helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"], name="relu1"))
+    plan = build_plan(load_model(model).graph)
+    assert plan.bounded["r1"] == 6.0
+    from dlakit.recover.equalize import find_pairs
+
+    del model.graph.node[3:]  # conv1 → clip → conv2 only: an equalization pair across the ReLU6
+    model.graph.output[0].name = "c2"
+    assert [(p.first, p.kind, p.bound) for p in find_pairs(model)] == [("conv1", "clip", 6.0)]

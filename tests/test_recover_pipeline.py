@@ -115,7 +115,7 @@ def test_cli_writes_every_artefact(tmp_path, photos):
     cache = (out / "tiny_recovered.cache").read_text().splitlines()
     assert cache[0].startswith("TRT-") and len(cache) > 3
     precisions = (out / "tiny_recovered_layer_precisions.txt").read_text().strip()
-    assert precisions == ",".join(f"{n}:fp16" for n in summary["mixed_precision"]["fp16_layers"])
+    assert set(precisions.split(",")) == {f"{n}:fp16" for n in summary["mixed_precision"]["fp16_layers"]}
     onnx.checker.check_model(onnx.load(str(out / "tiny_recovered.onnx")))
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 

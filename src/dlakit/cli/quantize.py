@@ -17,6 +17,7 @@ from dlakit.quantize.cache import read_cache
 from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
 from dlakit.quantize.calibrators import METHODS
 from dlakit.quantize.data import PRESETS, Preset, make_preset, open_source
+from dlakit.quantize.plan import off_dla_layers
 from dlakit.quantize.runtime import input_specs
 
 PresetOpt = typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")
@@ -82,7 +83,8 @@ def quantize(
     loaded = load_input(model, shapes)
     sample_shapes, _ = input_specs(loaded)
     source = open_source(calib, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
-    result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress)
+    result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
+                       off_dla=off_dla_layers(loaded, target))
     raw, tied, costs = result.ranges()
     info = {"model": loaded.source, "method": method, "samples": result.samples,
             "calibration_seconds": round(result.seconds, 2)}
@@ -143,7 +145,7 @@ def qdq_translate(
     if calib_cache is not None:
         loaded = load_input(model, shapes)
         cache = read_cache(calib_cache)
-        emulation = emulation_from_scales(loaded, cache.scales)
+        emulation = emulation_from_scales(loaded, cache.scales, off_dla=off_dla_layers(loaded, target))
         tied = emulation.amax
         info = {"model": loaded.source, "direction": "cache -> qdq", "calib_cache": calib_cache,
                 "ignored_cache_entries": emulation.ignored_scales}
@@ -159,7 +161,7 @@ def qdq_translate(
         plain = Path(output) / f"{stem}_noqdq.onnx"
         write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
         loaded = load_model(plain)
-        emulation = emulation_from_scales(loaded, translation.scales)
+        emulation = emulation_from_scales(loaded, translation.scales, off_dla=off_dla_layers(loaded, target))
         info = {"model": loaded_qdq.source, "direction": "qdq -> cache", "model_without_qdq": str(plain),
                 "weights_checked": translation.weights_checked,
                 "weight_scale_mismatches": [m.as_dict() for m in translation.mismatches]}
@@ -185,10 +187,15 @@ def qdq_translate(
         console.print(f"  {key:17} {path}")
 
 
-def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: bool, rounding: str = "even"):
+def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: bool, rounding: str = "even",
+               platform: str | None = None, release: str | None = None):
+    """The model (Q/DQ removed) and its emulation, with ``dlakit check``'s placement for the target."""
     from dlakit.quantize.emulate import emulation_from_scales
     from dlakit.quantize.qdq import translate_qdq
     from dlakit.quantize.runtime import to_proto
+    from dlakit.targets import resolve_target
+
+    target = resolve_target(platform, release)
 
     if (calib_cache is None) == (not qdq):
         raise DlakitError("give exactly one of --calib-cache FILE (model + cache) or --qdq (MODEL is a Q/DQ model)")
@@ -199,8 +206,10 @@ def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: boo
             raise DlakitError(f"{model}: --qdq given but the model has no QuantizeLinear→DequantizeLinear pairs")
         loaded = load_model(translation.model)
         loaded.source = model
-        return loaded, emulation_from_scales(loaded, translation.scales, rounding=rounding)
-    return loaded, emulation_from_scales(loaded, read_cache(calib_cache).scales, rounding=rounding)
+        scales = translation.scales
+    else:
+        scales = read_cache(calib_cache).scales  # type: ignore[arg-type]
+    return loaded, emulation_from_scales(loaded, scales, rounding=rounding, off_dla=off_dla_layers(loaded, target))
 
 
 def emulate(
@@ -213,6 +222,8 @@ def emulate(
     save: str | None = typer.Option(None, "--save-emulated", help="Write the emulation model (ONNX) here."),
     rounding: str = typer.Option("even", "--rounding", help="INT8 rounding of ties: even (TensorRT's definition) "
                                  "or away (open NVDLA's converters; unsure for Orin): run both to see if it matters."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     num_samples: int | None = NumSamplesOpt,
     preset: str = PresetOpt,
@@ -229,7 +240,7 @@ def emulate(
     from dlakit.quantize.emulate import compare_layers, output_errors
 
     check_format(fmt, ("table", "json"))
-    loaded, emulation = _emulation(model, shapes, calib_cache, qdq, rounding)
+    loaded, emulation = _emulation(model, shapes, calib_cache, qdq, rounding, platform, release)
     sample_shapes, _ = input_specs(loaded)
     source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
     batch = batch_size_for(loaded)
@@ -283,6 +294,8 @@ def evaluate(
                                    "yxyx-normalized)."),
     calib_cache: str | None = typer.Option(None, "--calib-cache", help="Also evaluate DLA INT8 with this cache."),
     qdq: bool = typer.Option(False, "--qdq", help="MODEL is a Q/DQ model: evaluate it as DLA INT8."),
+    platform: str | None = PlatformOpt,
+    release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     num_samples: int | None = NumSamplesOpt,
     preset: str = PresetOpt,
@@ -301,7 +314,7 @@ def evaluate(
 
     check_format(fmt, ("table", "json"))
     if calib_cache or qdq:
-        loaded, emulation = _emulation(model, shapes, calib_cache, qdq)
+        loaded, emulation = _emulation(model, shapes, calib_cache, qdq, platform=platform, release=release)
         fp32, emulated = emulation.model, emulation.emulated.model
     else:
         loaded = load_input(model, shapes)

@@ -61,13 +61,17 @@ def calibrate(
     budget_mb: int = DEFAULT_BUDGET_MB,
     progress: bool = True,
     plan: QuantPlan | None = None,
+    off_dla: frozenset[str] = frozenset(),
 ) -> Calibration:
-    """Run ``source`` through the FP32 model once, observing every tensor a DLA INT8 layer reads or writes."""
+    """Run ``source`` through the FP32 model once, observing every tensor a DLA INT8 layer reads or writes.
+
+    ``off_dla``: layers ``dlakit check`` places on the GPU (:func:`dlakit.quantize.plan.off_dla_layers`).
+    """
     unknown = sorted(set(fp16_layers or ()) - {node.name for node in loaded.graph})
     if unknown:
         raise DlakitError(f"--fp16-layers: no layer named {', '.join(unknown)} in {loaded.source}; use node names "
                           "as dlakit check lists them")
-    plan = plan or build_plan(loaded.graph, fp16_layers or set())
+    plan = plan or build_plan(loaded.graph, fp16_layers or set(), off_dla=off_dla)
     model = to_proto(loaded)
     calibrator = Calibrator(method=method, percentile=percentile)
     batch = batch_size_for(loaded)

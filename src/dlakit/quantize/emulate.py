@@ -189,13 +189,14 @@ class Emulation:
     ignored_scales: list[str] = field(default_factory=list)  # cache entries no DLA INT8 tensor uses
 
 
-def emulation_from_scales(loaded: LoadedModel, scales: dict[str, float], fp16: bool = True, rounding: str = "even"
-                          ) -> Emulation:
+def emulation_from_scales(loaded: LoadedModel, scales: dict[str, float], fp16: bool = True, rounding: str = "even",
+                          off_dla: frozenset[str] = frozenset()) -> Emulation:
     """Emulate ``loaded`` with per-tensor ``scales`` (from a calibration cache or a Q/DQ model).
 
     The DLA equal-scale constraints are applied on top, as TensorRT would; planned tensors without a scale run FP16.
+    ``off_dla``: layers ``dlakit check`` places on the GPU; they keep FP32.
     """
-    plan = build_plan(loaded.graph)
+    plan = build_plan(loaded.graph, off_dla=off_dla)
     model = to_proto(loaded)
     known = {name: scale * INT8_MAX for name, scale in scales.items() if name in set(plan.tensors)}
     tied, _ = plan.apply_constraints(known)

@@ -7,7 +7,10 @@ DLA further requires equal scales around pooling (input = output), element-wise 
 concatenation (inputs = output); we merge those tensors into groups that share the largest range and report the
 members whose own range is much smaller, since those lose resolution.
 
-The DLA op table here is a small local helper; placement proper lives in ``dlakit.check``.
+Which layers are on the DLA at all is ``dlakit check``'s placement for the target (:func:`off_dla_layers`, passed
+as ``off_dla``): a layer check sends to the GPU (unsupported, a restriction broken, fixable but not yet fixed, or over
+the loadable limit) gets no DLA scale here either. The op table below only says how a DLA layer is quantized (INT8,
+FP16-only, fused epilogue, pass-through) and stands alone when no placement is given.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from dlakit.model import constant_array, is_constant, is_folded
+from dlakit.model import LoadedModel, constant_array, is_constant, is_folded
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
@@ -76,6 +79,7 @@ class QuantPlan:
     weights: list[WeightSpec] = field(default_factory=list)
     fp16_tensors: list[str] = field(default_factory=list)  # DLA-produced tensors without a scale
     bounded: dict[str, float] = field(default_factory=dict)  # outputs of saturating activations -> their bound
+    off_dla: frozenset[str] = frozenset()  # layers dlakit check places off the DLA (the placement the plan used)
     _parent: dict[str, str] = field(default_factory=dict)
     _reason: dict[str, str] = field(default_factory=dict)
 
@@ -138,7 +142,7 @@ def _activation_bound(node: ir.Node) -> float | None:
         return None
     if len(node.inputs) > 2 and node.inputs[2] is not None:
         value = constant_array(node.inputs[2])
-        return float(value) if value is not None and value.size == 1 else None
+        return float(value.reshape(())) if value is not None and value.size == 1 else None
     attribute = node.attributes.get("max")
     return float(attribute.as_float()) if attribute is not None else None
 
@@ -150,9 +154,26 @@ def _single_consumer(value: ir.Value) -> ir.Node | None:
     return uses[0][0] if isinstance(uses[0], tuple) else uses[0].node
 
 
+def off_dla_layers(loaded: LoadedModel, target: object) -> frozenset[str]:
+    """The layers ``dlakit check`` does not place on the DLA of ``target`` in INT8 (GPU or fixable)."""
+    from dlakit.check import check_model
+
+    return off_dla_of(check_model(loaded, target, precision="int8"))  # type: ignore[arg-type]
+
+
+def off_dla_of(report: object) -> frozenset[str]:
+    """The layers a :class:`dlakit.check.CheckReport` does not place on the DLA (GPU or fixable)."""
+    from dlakit.check import DLA, FOLDED
+
+    return frozenset(p.name for p in report.nodes if p.placement not in (DLA, FOLDED))  # type: ignore[attr-defined]
+
+
 def build_plan(graph: ir.Graph, fp16_layers: set[str] | frozenset[str] = frozenset(), fuse_eltwise: bool = True,
-               fuse_activations: bool = True) -> QuantPlan:
+               fuse_activations: bool = True, off_dla: frozenset[str] = frozenset()) -> QuantPlan:
     """Decide scaled tensors for ``graph`` (an ``onnx_ir`` graph from :func:`dlakit.model.load_model`).
+
+    ``off_dla``: layers that run on the GPU whatever the op table says (``dlakit check``'s placement, from
+    :func:`off_dla_layers`); they get no DLA scale.
 
     ``fuse_eltwise``: a convolution whose only consumer is a residual Add absorbs it (its output gets no scale and
     the Add's equal-input constraint does not apply), as DLA fuses element-wise into the convolution's
@@ -160,13 +181,13 @@ def build_plan(graph: ir.Graph, fp16_layers: set[str] | frozenset[str] = frozens
     convolution outputs before their activation (what a plain Q/DQ quantizer does; used to compare with ONNX
     Runtime's integer kernels, which need a quantized convolution output).
     """
-    plan = QuantPlan()
+    plan = QuantPlan(off_dla=frozenset(off_dla))
     wanted: set[str] = set()
     int8_nodes: list[ir.Node] = []
     for node in graph:
         if is_folded(node) or node.op_type in ("Constant", "QuantizeLinear", "DequantizeLinear"):
             continue
-        if not is_dla_op(node):
+        if not is_dla_op(node) or node.name in off_dla:
             plan.gpu_layers.append(node.name)
         elif node.op_type in FP16_UPGRADE_OPS or node.name in fp16_layers:
             plan.fp16_layers.append(node.name)

@@ -18,6 +18,7 @@ from dlakit.quantize.cache import read_cache
 from dlakit.quantize.calibrate import batch_size_for, calibrate
 from dlakit.quantize.data import DataSource, open_source
 from dlakit.quantize.emulate import Emulation, build_emulator, compare_layers, emulation_from_scales
+from dlakit.quantize.plan import off_dla_of
 from dlakit.quantize.runtime import input_specs
 
 
@@ -27,16 +28,16 @@ def per_layer_error(loaded: LoadedModel, check_report: Any, calib: str, data: st
 
     ``calib`` is either a TensorRT calibration cache (scales as given) or calibration data (a folder or
     .npy/.npz: calibrated here with entropy, then compared on the first samples of the same data).
-    ``check_report`` is accepted for the report's call signature; placement already shapes the plan through the
-    op table (FP16 and GPU layers get no scales).
+    ``check_report``: the placement; layers it keeps off the DLA get no scales (None: the op table alone).
     """
-    del check_report
+    off_dla = off_dla_of(check_report) if check_report is not None else frozenset()
     shapes, _ = input_specs(loaded)
     batch = batch_size_for(loaded)
     if _is_cache(calib):
-        emulation = emulation_from_scales(loaded, read_cache(calib).scales)
+        emulation = emulation_from_scales(loaded, read_cache(calib).scales, off_dla=off_dla)
     else:
-        result = calibrate(loaded, open_source(calib, shapes, num_samples=calibration_samples), progress=False)
+        result = calibrate(loaded, open_source(calib, shapes, num_samples=calibration_samples), progress=False,
+                           off_dla=off_dla)
         _, tied, _ = result.ranges()
         emulation = Emulation(result.model, result.plan, tied, build_emulator(result.model, result.plan, tied))
         data = data or calib

@@ -85,9 +85,9 @@ def _clip_bounds(node: onnx.NodeProto, inits: dict[str, np.ndarray]) -> tuple[fl
     lo, hi = -np.inf, np.inf
     for i, attr in ((1, "min"), (2, "max")):
         if len(node.input) > i and node.input[i]:
-            if node.input[i] not in inits:
+            if node.input[i] not in inits or inits[node.input[i]].size != 1:
                 return None
-            value = float(inits[node.input[i]])
+            value = float(inits[node.input[i]].reshape(()))
         else:
             value = next((a.f for a in node.attribute if a.name == attr), None)
         if value is not None:

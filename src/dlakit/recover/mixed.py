@@ -112,8 +112,9 @@ def restore_biases(model: onnx.ModelProto, uncorrected: onnx.ModelProto, nodes: 
 
 
 def emulate_with(loaded: LoadedModel, model: onnx.ModelProto, amax: dict[str, float], fp16_nodes: set[str],
-                 unsigned: set[str], uncorrected: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, QuantPlan]:
-    plan = build_plan(loaded.graph, fp16_nodes)
+                 unsigned: set[str], uncorrected: onnx.ModelProto | None = None,
+                 off_dla: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, QuantPlan]:
+    plan = build_plan(loaded.graph, fp16_nodes, off_dla=off_dla)
     if uncorrected is not None:
         model = restore_biases(model, uncorrected, fp16_nodes)
     emulated, _ = build(model, plan, _restrict(amax, plan), unsigned & set(plan.tensors))
@@ -180,7 +181,8 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     units = units_of(loaded, plan)
     total = sum(u.macs for u in units) or 1
     result = MixedResult(total_macs=total)
-    emulated, _ = emulate_with(loaded, model, amax, set(), unsigned)
+    off = plan.off_dla
+    emulated, _ = emulate_with(loaded, model, amax, set(), unsigned, off_dla=off)
     qdq = build_emulator(model, plan, amax)  # compare_layers wants the emulator's bookkeeping object
     qdq.model = emulated
     errors = compare_layers(reference, qdq, source, batch_size, progress=False)
@@ -207,7 +209,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     base_screen = 10 ** (-output_sqnr(reference, emulated, screen, batch_size) / 10)
     screened = []
     for cand in pool:
-        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference)
+        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
         gain = base_screen - 10 ** (-output_sqnr(reference, trial, screen, batch_size) / 10)
         screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
     screened.sort(key=lambda item: -item[0])
@@ -215,7 +217,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     base_nsr = 10 ** (-base / 10)
     gains: dict[str, float] = {}
     for cand in ranked:
-        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference)
+        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
         cand.sqnr_fp16_db = output_sqnr(reference, trial, source, batch_size)
         gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
     result.measured = ranked
@@ -236,7 +238,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
         if target_sqnr_db is not None and predicted > 0 and -10 * np.log10(predicted) >= target_sqnr_db + 0.5:
             break
     if nodes:
-        final, _ = emulate_with(loaded, model, amax, nodes, unsigned, reference)
+        final, _ = emulate_with(loaded, model, amax, nodes, unsigned, reference, off)
         result.sqnr_db = output_sqnr(reference, final, source, batch_size)
     result.fp16_units, result.fp16_nodes = list(picked.values()), sorted(nodes)
     result.fp16_mac_share = sum(u.macs for u in picked.values()) / total

@@ -16,13 +16,14 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model
-from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
+from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan, off_dla_layers
 from dlakit.quantize.runtime import input_specs, tensor_bytes, to_proto
 from dlakit.recover.bias_correction import BiasCorrection, correct_biases
 from dlakit.recover.equalize import RELU6_MODES, EqualizeResult, Verification, equalize, verify
 from dlakit.recover.mixed import MixedResult, attach_times, restore_biases, select_fp16
 from dlakit.recover.observe import ArraySource, Observation, Source, observe
 from dlakit.recover.ranges import RangeSearch, search_ranges
+from dlakit.targets import resolve_target
 
 #: DLA software from which unsigned (and asymmetric) INT8 exists (int8_baseline.md; dla.md §4.1)
 UINT8_MIN_DLA = (3, 16)
@@ -136,7 +137,8 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     original = to_proto(loaded)
-    plan = build_plan(loaded.graph)
+    off_dla = off_dla_layers(loaded, resolve_target(options.platform, options.release))
+    plan = build_plan(loaded.graph, off_dla=off_dla)
     notes: list[str] = []
     equalized = None
     verification = relu6_effect = None
@@ -197,7 +199,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
         seconds["mixed_precision"] = mixed.seconds
         if options.timings and mixed.fp16_units:
             mixed.timing_note = attach_times(loaded2, mixed.fp16_units, options.release, options.platform)
-        final_plan = build_plan(loaded2.graph, set(mixed.fp16_nodes))
+        final_plan = build_plan(loaded2.graph, set(mixed.fp16_nodes), off_dla=off_dla)
         amax = {k: v for k, v in amax.items() if k in set(final_plan.tensors)}
         model2 = restore_biases(model2, model1, set(mixed.fp16_nodes))
         stages.append(Stage("+ mixed precision", model2, dict(amax), mixed.fp16_nodes, unsigned & set(amax)))
