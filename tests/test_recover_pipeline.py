@@ -94,6 +94,29 @@ def test_mixed_precision_target_sqnr(photos):
     assert mixed.reached or len(mixed.measured) > 0
 
 
+def test_noise_budget_splits_the_output_noise_and_finds_a_coarse_scale(photos):
+    from dlakit.recover.budget import noise_budget
+
+    loaded = load_model(_net())
+    result = recover(loaded, ArraySource({"x": photos}), RecoverOptions(timings=False, noise_budget=True))
+    budget = result.budget
+    assert budget is not None and budget.samples == 16 and 0 < budget.weights_share < 1
+    assert budget.activation_ceiling_db > budget.int8_sqnr_db  # removing the weight noise can only help
+    assert {m for g in budget.groups for m in g.members} == set(result.amax)
+    summary = budget.as_dict()
+    explained = summary["weights_share"] + sum(g["share"] for g in summary["groups"]) + summary["unexplained"]
+    assert explained == pytest.approx(1.0, abs=1e-3)
+    # the stem's ReLU6 output clipped at 0.3 instead of 6: that clipping must dominate the budget
+    coarse = {**result.amax, "a0": 0.3}
+    subset = ArraySource({"x": photos}, 8)
+    worse = noise_budget(load_model(result.model), result.original, result.model, result.plan, coarse, subset, 1,
+                         uncorrected=result.original)
+    assert worse.groups[0].tensor == "a0" and worse.groups[0].share > 0.5
+    assert worse.int8_sqnr_db < budget.int8_sqnr_db and worse.weights_sqnr_db == pytest.approx(
+        noise_budget(load_model(result.model), result.original, result.model, result.plan, result.amax, subset, 1,
+                     uncorrected=result.original).weights_sqnr_db)
+
+
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dlakit", *args], capture_output=True, text=True, timeout=300)
 

@@ -31,6 +31,9 @@ def recover_command(
                                   "rewrite; off by default: it did not help on the networks measured)."),
     no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="Skip bias correction."),
     no_range_search: bool = typer.Option(False, "--no-range-search", help="Keep max ranges."),
+    budget: bool = typer.Option(False, "--noise-budget", help="Measure each quantization point's share of the "
+                                "output noise (weights, each activation scale) on the search subset: one emulator "
+                                "run per scale group."),
     preset: str = PresetOpt,
     num_samples: int | None = typer.Option(None, "--num-samples", "-n", help="Use at most this many samples."),
     shapes: str | None = ShapesOpt,
@@ -55,7 +58,7 @@ def recover_command(
     options = RecoverOptions(equalize=equalize, relu6=relu6, bias_correction=not no_bias_correction,
                              range_search=not no_range_search, target_sqnr_db=target_sqnr,
                              max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
-                             platform=platform)
+                             platform=platform, noise_budget=budget)
     result = recover(loaded, source, options)
     summary = write_recovery(output, loaded.source, result, target)
     summary.update(recovery_summary(result))

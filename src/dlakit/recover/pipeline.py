@@ -19,6 +19,7 @@ from dlakit.model import LoadedModel, load_model
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan, off_dla_layers
 from dlakit.quantize.runtime import input_specs, tensor_bytes, to_proto
 from dlakit.recover.bias_correction import BiasCorrection, correct_biases
+from dlakit.recover.budget import NoiseBudget, noise_budget
 from dlakit.recover.equalize import RELU6_MODES, EqualizeResult, Verification, equalize, verify
 from dlakit.recover.mixed import MixedResult, attach_times, restore_biases, select_fp16
 from dlakit.recover.observe import ArraySource, Observation, Source, observe
@@ -44,6 +45,7 @@ class RecoverOptions:
     release: str | None = None
     platform: str | None = None
     timings: bool = True  # attach dlakit.perf DLA times to FP16 layers
+    noise_budget: bool = False  # measure each quantization point's share of the output noise (one run per group)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Recovery:
     observation: Observation | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    budget: NoiseBudget | None = None
 
 
 def dla_version(release_dla: str) -> tuple[int, ...]:
@@ -203,7 +206,14 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
         amax = {k: v for k, v in amax.items() if k in set(final_plan.tensors)}
         model2 = restore_biases(model2, model1, set(mixed.fp16_nodes))
         stages.append(Stage("+ mixed precision", model2, dict(amax), mixed.fp16_nodes, unsigned & set(amax)))
+    budget = None
+    if options.noise_budget:
+        fp16 = set(mixed.fp16_nodes) if mixed else set()
+        budget = noise_budget(load_model(model2), model1, model2, final_plan, amax, subset, batch, fp16,
+                              unsigned & set(amax), model1)
+        seconds["noise_budget"] = budget.seconds
     seconds["total"] = time.perf_counter() - began
     raw_final = {k: v for k, v in raw.items() if k in amax}
     return Recovery(original, model2, final_plan, raw_final, amax, costs, unsigned & set(amax), never_negative,
-                    stages, equalized, verification, relu6_effect, bias, search, mixed, obs, seconds, notes)
+                    stages, equalized, verification, relu6_effect, bias, search, mixed, obs, seconds, notes,
+                    budget)

@@ -49,6 +49,8 @@ def recovery_summary(result: Recovery) -> dict[str, Any]:
             "chosen": [{**c.as_dict(m.total_macs), "units": [u.as_dict(m.total_macs) for u in c.units]}
                        for c in m.chosen],
             "measured": [u.as_dict(m.total_macs) for u in m.measured]}
+    if result.budget is not None:
+        out["noise_budget"] = result.budget.as_dict()
     out["unsigned_tensors"] = sorted(result.unsigned)
     return out
 
@@ -85,6 +87,19 @@ def render_table(summary: dict[str, Any]) -> None:
         console.print(table)
         if mp.get("timing"):
             console.print(mp["timing"])
+    nb = summary.get("noise_budget")
+    if nb:
+        table = Table(title=f"noise budget ({nb['samples']} samples): all INT8 {nb['int8_sqnr_db']} dB; weights "
+                            f"alone {nb['weights_sqnr_db']} dB; activations alone allow at most "
+                            f"{nb['activation_ceiling_db']} dB")
+        for col in ("quantization point", "share of output noise", "tensors sharing its scale"):
+            table.add_column(col)
+        table.add_row("weights (all INT8 layers)", f"{nb['weights_share'] * 100:.1f} %", "")
+        for g in nb["groups"][:10]:
+            table.add_row(g["tensor"], f"{g['share'] * 100:.1f} %", ", ".join(g["members"][1:4])
+                          + (" …" if len(g["members"]) > 4 else ""))
+        table.add_row("(interactions)", f"{nb['unexplained'] * 100:.1f} %", "")
+        console.print(table)
     for note in summary.get("notes", []):
         console.print(f"note: {note}")
     files = summary.get("files", {})
