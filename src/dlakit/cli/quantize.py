@@ -16,9 +16,9 @@ from dlakit.model import load_model
 from dlakit.quantize.cache import read_cache
 from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
 from dlakit.quantize.calibrators import METHODS
-from dlakit.quantize.data import PRESETS, Preset, make_preset, open_source
+from dlakit.quantize.data import PRESETS, Preset, check_image_input, make_preset, open_source
 from dlakit.quantize.plan import off_dla_layers
-from dlakit.quantize.runtime import input_specs
+from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
 
 PresetOpt = typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")
 MeanOpt = typer.Option(None, "--mean", help="Per-channel mean after --scale, e.g. 123.7,116.3,103.5.")
@@ -80,7 +80,7 @@ def quantize(
 
     check_format(fmt, ("table", "json"))
     target = resolve_target(platform, release)
-    loaded = load_input(model, shapes)
+    loaded = upgrade_for_qdq(load_input(model, shapes))
     sample_shapes, _ = input_specs(loaded)
     source = open_source(calib, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
     result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
@@ -143,7 +143,13 @@ def qdq_translate(
     check_format(fmt, ("table", "json"))
     target = resolve_target(platform, release)
     if calib_cache is not None:
-        loaded = load_input(model, shapes)
+        loaded = upgrade_for_qdq(load_input(model, shapes))
+        if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in loaded.graph):
+            raise DlakitError(f"{model} already has Q/DQ nodes; translate it without --calib-cache, or give the "
+                              "model without Q/DQ")
+        target_cache = Path(output) / f"{Path(loaded.source).stem or 'model'}.cache"
+        if target_cache.exists() and target_cache.resolve() == Path(calib_cache).resolve():
+            raise DlakitError(f"-o {output}: would overwrite the input cache {calib_cache}; choose another folder")
         cache = read_cache(calib_cache)
         emulation = emulation_from_scales(loaded, cache.scales, off_dla=off_dla_layers(loaded, target))
         tied = emulation.amax
@@ -157,6 +163,9 @@ def qdq_translate(
         from dlakit.quantize.runtime import to_proto
 
         translation = translate_qdq(to_proto(loaded_qdq), rtol)
+        if not translation.scales:
+            raise DlakitError(f"{model}: no QuantizeLinear→DequantizeLinear pairs to translate; for a model without "
+                              "Q/DQ give --calib-cache CACHE to build its Q/DQ model")
         stem = Path(loaded_qdq.source).stem
         plain = Path(output) / f"{stem}_noqdq.onnx"
         write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
@@ -200,16 +209,24 @@ def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: boo
     if (calib_cache is None) == (not qdq):
         raise DlakitError("give exactly one of --calib-cache FILE (model + cache) or --qdq (MODEL is a Q/DQ model)")
     loaded = load_input(model, shapes)
+    unsigned: set[str] = set()
     if qdq:
         translation = translate_qdq(to_proto(loaded))
         if not translation.scales:
             raise DlakitError(f"{model}: --qdq given but the model has no QuantizeLinear→DequantizeLinear pairs")
         loaded = load_model(translation.model)
         loaded.source = model
-        scales = translation.scales
+        scales, unsigned = translation.scales, translation.unsigned
     else:
         scales = read_cache(calib_cache).scales  # type: ignore[arg-type]
-    return loaded, emulation_from_scales(loaded, scales, rounding=rounding, off_dla=off_dla_layers(loaded, target))
+    loaded = upgrade_for_qdq(loaded)
+    emulation = emulation_from_scales(loaded, scales, rounding=rounding, off_dla=off_dla_layers(loaded, target))
+    if unsigned:  # UINT8 Q/DQ (dlakit recover --allow-uint8): emulate the 255-level grid it was written for
+        from dlakit.recover.ranges import make_unsigned
+
+        emu = emulation.emulated
+        make_unsigned(emu.model, emu.compare_names, unsigned & set(emu.scales), emulation.amax)
+    return loaded, emulation
 
 
 def emulate(
@@ -245,6 +262,9 @@ def emulate(
     source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
     batch = batch_size_for(loaded)
     if save:
+        if Path(save).exists() and Path(save).resolve() == Path(model).resolve():
+            raise DlakitError(f"--save-emulated {save}: is the input model; dlakit never overwrites its input, "
+                              "choose another path")
         write_with(save, lambda tmp: onnx.save(emulation.emulated.model, str(tmp)))
     summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
                                "scaled_tensors": len(emulation.emulated.scales),
@@ -265,6 +285,9 @@ def emulate(
         table.add_column(column)
     for row in summary["outputs"]:
         agree = row.get("top1_agreement")
+        if row["max_abs_error"] is None:
+            table.add_row(row["name"], "-", "-", "-", "not compared (integer / data-dependent)")
+            continue
         table.add_row(row["name"], f"{row['sqnr_db']}", f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}",
                       "" if agree is None else f"{agree:.1%}")
     console.print(table)
@@ -323,6 +346,8 @@ def evaluate(
         _detection(loaded, fp32, emulated, data, coco, labels, detections, class_ids, box_format, num_samples,
                    _preset(preset, mean, std, scale, channel_order, layout), progress, fmt)
         return
+    if num_samples is not None and num_samples <= 0:
+        raise DlakitError(f"--num-samples: must be positive, not {num_samples}")
     files, classes = labelled_images(data, labels)
     if num_samples:
         files, classes = files[:num_samples], classes[:num_samples]
@@ -331,8 +356,9 @@ def evaluate(
         raise DlakitError(f"{model}: eval feeds images to a single-input classifier; this model has "
                           f"{len(sample_shapes)} inputs")
     (name, shape), = sample_shapes.items()
-    result = run_eval(fp32, emulated, files, classes, name, shape,
-                      _preset(preset, mean, std, scale, channel_order, layout), batch_size_for(loaded), progress)
+    image_preset = _preset(preset, mean, std, scale, channel_order, layout)
+    check_image_input(name, shape, image_preset)
+    result = run_eval(fp32, emulated, files, classes, name, shape, image_preset, batch_size_for(loaded), progress)
     result = {"model": loaded.source, **result}
     if fmt == "json":
         print_json(result)

@@ -43,7 +43,7 @@ def recover_command(
 ) -> None:
     """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
     from dlakit.quantize.data import make_preset, open_source
-    from dlakit.quantize.runtime import input_specs
+    from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
     from dlakit.recover.pipeline import RecoverOptions, recover
     from dlakit.recover.report import recovery_summary, render_table
     from dlakit.targets import resolve_target
@@ -52,7 +52,7 @@ def recover_command(
     if Path(output).exists() and not Path(output).is_dir():
         raise DlakitError(f"-o {output}: exists and is not a folder; give a folder for the outputs")
     target = resolve_target(platform, release)
-    loaded = load_input(model, shapes)
+    loaded = upgrade_for_qdq(load_input(model, shapes))
     sample_shapes, _ = input_specs(loaded)
     source = open_source(calib, sample_shapes, make_preset(preset), num_samples)
     options = RecoverOptions(equalize=equalize, relu6=relu6, bias_correction=not no_bias_correction,

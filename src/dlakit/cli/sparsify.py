@@ -109,7 +109,10 @@ def accuracy(proto: Any, report: CheckReport, result: SparsifyResult, data_sourc
     source, batches = data_source
     effect = fp32_effect(proto, result.model, batches)
     if int8:
-        add_int8_effect(effect, proto, result.model, source, batches, shapes=parse_shapes(shapes))
+        from dlakit.quantize.plan import off_dla_of
+
+        add_int8_effect(effect, proto, result.model, source, batches, shapes=parse_shapes(shapes),
+                        off_dla=off_dla_of(report))
     out = effect.as_dict()
     if per_layer:
         names = [x.name for x in result.pruned]

@@ -19,6 +19,7 @@ import numpy as np
 
 from dlakit.atomic import write_text
 from dlakit.errors import DlakitError
+from dlakit.quantize.numerics import MIN_AMAX
 
 DEFAULT_ALGORITHM = "EntropyCalibration2"
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
@@ -37,8 +38,9 @@ def hex_to_scale(text: str) -> float:
 
 
 def amax_to_scale(amax: float) -> float:
-    """The float32 scale TensorRT reads back as range ±127·scale."""
-    return float(np.float32(np.float64(amax) / INT8_MAX))
+    """The float32 scale TensorRT reads back as range ±127·scale (never 0: an all-zero tensor still needs a
+    positive scale, as the Q/DQ model's ``activation_scale`` gives it)."""
+    return float(np.float32(max(np.float64(amax), MIN_AMAX) / INT8_MAX))
 
 
 @dataclass

@@ -142,9 +142,9 @@ def entropy_amax(stats: TensorStats, levels: int = QUANT_LEVELS) -> float:
     sum_plogp = (lg[cand] - _xlogx(last) + _xlogx(last + outliers)) / total - math.log(total)
     chunk_mass = chunk_sum.copy()
     chunk_mass[:, -1] += outliers
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # candidates with no mass below them: 0·inf, masked
         log_q = np.log(np.where(chunk_nz > 0, chunk_sum / np.maximum(chunk_nz, 1), 1.0)) - np.log(s[cand])[:, None]
-    cross = np.where(chunk_nz > 0, chunk_mass * log_q, 0.0).sum(axis=1) / total
+        cross = np.where(chunk_nz > 0, chunk_mass * log_q, 0.0).sum(axis=1) / total
     kl = sum_plogp - cross
     kl[(last == 0) & (outliers > 0)] = np.inf
     best = len(kl) - 1 - int(np.argmin(kl[::-1]))  # ties: the widest range, as the reference does

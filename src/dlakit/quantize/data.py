@@ -235,11 +235,16 @@ def open_source(
                           "give .npz files with one array per input")
     (name, shape), = inputs.items()
     preset = preset or PRESETS["imagenet"]
+    check_image_input(name, shape, preset)
+    return DataSource(path, inputs, images, "images", preset, num_samples)
+
+
+def check_image_input(name: str, shape: tuple[int, ...], preset: Preset) -> None:
+    """A one-line error unless the input takes 3-channel images in the preset's layout."""
     channel_axis = 0 if preset.layout == "NCHW" else 2
     if len(shape) != 3 or shape[channel_axis] != 3:
         raise DlakitError(f"input '{name}' has per-sample shape {list(shape)}, not a 3-channel {preset.layout} "
                           "image; pass --layout NHWC or feed .npy tensors")
-    return DataSource(path, inputs, images, "images", preset, num_samples)
 
 
 def _count_tensor_samples(path: Path, inputs: dict[str, tuple[int, ...]]) -> int:

@@ -74,8 +74,11 @@ class TensorError:
         self.max_abs = max(self.max_abs, float(np.max(np.abs(ref64 - emu64))) if ref.size else 0.0)
         rows_ref = ref64.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref64.reshape(1, -1)
         rows_emu = emu64.reshape(rows_ref.shape)
-        norms = np.linalg.norm(rows_ref, axis=1) * np.linalg.norm(rows_emu, axis=1)
-        cos = np.where(norms > 0, np.sum(rows_ref * rows_emu, axis=1) / np.where(norms > 0, norms, 1), 1.0)
+        norm_ref, norm_emu = np.linalg.norm(rows_ref, axis=1), np.linalg.norm(rows_emu, axis=1)
+        norms = norm_ref * norm_emu
+        # both zero: identical (1); exactly one zero: nothing in common (0), not a perfect match
+        cos = np.where(norms > 0, np.sum(rows_ref * rows_emu, axis=1) / np.where(norms > 0, norms, 1),
+                       np.where((norm_ref == 0) & (norm_emu == 0), 1.0, 0.0))
         self.cosine_sum += float(cos.sum())
         self.rows += len(cos)
         if scale is not None:
@@ -145,7 +148,8 @@ def compare_layers(model: onnx.ModelProto, emulated: QdqModel, source: DataSourc
             for name, ref, emu in zip(names, refs, emus, strict=True):
                 if ref.ndim and ref.shape[0] == batch_size and valid < batch_size:
                     ref, emu = ref[:valid], emu[:valid]
-                errors[name].add(ref, emu, emulated.scales.get(name))
+                if comparable(ref, emu):
+                    errors[name].add(ref, emu, emulated.scales.get(name))
             advance(valid)
     for name, (producer, op, ups) in _sources(model, set(names)).items():
         err = errors[name]
@@ -172,7 +176,19 @@ def run_model(model: onnx.ModelProto, source: DataSource, batch_size: int, quant
             for i, value in enumerate(sess.run(names, {k: v for k, v in batch.items() if k in inputs})):
                 collected[i].append(value[:valid] if value.ndim and value.shape[0] == batch_size else value)
             advance(valid)
-    return [np.concatenate(parts) for parts in collected]
+    return [_join(parts) for parts in collected]
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """Batches along axis 0; outputs whose shape depends on the data (NMS indices, NonZero) are flattened."""
+    if len({p.shape[1:] for p in parts}) == 1:
+        return np.concatenate(parts)
+    return np.concatenate([p.reshape(-1) for p in parts])
+
+
+def comparable(ref: np.ndarray, emu: np.ndarray) -> bool:
+    """Float outputs of equal shape: SQNR of integer indices or of different detection counts means nothing."""
+    return np.issubdtype(ref.dtype, np.floating) and ref.shape == emu.shape
 
 
 __all__ = ["EmulatedModel", "TensorError", "build_emulator", "compare_layers", "run_model", "sqnr_db"]
@@ -211,6 +227,10 @@ def output_errors(emulation: Emulation, source: DataSource, batch_size: int, pro
     emulated = run_model(emulation.emulated.model, source, batch_size, quantized=True, progress=progress)
     rows = []
     for output, ref, emu in zip(emulation.model.graph.output, reference, emulated, strict=True):
+        if not comparable(ref, emu):
+            rows.append({"name": output.name, "sqnr_db": None, "max_abs_error": None, "cosine": None,
+                         "note": "integer or data-dependent output (indices, detection count): not compared"})
+            continue
         err = TensorError(output.name)
         err.add(ref, emu, None)
         row: dict[str, object] = {"name": output.name, "sqnr_db": _round(err.sqnr_db), "max_abs_error": err.max_abs,

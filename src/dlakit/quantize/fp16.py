@@ -31,7 +31,16 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if opset < FP16_QDQ_OPSET:
         from onnx import version_converter
 
-        out = version_converter.convert_version(model, FP16_QDQ_OPSET)
+        from dlakit.errors import DlakitError
+
+        source = onnx.ModelProto()
+        source.CopyFrom(model)
+        source.ir_version = max(source.ir_version, 7)  # IR < 4 would require every initializer to be a graph input
+        try:
+            out = version_converter.convert_version(source, FP16_QDQ_OPSET)
+        except Exception as exc:  # the converter raises its own types
+            raise DlakitError(f"--qdq-precision fp16: converting the Q/DQ model to opset {FP16_QDQ_OPSET} failed "
+                              f"({str(exc).splitlines()[0][:120]}); re-export the model with a newer opset") from None
     else:
         out = onnx.ModelProto()
         out.CopyFrom(model)

@@ -95,14 +95,16 @@ def write_outputs(
     # fuse (their emulation runs them unquantized)
     listed = {n: tied.get(n, raw.get(n)) for n in plan.observed}
     cache = CalibrationCache.from_amax({n: a for n, a in listed.items() if a is not None}, version, DEFAULT_ALGORITHM)
-    write_cache(files["cache"], cache)
     fp16 = list(plan.fp16_layers)
-    write_text(files["layer_precisions"], layer_precisions(fp16) + "\n")
     subnormal: list[str] = []
-    if write_qdq:
+    qdq_model = None
+    if write_qdq:  # built before anything is written: a failure here must not leave half a set of files
         qdq_model = insert_qdq(model, plan, tied, weights="int8", fp16_casts=False).model
         if qdq_precision == "fp16":
             qdq_model, subnormal = to_fp16(qdq_model)
+    write_cache(files["cache"], cache)
+    write_text(files["layer_precisions"], layer_precisions(fp16) + "\n")
+    if qdq_model is not None:
         write_with(files["qdq"], lambda tmp: onnx.save(qdq_model, str(tmp)))
     try:
         trtexec = trtexec_commands(loaded, target, files, fp16)

@@ -115,6 +115,25 @@ def _round_away_nodes(tensor: str, source: str, result: str, scale_name: str) ->
             helper.make_node("Mul", [f"{p}_sat", scale_name], [result], name=f"{p}_dequantize")]
 
 
+def _hoist_constant_weights(graph: onnx.GraphProto, plan: QuantPlan) -> None:
+    """Planned weights and biases made by Constant nodes (PaddlePaddle exports) become initializers, so that they
+    are quantized like any other weight instead of silently staying float."""
+    wanted = {s.weight for s in plan.weights} | {s.bias for s in plan.weights if s.bias}
+    have = {i.name for i in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if (node.op_type == "Constant" and node.output[0] in wanted and node.output[0] not in have
+                and len(node.attribute) == 1 and node.attribute[0].name == "value"):
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def insert_qdq(model: onnx.ModelProto, plan: QuantPlan, amax: dict[str, float], weights: str = "fake",
                fp16_casts: bool = True, int32_bias: bool = False, rounding: str = "even") -> QdqModel:
     """Copy ``model`` with Q/DQ pairs on every scaled tensor of ``plan`` (``amax`` after constraints).
@@ -124,6 +143,7 @@ def insert_qdq(model: onnx.ModelProto, plan: QuantPlan, amax: dict[str, float], 
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
+    _hoist_constant_weights(graph, plan)
     scales = {name: float(activation_scale(amax[name])) for name in plan.tensors if name in amax}
     front, widened = _quantize_weights(graph, plan, scales, weights, int32_bias, rounding)
     graph.initializer.append(numpy_helper.from_array(np.array(0, np.int8), ZERO_POINT))
@@ -204,6 +224,7 @@ class Translation:
     scales: dict[str, float] = field(default_factory=dict)
     mismatches: list[WeightScaleMismatch] = field(default_factory=list)
     weights_checked: int = 0
+    unsigned: set[str] = field(default_factory=set)  # UINT8 (zero point 0) activations: range = 255·scale
 
 
 def _const(inits: dict[str, onnx.TensorProto], constants: dict[str, np.ndarray], name: str) -> np.ndarray | None:
@@ -249,7 +270,16 @@ def translate_qdq(model: onnx.ModelProto, rtol: float = 1e-3) -> Translation:
                 _check_weight(result, node, consumers.get(node.output[0], []), value, scale, rtol)
             else:
                 if scale is not None and scale.size == 1:
-                    result.scales[source] = float(scale.reshape(-1)[0])
+                    value = float(scale.reshape(-1)[0])
+                    if zero is not None and np.any(zero != 0):
+                        from dlakit.errors import DlakitError
+
+                        raise DlakitError(f"Q/DQ pair on '{source}' has zero point {zero.reshape(-1)[0]}: DLA INT8 is "
+                                          "symmetric (zero point 0); re-quantize with symmetric activations")
+                    if zero is not None and zero.dtype == np.uint8:
+                        result.unsigned.add(source)
+                        value *= 255.0 / INT8_MAX  # the same range as DLA's symmetric scale (range = 127·scale)
+                    result.scales[source] = value
                 replace[node.output[0]] = source
             drop.update({node.name, q_node.name} if len(consumers.get(x_name, [])) == 1 else {node.name})
         elif x_name in inits or x_name in constants:

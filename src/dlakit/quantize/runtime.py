@@ -26,7 +26,37 @@ UNSAFE_QDQ_OPTIMIZERS = ["WeightBiasQuantization"]
 
 def to_proto(loaded: LoadedModel) -> onnx.ModelProto:
     """The loaded model (node names filled in as TensorRT names layers) as a protobuf we may edit."""
-    return ir.serde.serialize_model(loaded.model)
+    proto = ir.serde.serialize_model(loaded.model)
+    # the serializer drops initializers from graph.input; IR < 4 requires them there (ORT rejects such a graph
+    # as soon as one initializer is unused, e.g. onnx's light_resnet50)
+    proto.ir_version = max(proto.ir_version, 4)
+    return proto
+
+
+QDQ_MIN_OPSET = 13  # QuantizeLinear/DequantizeLinear exist from opset 10, per-axis (INT8 weights) from 13
+
+
+def upgrade_for_qdq(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` at an opset where per-channel Q/DQ exists, converted before any plan is built on it; a one-line
+    error when ONNX's converter cannot (or makes a model ONNX Runtime refuses)."""
+    if loaded.opset >= QDQ_MIN_OPSET:
+        return loaded
+    from onnx import version_converter
+
+    from dlakit.model import load_model
+
+    proto = to_proto(loaded)
+    proto.ir_version = max(proto.ir_version, 7)
+    try:
+        converted = version_converter.convert_version(proto, QDQ_MIN_OPSET)
+        session(converted)  # the converter can leave a graph ORT refuses (opset-9 Dropout masks typed float)
+    except Exception as exc:  # the converter raises its own types; session() raises DlakitError
+        raise DlakitError(f"{loaded.source}: ONNX opset {loaded.opset} has no per-channel INT8 Q/DQ and converting "
+                          f"it to opset {QDQ_MIN_OPSET} failed ({str(exc).splitlines()[0][:120]}); re-export the "
+                          f"model with opset >= {QDQ_MIN_OPSET}") from None
+    upgraded = load_model(converted)
+    upgraded.source = loaded.source
+    return upgraded
 
 
 def input_specs(loaded: LoadedModel) -> tuple[dict[str, tuple[int, ...]], int | None]:

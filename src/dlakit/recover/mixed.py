@@ -240,6 +240,18 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     if nodes:
         final, _ = emulate_with(loaded, model, amax, nodes, unsigned, reference, off)
         result.sqnr_db = output_sqnr(reference, final, source, batch_size)
+        if result.sqnr_db < base:
+            # the per-candidate gains did not add up (FP16 tensors change their neighbours' equal-scale groups):
+            # never hand back FP16 layers that lose accuracy; keep the best single candidate (measured alone)
+            alone = [c for c in ranked if c.sqnr_fp16_db is not None and c.sqnr_fp16_db > base and c.macs <= budget]
+            best = max(alone, key=lambda c: c.sqnr_fp16_db, default=None)  # type: ignore[arg-type, return-value]
+            nodes = set(best.nodes) if best else set()
+            best_units = [u for u in units if best and set(u.nodes) <= best.nodes]
+            if best:
+                best.units = best_units
+            picked = {u.name: u for u in best_units}
+            result.chosen = [best] if best else []
+            result.sqnr_db = best.sqnr_fp16_db if best else base  # type: ignore[assignment]
     result.fp16_units, result.fp16_nodes = list(picked.values()), sorted(nodes)
     result.fp16_mac_share = sum(u.macs for u in picked.values()) / total
     result.reached = target_sqnr_db is None or result.sqnr_db >= target_sqnr_db

@@ -21,7 +21,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from dlakit.quantize.emulate import build_emulator
+from dlakit.quantize.emulate import build_emulator, comparable
+from dlakit.quantize.numerics import MIN_AMAX
 from dlakit.quantize.plan import QuantPlan
 from dlakit.quantize.runtime import session, with_outputs
 from dlakit.recover.observe import Source
@@ -114,6 +115,8 @@ def output_sqnr(reference: onnx.ModelProto, emulated: onnx.ModelProto, source: S
     for batch, valid in source.batches(batch_size):
         feeds = {k: v for k, v in batch.items() if k in inputs}
         for ref, emu in zip(ref_sess.run(names, feeds), emu_sess.run(names, feeds), strict=True):
+            if not comparable(ref, emu):
+                continue  # NMS indices, argmax, detection counts: not a signal to optimise
             ref, emu = ref[:valid].astype(np.float64), emu[:valid].astype(np.float64)
             signal += float(np.sum(ref**2))
             noise += float(np.sum((ref - emu) ** 2))
@@ -152,6 +155,8 @@ def search_ranges(reference: onnx.ModelProto, model: onnx.ModelProto, plan: Quan
         refs = dict(zip(out_names + tensors, ref_sess.run(out_names + tensors, feeds), strict=True))
         emus = dict(zip(out_names + emu_names, emu_sess.run(out_names + emu_names, feeds), strict=True))
         for name in out_names:
+            if not comparable(refs[name], emus[name]):
+                continue
             r, e = refs[name][:valid].astype(np.float64), emus[name][:valid].astype(np.float64)
             signal += float(np.sum(r**2))
             noise += float(np.sum((r - e) ** 2))
@@ -164,12 +169,12 @@ def search_ranges(reference: onnx.ModelProto, model: onnx.ModelProto, plan: Quan
                 idx = picks[t][picks[t] < r.size]
                 r64, e32 = r[idx].astype(np.float64), e[idx]
                 lo, hi, div = _levels(t, unsigned)
-                scales = (group_amax * fractions / div).astype(np.float32)[:, None]
+                scales = (max(group_amax, MIN_AMAX) * fractions / div).astype(np.float32)[:, None]
                 q = np.clip(np.rint(e32[None, :] / scales), lo, hi) * scales
                 errors[root] += ((q - r64[None, :]) ** 2).sum(axis=1)
     start_db = float("inf") if noise == 0 else 10 * float(np.log10(signal / noise))
     chosen = dict(start)
-    result = RangeSearch(chosen, start_sqnr_db=start_db)
+    result = RangeSearch(chosen, start_sqnr_db=start_db, searched_sqnr_db=start_db)  # no change proposed: = start
     for root, members in searchable.items():
         err = errors[root]
         best = int(np.argmin(err))

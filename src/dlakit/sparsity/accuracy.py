@@ -107,7 +107,8 @@ def int8_available() -> bool:
 
 
 def add_int8_effect(effect: AccuracyEffect, dense: onnx.ModelProto, sparse: onnx.ModelProto, source: Any,
-                    batches: list[tuple[Batch, int]], method: str = "entropy", shapes: Any = None) -> None:
+                    batches: list[tuple[Batch, int]], method: str = "entropy", shapes: Any = None,
+                    off_dla: frozenset[str] = frozenset()) -> None:
     """Append ``dense INT8`` and ``sparse INT8`` (DLA INT8 emulator) rows to ``effect``.
 
     ``source`` is a ``dlakit.quantize`` DataSource used for calibration (each model is calibrated on its own
@@ -120,7 +121,9 @@ def add_int8_effect(effect: AccuracyEffect, dense: onnx.ModelProto, sparse: onnx
 
     reference = run_first_output(dense, batches)
     for variant, model in (("dense INT8 (emulated)", dense), ("sparse INT8 (emulated)", sparse)):
-        calib = calibrate(load_model(model, shapes), source, method=method, progress=False)
+        # layers `dlakit check` keeps off the DLA get no scale (as in quantize/emulate): a comparison's bool output
+        # must not get a QuantizeLinear
+        calib = calibrate(load_model(model, shapes), source, method=method, progress=False, off_dla=off_dla)
         _, amax, _ = calib.ranges(method)
         emulated = build_emulator(calib.model, calib.plan, amax)
         effect.rows.append(compare(reference, run_first_output(emulated.model, batches), variant))
