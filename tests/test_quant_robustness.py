@@ -47,15 +47,6 @@ def _nms_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-@pytest.fixture
-def small(tmp_path):
-    model = tmp_path / "small.onnx"
-    onnx.save(small_model(), model)
-    data = tmp_path / "calib.npy"
-    np.save(data, np.random.default_rng(0).normal(size=(6, 3, 8, 8)).astype(np.float32))
-    return model, data, tmp_path
-
-
 def test_data_dependent_integer_outputs_are_not_scored(tmp_path, capsys):
     model = tmp_path / "nms.onnx"
     onnx.save(_nms_model(), model)
@@ -93,8 +84,8 @@ def test_weights_in_constant_nodes_are_quantized_like_initializers():
 
 
 @pytest.mark.parametrize("opset", [11, 12])
-def test_models_below_opset_13_get_a_valid_qdq_model(small, capsys, opset):
-    model, data, tmp = small
+def test_models_below_opset_13_get_a_valid_qdq_model(files, capsys, opset):
+    model, data, tmp = files
     old = small_model()
     old.opset_import[0].version = opset
     onnx.save(old, model)
@@ -107,8 +98,8 @@ def test_models_below_opset_13_get_a_valid_qdq_model(small, capsys, opset):
     session(qdq, quantized=True)  # ONNX Runtime accepts it
 
 
-def test_ir3_model_with_an_unused_initializer_quantizes(small, capsys):
-    model, data, tmp = small
+def test_ir3_model_with_an_unused_initializer_quantizes(files, capsys):
+    model, data, tmp = files
     old = small_model()
     old.ir_version = 3
     old.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "unused"))
@@ -120,8 +111,8 @@ def test_ir3_model_with_an_unused_initializer_quantizes(small, capsys):
     assert session(to_proto(load_model(model)))  # the serialized graph runs
 
 
-def test_asymmetric_qdq_is_refused_and_uint8_zero_point_0_keeps_its_range(small, capsys):
-    model, data, tmp = small
+def test_asymmetric_qdq_is_refused_and_uint8_zero_point_0_keeps_its_range(files, capsys):
+    tmp = files[2]
     plan = build_plan(load_model(small_model()).graph)
     amax = {"x": 3.0, "r1": 4.0, "a": 6.0, "s": 1.0, "cat": 6.0, "y": 6.0}
     qdq = insert_qdq(small_model(), plan, amax, weights="int8").model
@@ -148,8 +139,8 @@ def test_asymmetric_qdq_is_refused_and_uint8_zero_point_0_keeps_its_range(small,
         assert cache.scales["r1"] * 127 == pytest.approx(4.0, rel=1e-5)  # TensorRT's range: the UINT8 range
 
 
-def test_input_files_are_never_overwritten(small, capsys):
-    model, data, tmp = small
+def test_input_files_are_never_overwritten(files, capsys):
+    model, data, tmp = files
     assert run(capsys, "quantize", str(model), "--calib", str(data), "-o", str(tmp), "--no-progress")[0] == 0
     cache = tmp / "small.cache"
     before = _digest(model), _digest(cache)
@@ -160,8 +151,8 @@ def test_input_files_are_never_overwritten(small, capsys):
     assert (_digest(model), _digest(cache)) == before
 
 
-def test_qdq_translate_refuses_what_it_cannot_translate(small, capsys):
-    model, data, tmp = small
+def test_qdq_translate_refuses_what_it_cannot_translate(files, capsys):
+    model, data, tmp = files
     assert_one_line_error(run(capsys, "qdq-translate", str(model), "-o", str(tmp / "a")), "no QuantizeLinear")
     assert run(capsys, "quantize", str(model), "--calib", str(data), "-o", str(tmp / "q"), "--no-progress")[0] == 0
     assert_one_line_error(run(capsys, "qdq-translate", str(tmp / "q" / "small_qdq.onnx"), "--calib-cache",
