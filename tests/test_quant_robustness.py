@@ -16,7 +16,7 @@ from dlakit.quantize.emulate import TensorError
 from dlakit.quantize.plan import build_plan
 from dlakit.quantize.qdq import insert_qdq
 from dlakit.quantize.runtime import session, to_proto
-from tests.test_quant_cli import assert_one_line_error, run
+from tests.test_quant_cli import assert_one_line_error, files, run  # noqa: F401 (files: a fixture)
 from tests.test_quant_plan import small_model
 
 
