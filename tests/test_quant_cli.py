@@ -32,13 +32,18 @@ def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None
         assert fragment in lines[0], lines[0]
 
 
-@pytest.fixture
-def files(tmp_path):
+def write_small(tmp_path):
+    """The small model and 6 calibration samples written to ``tmp_path``: (model, data, tmp_path)."""
     model = tmp_path / "small.onnx"
     onnx.save(small_model(), model)
     data = tmp_path / "calib.npy"
     np.save(data, np.random.default_rng(0).normal(size=(6, 3, 8, 8)).astype(np.float32))
     return model, data, tmp_path
+
+
+@pytest.fixture
+def files(tmp_path):
+    return write_small(tmp_path)
 
 
 def test_quantize_writes_every_file_and_json(files, capsys):

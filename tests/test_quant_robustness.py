@@ -16,7 +16,7 @@ from dlakit.quantize.emulate import TensorError
 from dlakit.quantize.plan import build_plan
 from dlakit.quantize.qdq import insert_qdq
 from dlakit.quantize.runtime import session, to_proto
-from tests.test_quant_cli import assert_one_line_error, files, run  # noqa: F401 (files: a fixture)
+from tests.test_quant_cli import assert_one_line_error, run, write_small
 from tests.test_quant_plan import small_model
 
 
@@ -45,6 +45,11 @@ def _nms_model() -> onnx.ModelProto:
                               [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 1, 4, 4]),
                                helper.make_tensor_value_info("selected", TensorProto.INT64, ["n", 3])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.fixture
+def files(tmp_path):
+    return write_small(tmp_path)
 
 
 def test_data_dependent_integer_outputs_are_not_scored(tmp_path, capsys):
