@@ -84,6 +84,8 @@ def estimate(
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
     check_format(fmt, ("table", "json"))
+    if top < 0:
+        raise DlakitError(f"--top: {top} is negative; give N >= 0 (0 = every layer)")
     calib = None
     if profile is not None:
         from dlakit.perf.profiles import load_profile

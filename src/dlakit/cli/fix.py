@@ -33,6 +33,37 @@ from dlakit.targets import resolve_target
 PROTO_LIMIT = 1 << 31
 
 
+def _load_cut_first(model: str, shapes: str | None, outputs: list[str] | None) -> LoadedModel:
+    """With --outputs, cut the protobuf before loading, so control flow after the cut (which the loader refuses,
+    as its error message suggests cutting it off with --outputs) never reaches the loader."""
+    from dlakit.model.loader import CONTROL_FLOW_OPS, load_model, read_model_proto
+    from dlakit.model.shapes import parse_shapes
+
+    if not outputs or not Path(model).is_file():
+        return load_input(model, shapes)
+    proto = read_model_proto(model)
+    if not any(n.op_type in CONTROL_FLOW_OPS for n in proto.graph.node):
+        return load_input(model, shapes)
+    produced = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
+    missing = [o for o in outputs if o not in produced]
+    if missing:
+        raise DlakitError(f"--outputs: tensor '{missing[0]}' is not in {model}")
+    needed, keep = set(outputs), []
+    for node in reversed(proto.graph.node):  # the nodes the new outputs depend on (the graph is topologically sorted)
+        if needed & set(node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    cut = onnx.ModelProto()
+    cut.CopyFrom(proto)
+    del cut.graph.node[:]
+    cut.graph.node.extend(reversed(keep))
+    del cut.graph.output[:]
+    cut.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
+    loaded = load_model(cut, parse_shapes(shapes), label=model)
+    loaded.source = model
+    return loaded
+
+
 def _ids(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
@@ -170,12 +201,12 @@ def fix(
         raise DlakitError("give either --rules or --skip-rules, not both")
     if outputs is not None and cut_postprocess:
         raise DlakitError("give either --outputs or --cut-postprocess, not both")
-    if tolerance <= 0:
-        raise DlakitError(f"--tolerance must be positive, not {tolerance}")
+    if not 0 < tolerance < float("inf"):
+        raise DlakitError(f"--tolerance must be a positive number, not {tolerance}")
     if Path(model).exists() and output.resolve() == Path(model).resolve():
         raise DlakitError(f"-o {output}: refusing to overwrite the input model; write to another file")
     target = resolve_target(platform, release)
-    loaded = load_input(model, shapes)
+    loaded = _load_cut_first(model, shapes, _ids(outputs)) if outputs else load_input(model, shapes)
     options = FixOptions(outputs=_ids(outputs), cut_postprocess=cut_postprocess, rules=_ids(rules),
                          skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision)
     result = fix_model(loaded, options)

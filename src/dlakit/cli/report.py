@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from dlakit.atomic import write_text
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, load_input
+from dlakit.errors import DlakitError
 from dlakit.targets import resolve_target
 
 
@@ -24,6 +27,8 @@ def report(
     from dlakit.report import gather  # matplotlib is heavy: import it only when a report is made
     from dlakit.report.html import render
 
+    if calib is not None and not Path(calib).exists():
+        raise DlakitError(f"--calib: {calib}: no such file or folder; pass a folder of images or a .npy/.npz file")
     target = resolve_target(platform, release)
     data = gather(load_input(model, shapes), target, precision, calib)
     write_text(output, render(data))

@@ -7,6 +7,7 @@ from typing import Any
 
 from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.deploy.tensorrt_logs import BuildLog
+from dlakit.errors import DlakitError
 
 
 @dataclass
@@ -47,6 +48,9 @@ def compare_placement(report: CheckReport, log: BuildLog) -> PlacementComparison
     mentioned = set(why_gpu) | {n for sg in log.dla_subgraphs for n in sg}
     result = PlacementComparison(measured_subgraphs=len(log.dla_subgraphs), predicted_subgraphs=len(report.subgraphs))
     result.unknown_layers = sorted(n for n in mentioned if n not in names)
+    if mentioned and not mentioned & names:
+        raise DlakitError(f"{report.source}: none of the {len(mentioned)} layers in the build log (e.g. "
+                          f"'{sorted(mentioned)[0]}') is a node of this model; was the log built from another model?")
     for node in report.nodes:
         if node.placement == FOLDED:
             continue

@@ -169,11 +169,17 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
         flags.append(Flag(f"--saveEngine={stem}.dla", "the loadable"))
     else:
         flags.append(Flag(f"--saveEngine={stem}.engine", "keep the engine for deployment"))
+    if options.profile and options.standalone:
+        warnings.append("--profile ignored: a --buildDLAStandalone build runs no inference, so there is nothing to "
+                        "profile; build a normal engine for dlakit compare --profile")
+    if options.calib and options.precision != "int8":
+        warnings.append(f"--calib {options.calib} ignored: an FP16 build uses no INT8 scales")
     if options.profile and not options.standalone:
         flags.append(Flag("--separateProfileRun", "time the network apart from the per-layer profile"))
         flags.append(Flag("--profilingVerbosity=detailed", "name every layer in the exported layer info"))
         flags.append(Flag(f"--exportProfile={stem}.profile.json", "per-layer times, for dlakit compare --profile"))
-        flags.append(Flag(f"--exportLayerInfo={stem}.layers.json", "layer placement, for dlakit compare --layers"))
+        flags.append(Flag(f"--exportLayerInfo={stem}.layers.json",
+                          "layer placement (dlakit.deploy.tensorrt_logs.parse_layer_info reads it)"))
     header = (f"dlakit trtexec: {report.source} on {target.label}, {options.precision.upper()}, "
               f"DLA core {options.core}")
     return TrtexecCommand(flags=flags, warnings=warnings, header=header)

@@ -69,7 +69,9 @@ def propagate(model: ir.Model) -> None:
 def _remember(value: ir.Value, data: dict[str, onnx.TensorProto]) -> None:
     tensor = value.const_value
     if tensor is not None and tensor.size <= 4096 and value.name:
-        data[value.name] = onnx.numpy_helper.from_array(np.asarray(tensor.numpy()), value.name)
+        array = np.asarray(tensor.numpy())
+        if array.dtype.kind in "biuf":  # shape inference reads numbers; string constants (labels) are not needed
+            data[value.name] = onnx.numpy_helper.from_array(array, value.name)
 
 
 def _fold_constant_node(node: ir.Node) -> None:

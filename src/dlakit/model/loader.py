@@ -140,13 +140,16 @@ def _name_nodes(graph: ir.Graph) -> None:
 def load_model(
     source: str | os.PathLike[str] | onnx.ModelProto,
     shapes: Mapping[str, tuple[int, ...]] | Shapes | None = None,
+    label: str | None = None,
 ) -> LoadedModel:
-    """Load a model file (or proto), apply user shapes, infer shapes and fold what TensorRT folds at build time."""
+    """Load a model file (or proto), apply user shapes, infer shapes and fold what TensorRT folds at build time.
+
+    ``label`` names a proto in error messages (the file it was read from); by default its graph name."""
 
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)  # never touch the caller's model
-        label = proto.graph.name or "<model>"
+        label = label or proto.graph.name or "<model>"
     else:
         proto = read_model_proto(source)
         label = str(source)

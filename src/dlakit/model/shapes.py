@@ -30,6 +30,9 @@ def parse_shapes(text: str | None) -> Shapes:
             ) from None
         if any(v <= 0 for v in values):
             raise DlakitError(f"--shapes: dimensions '{dims}' of input '{name}' must all be positive")
+        if name in shapes and shapes[name] != values:
+            raise DlakitError(f"--shapes: input '{name}' is given twice ({'x'.join(map(str, shapes[name]))} and "
+                              f"{'x'.join(map(str, values))}); give it once")
         shapes[name] = values
     return shapes
 

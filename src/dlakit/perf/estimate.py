@@ -152,6 +152,10 @@ def model_batch(loaded: LoadedModel) -> int:
     return 1
 
 
+#: below every nvpmodel DLA/EMC clock of the supported boards (Orin NX 10W: DLA 153.6 MHz); lower is a typo
+MIN_CLOCK_MHZ = 50.0
+
+
 def prepare(loaded: LoadedModel, target: Target, precision: str = "int8",
             placement: dict[str, str] | None = None) -> Prepared:
     if precision not in PRECISIONS:
@@ -177,7 +181,7 @@ def conditions_for(target: Target, power_mode: str | None = None, cores: int | N
     if not 1 <= cores <= plat.dla_cores:
         raise DlakitError(f"--cores: {plat.name} has {plat.dla_cores} DLA core(s); choose 1..{plat.dla_cores}")
     for flag, value in (("--dla-mhz", dla_mhz), ("--emc-mhz", emc_mhz)):
-        if value is not None and not 0 < value < 10000:
+        if value is not None and not MIN_CLOCK_MHZ <= value < 10000:
             raise DlakitError(f"{flag}: {value} MHz is not a plausible clock; give MHz like 1369.6")
     if sparse and not data.spec(plat.dla_generation).sparse:
         raise DlakitError(f"--sparse: {plat.name} has no structured sparsity on its DLA (Orin only)")

@@ -107,7 +107,7 @@ def _load(model: ModelSource, shapes: str | Mapping[str, tuple[int, ...]] | None
                 return loaded, label, None
         proto = read_model_proto(label)
     proto, tail = drop_control_flow_tail(proto, label)
-    loaded = load_model(proto, parsed)
+    loaded = load_model(proto, parsed, label=label)
     loaded.source = label
     return loaded, label, tail
 
