@@ -226,9 +226,18 @@ def test_refit_writes_a_local_profile_that_estimate_uses(tmp_path, monkeypatch):
     assert (tmp_path / "profiles" / "myboard.toml").is_file()
     after = json.loads(run("estimate", str(path), "--cores", "1", "-f", "json", "--profile", "myboard").stdout)
     measured = json.loads(result.stdout)["timing"]["measured_total_ms"]
-    # the refit moves the prediction most of the way from the shipped model to the board's measurement
-    assert abs(after["latency_ms"] - measured) < 0.25 * abs(before - measured)
+    # the fixture's board is ~5x slower than the model: the refit moves towards it, but no parameter leaves 4x of
+    # the shipped value, and the one that hits that bound is named
+    assert before < after["latency_ms"] < measured
     assert after["assumptions"]["calibration"]["version"].startswith("local-")
+    assert "op_overhead_us stopped at 4x" in result.stderr
+    from dlakit.perf.hardware import load_perf_data
+    from dlakit.perf.profiles import FITTED, MAX_FACTOR, load_profile
+
+    shipped, local = load_perf_data().calibration, load_profile("myboard")
+    for name in FITTED:
+        ratio = getattr(local, name) / getattr(shipped, name)
+        assert 1 / MAX_FACTOR - 1e-9 <= ratio <= MAX_FACTOR + 1e-9, name
     assert_one_line_error(run("estimate", str(path), "--profile", "nosuch"), "no local profile 'nosuch'")
     assert_one_line_error(run("compare", str(path), "--log", str(DATA / "trt85_build.log"), "--refit", "x"),
                           "--refit needs --profile")

@@ -132,6 +132,13 @@ def compare(
             refitted = evaluate(prepared, cond, label, calib=calib).latency_ms
             typer.echo(f"refitted profile '{refit}' written to {path}: predicted {timing.predicted_total_ms:.3f} ms "
                        f"→ {refitted:.3f} ms (measured {timing.measured_total_ms:.3f} ms)", err=True)
+            from dlakit.perf.profiles import MAX_FACTOR, bounded_parameters
+
+            stuck = bounded_parameters(calib)
+            if stuck:
+                typer.echo(f"warning: {', '.join(stuck)} stopped at {MAX_FACTOR:g}x the shipped value: the measurement "
+                           "disagrees with the model beyond what a refit absorbs (GPU layers or reformat copies in "
+                           "the end-to-end time?); check the per-loadable times above", err=True)
     if fmt == "json":
         print_json({"model": report.source, "target": target.label,
                     "placement": result.as_dict() if result else None,

@@ -1,8 +1,10 @@
 """Local calibration profiles: the model refitted to one user's board from their own trtexec measurements.
 
 ``dlakit compare MODEL --profile profile.json --refit NAME`` measures how far the estimate is from the board and
-refits the calibrated parameters, pulled towards the shipped calibration so that one or two measurements cannot
-drive them anywhere absurd; ``dlakit estimate ... --profile NAME`` then uses them. Profiles are TOML files in
+refits the calibrated parameters, pulled towards the shipped calibration and kept within a factor of 4 of it, so
+that one or two measurements cannot drive them anywhere absurd (a parameter that ends at that bound is reported: the
+measurement disagrees with the model beyond what refitting can absorb, often because the end-to-end time holds GPU
+layers or reformat copies); ``dlakit estimate ... --profile NAME`` then uses them. Profiles are TOML files in
 ``$DLAKIT_PROFILE_DIR`` (default ``~/.config/dlakit/profiles``).
 """
 
@@ -28,6 +30,8 @@ from dlakit.perf.hardware import Calibration, load_perf_data
 FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us")
 #: Weight of the pull towards the shipped calibration (per parameter, on log scale). Small: measurements win.
 PRIOR_WEIGHT = 0.02
+#: a refitted parameter stays within this factor of the shipped value (one board measurement, not a new model)
+MAX_FACTOR = 4.0
 
 
 @dataclass
@@ -57,7 +61,10 @@ def refit(measurements: list[BoardMeasurement], prior: Calibration | None = None
     prior = prior or load_perf_data().calibration
     x0 = np.array([math.log(getattr(prior, k)) for k in FITTED])
 
+    bound = math.log(MAX_FACTOR)
+
     def calibration(x: np.ndarray) -> Calibration:
+        x = np.clip(x, x0 - bound, x0 + bound)
         return dataclasses.replace(prior, **{k: math.exp(v) for k, v in zip(FITTED, x, strict=True)})
 
     def loss(x: np.ndarray) -> float:
@@ -67,10 +74,19 @@ def refit(measurements: list[BoardMeasurement], prior: Calibration | None = None
         return error + PRIOR_WEIGHT * float(((x - x0) ** 2).sum())
 
     best, _ = nelder_mead(loss, x0, step=0.2, iters=300)
+    at_bound = [k for k, v, v0 in zip(FITTED, best, x0, strict=True) if abs(v - v0) >= bound - 1e-6]
+    procedure = (f"refit to {len(measurements)} board measurement(s), prior {prior.version} with weight "
+                 f"{PRIOR_WEIGHT}, each parameter within {MAX_FACTOR:g}x of it")
+    if at_bound:
+        procedure += f"; at that bound: {', '.join(at_bound)}"
     return dataclasses.replace(calibration(best), version=f"local-{date.today().isoformat()}",
-                               fitted=date.today().isoformat(),
-                               procedure=f"refit to {len(measurements)} board measurement(s), prior "
-                                         f"{prior.version} with weight {PRIOR_WEIGHT}")
+                               fitted=date.today().isoformat(), procedure=procedure)
+
+
+def bounded_parameters(calib: Calibration) -> list[str]:
+    """The parameters a refit left at its bound (named in the calibration's procedure)."""
+    _, _, names = calib.procedure.partition("; at that bound: ")
+    return [n.strip() for n in names.split(",") if n.strip()]
 
 
 def save_profile(name: str, calib: Calibration, measurements: list[BoardMeasurement]) -> Path:
