@@ -197,3 +197,17 @@ def test_an_all_zero_tensor_still_gets_a_positive_cache_scale(tmp_path):
     assert amax_to_scale(0.0) > 0
     write_cache(tmp_path / "c.cache", CalibrationCache.from_amax({"h": 0.0, "x": 2.0}, 8600))
     assert read_cache(tmp_path / "c.cache").scales["h"] > 0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["quantize", "MODEL", "--calib", "DATA", "-o", "OUT", "--method", "percentile", "--percentile", "150"],
+     "--percentile"),
+    (["quantize", "MODEL", "--calib", "DATA", "-o", "OUT", "--memory-budget-mb", "0"], "--memory-budget-mb"),
+    (["qdq-translate", "MODEL", "-o", "OUT", "--rtol", "-1"], "--rtol"),
+    (["recover", "MODEL", "--calib", "DATA", "-o", "OUT", "--target-sqnr", "nan"], "--target-sqnr"),
+])
+def test_out_of_range_options_are_refused(files, capsys, args, fragment):
+    model, data, tmp = files
+    names = {"MODEL": str(model), "DATA": str(data), "OUT": str(tmp / "out")}
+    assert_one_line_error(run(capsys, *[names.get(a, a) for a in args]), fragment)
+    assert not (tmp / "out").exists()

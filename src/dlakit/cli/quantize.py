@@ -79,6 +79,10 @@ def quantize(
     from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))
+    if not 0 < percentile <= 100:
+        raise DlakitError(f"--percentile: {percentile} is not in (0, 100]; e.g. 99.99")
+    if budget_mb < 1:
+        raise DlakitError(f"--memory-budget-mb: {budget_mb} is not a positive number of MiB")
     target = resolve_target(platform, release)
     loaded = upgrade_for_qdq(load_input(model, shapes))
     sample_shapes, _ = input_specs(loaded)
@@ -141,6 +145,8 @@ def qdq_translate(
     from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))
+    if not rtol > 0:
+        raise DlakitError(f"--rtol: {rtol} is not a positive tolerance; e.g. 1e-3")
     target = resolve_target(platform, release)
     if calib_cache is not None:
         loaded = upgrade_for_qdq(load_input(model, shapes))
@@ -257,6 +263,8 @@ def emulate(
     from dlakit.quantize.emulate import compare_layers, output_errors
 
     check_format(fmt, ("table", "json"))
+    if top < 0:
+        raise DlakitError(f"--top: {top} is negative; give the number of rows to show")
     loaded, emulation = _emulation(model, shapes, calib_cache, qdq, rounding, platform, release)
     sample_shapes, _ = input_specs(loaded)
     source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)

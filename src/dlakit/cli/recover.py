@@ -49,6 +49,8 @@ def recover_command(
     from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))
+    if target_sqnr is not None and not -100 < target_sqnr < 200:
+        raise DlakitError(f"--target-sqnr: {target_sqnr} is not an SQNR in dB; e.g. 30")
     if Path(output).exists() and not Path(output).is_dir():
         raise DlakitError(f"-o {output}: exists and is not a folder; give a folder for the outputs")
     target = resolve_target(platform, release)
