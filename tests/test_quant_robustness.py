@@ -211,3 +211,24 @@ def test_out_of_range_options_are_refused(files, capsys, args, fragment):
     names = {"MODEL": str(model), "DATA": str(data), "OUT": str(tmp / "out")}
     assert_one_line_error(run(capsys, *[names.get(a, a) for a in args]), fragment)
     assert not (tmp / "out").exists()
+
+
+def test_top1_agreement_for_classifiers_ending_in_a_1x1_convolution(tmp_path, capsys):
+    """Prepared classifiers (FC as 1x1 conv) output [N, C, 1, 1] scores: top-1 agreement still applies."""
+    rng = np.random.default_rng(3)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"], name="gap"),
+         helper.make_node("Conv", ["p", "w"], ["logits"], name="fc")], "cls",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10, 1, 1])],
+        [numpy_helper.from_array(rng.normal(size=(10, 8, 1, 1)).astype(np.float32), "w")])
+    model = tmp_path / "cls.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    data = tmp_path / "x.npy"
+    np.save(data, rng.normal(size=(8, 8, 4, 4)).astype(np.float32))
+    assert run(capsys, "quantize", str(model), "--calib", str(data), "-o", str(tmp_path), "--no-progress")[0] == 0
+    code, out, err = run(capsys, "emulate", str(model), "--calib-cache", str(tmp_path / "cls.cache"), "-i",
+                         str(data), "--no-progress", "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)["outputs"][0]
+    assert 0.5 <= row["top1_agreement"] <= 1.0

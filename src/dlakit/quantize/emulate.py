@@ -235,7 +235,9 @@ def output_errors(emulation: Emulation, source: DataSource, batch_size: int, pro
         err.add(ref, emu, None)
         row: dict[str, object] = {"name": output.name, "sqnr_db": _round(err.sqnr_db), "max_abs_error": err.max_abs,
                                   "cosine": round(err.cosine, 6)}
-        if ref.ndim == 2 and ref.shape[1] > 1:
-            row["top1_agreement"] = round(float(np.mean(ref.argmax(1) == emu.argmax(1))), 4)
+        scores = ref.ndim >= 2 and ref.shape[1] > 1 and all(d == 1 for d in ref.shape[2:])  # [N,C] or [N,C,1,1]
+        if scores:
+            ref2, emu2 = ref.reshape(ref.shape[:2]), emu.reshape(emu.shape[:2])
+            row["top1_agreement"] = round(float(np.mean(ref2.argmax(1) == emu2.argmax(1))), 4)
         rows.append(row)
     return rows
