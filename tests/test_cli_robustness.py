@@ -162,3 +162,21 @@ def test_fix_outputs_cuts_control_flow_off_before_loading(tmp_path):
     assert result.returncode == 0, result.stderr
     cut = onnx.load(tmp_path / "cut.onnx")
     assert [o.name for o in cut.graph.output] == ["y"] and all(n.op_type != "If" for n in cut.graph.node)
+
+
+def test_a_text_file_given_as_npz_is_not_met_with_pickle_advice(tmp_path):
+    fake = tmp_path / "w.npz"
+    fake.write_text("not an archive\n")
+    model = _small_conv(tmp_path)
+    for args in (["zoo", "build", "resnet50", "--weights", str(fake), "-o", str(tmp_path / "z.onnx")],
+                 ["fix", str(model), "--inputs", str(fake), "-o", str(tmp_path / "f.onnx")],
+                 ["quantize", str(model), "--calib", str(fake), "-o", str(tmp_path / "q")]):
+        result = run(*args)
+        _one_line(result, "w.npz")
+        assert "pickle" not in result.stderr.replace("pickle or other file", ""), result.stderr
+
+
+def test_fix_outputs_at_a_graph_input_is_refused(tmp_path):
+    model = _small_conv(tmp_path)
+    _one_line(run("fix", str(model), "--outputs", "x", "-o", str(tmp_path / "f.onnx")), "graph input")
+    assert not (tmp_path / "f.onnx").exists()

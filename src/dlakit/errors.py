@@ -21,3 +21,11 @@ class DlakitError(Exception):
 
     def __str__(self) -> str:  # one line, always
         return " ".join(self.message.split())
+
+
+def numpy_file_problem(exc: BaseException) -> str:
+    """numpy's reason for refusing an .npy/.npz file, minus its advice to load pickles (dlakit never does)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "pickle" in text.lower():
+        return "no numpy array data in it: a text, pickle or other file"
+    return text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, numpy_file_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 TENSOR_SUFFIXES = (".npy", ".npz")
@@ -187,7 +187,7 @@ def _read_tensor_file(path: Path, inputs: dict[str, tuple[int, ...]]) -> Iterato
                                       f"the file has {', '.join(npz.files) or 'none'}")
                 arrays = {n: npz[n] for n in inputs}
     except (OSError, ValueError) as exc:
-        raise DlakitError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
+        raise DlakitError(f"{path}: not a readable {path.suffix} file ({numpy_file_problem(exc)})") from exc
     counts = set()
     for name, array in arrays.items():
         shape = inputs[name]
@@ -257,6 +257,6 @@ def _count_tensor_samples(path: Path, inputs: dict[str, tuple[int, ...]]) -> int
                 first = next(iter(inputs))
                 shape = npz[first].shape if first in npz.files else ()
     except (OSError, ValueError) as exc:
-        raise DlakitError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
+        raise DlakitError(f"{path}: not a readable {path.suffix} file ({numpy_file_problem(exc)})") from exc
     expected = next(iter(inputs.values()))
     return 1 if tuple(shape) == expected else (shape[0] if shape else 0)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, numpy_file_problem
 from dlakit.model import LoadedModel, static_dims
 
 DEFAULT_TOLERANCE = 1e-4
@@ -77,7 +77,8 @@ def load_inputs(path: str | os.PathLike[str], loaded: LoadedModel) -> dict[str, 
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as exc:
-        raise DlakitError(f"--inputs: cannot read {path} as .npz ({exc}); save it with numpy.savez") from exc
+        raise DlakitError(f"--inputs: cannot read {path} as .npz ({numpy_file_problem(exc)}); save it with "
+                          "numpy.savez") from exc
     feeds = {}
     for value in loaded.graph.inputs:
         if value.name not in data:

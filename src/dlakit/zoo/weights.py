@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, numpy_file_problem
 
 Init = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
@@ -110,8 +110,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except DlakitError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DlakitError(f"{path}: not a readable .npz weights file ({first})") from exc
+        raise DlakitError(f"{path}: not a readable .npz weights file ({numpy_file_problem(exc)})") from exc
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

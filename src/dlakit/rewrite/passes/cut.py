@@ -75,6 +75,10 @@ def cut_at_outputs(graph: ir.Graph, names: list[str]) -> CutReport:
         hint = ", ".join(sorted(v.name or "" for v in graph.outputs)[:5])
         raise DlakitError(f"--outputs: tensor '{missing[0]}' is not in the model; tensor names are as in Netron "
                           f"(the current outputs are: {hint})")
+    inputs = [n for n in names if values[n].producer() is None]
+    if inputs:
+        raise DlakitError(f"--outputs: '{inputs[0]}' is a graph input or a weight, not computed by the model; name "
+                          "a tensor a node produces")
     outputs = [values[n] for n in names]
     report = CutReport(reason="--outputs", outputs=list(names))
     report.dropped_outputs = _set_outputs(graph, outputs)
