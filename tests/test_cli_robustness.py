@@ -180,3 +180,12 @@ def test_fix_outputs_at_a_graph_input_is_refused(tmp_path):
     model = _small_conv(tmp_path)
     _one_line(run("fix", str(model), "--outputs", "x", "-o", str(tmp_path / "f.onnx")), "graph input")
     assert not (tmp_path / "f.onnx").exists()
+
+
+def test_trtexec_refuses_unknown_fp16_layers_and_warns_sparse_fp16():
+    _one_line(run("trtexec", "resnet50", "--fp16-layers", "no_such_layer"), "no_such_layer")
+    result = run("trtexec", "resnet50", "--fp16", "--sparse", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    assert any("INT8 convolutions only" in w for w in json.loads(result.stdout)["warnings"])

@@ -112,6 +112,11 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
             f"--standalone: {len(gpu)} node(s) cannot run on the DLA (first: '{gpu[0]}'); a cuDLA loadable has no "
             "GPU fallback. Run dlakit fix, or drop --standalone"
         )
+    known = {n.name for n in report.nodes}
+    unknown = [name for name in options.layer_precisions if name not in known]
+    if unknown:
+        raise DlakitError(f"--fp16-layers: no layer named '{unknown[0]}' in {report.source}; use node names as "
+                          "dlakit check lists them")
     warnings: list[str] = []
     flags = [Flag(f"--onnx={options.model_path}", "the model (static shapes, as checked)")]
     flags.append(Flag(f"--useDLACore={options.core}",
@@ -161,6 +166,8 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
         why = ("use sparse tactics where weights already hold the 2:4 pattern" if options.sparse == "enable"
                else "overwrite weights with a 2:4 pattern: for performance studies only, accuracy is lost")
         flags.append(Flag(f"--sparsity={options.sparse}", why))
+        if options.precision == "fp16" or options.layer_precisions:
+            warnings.append("--sparse: DLA uses 2:4 sparsity for INT8 convolutions only; FP16 layers stay dense")
     for name, dims in options.shapes.items():
         flags.append(Flag(f"--shapes={name}:{'x'.join(map(str, dims))}", "the static input shape checked"))
     stem = Path(options.model_path).stem
