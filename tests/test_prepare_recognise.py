@@ -189,3 +189,17 @@ def test_tf_style_explicit_pads_are_recognised_and_folded():
     assert result.recognition.network == "resnet50" and result.verification.passed
     assert any(step.name == "fold-pad-into-conv" for step in result.steps)
     assert result.ops_after == Counter(n.op_type for n in small("resnet50", "prepared").graph.node)
+
+
+def test_caffe2_resnet50_with_sum_residuals_is_recognised_and_prepared():
+    """onnx's light_resnet50 (a Caffe2 export) writes the residual adds as two-input Sum."""
+    from tests.assets import light_model
+
+    path = light_model("light_resnet50")
+    assert Counter(n.op_type for n in onnx.load(path).graph.node)["Sum"] == 16
+    result = prepare_model(path)
+    assert result.recognition.network == "resnet50"
+    assert len(analyse(load_model(path).graph).blocks) == 16
+    assert result.verification.passed and result.check_after["fully_on_dla"]
+    assert result.ops_after["BatchNormalization"] == 0 and result.ops_after["Softmax"] == 0
+    assert result.ops_after["Conv"] == 54 and result.ops_after["AveragePool"] == 1

@@ -301,7 +301,7 @@ def analyse(graph: ir.Graph) -> Structure:
         s.batch = first.in_shape[0]
         s.input_chw = (first.in_shape[1], first.in_shape[2], first.in_shape[3])
     for node in graph:
-        if node.op_type == "Add":
+        if node.op_type == "Add" or (node.op_type == "Sum" and len(node.inputs) == 2):  # Caffe2 exports: Sum
             block = _residual(node, infos)
             if block is not None:
                 s.blocks.append(block)
