@@ -102,6 +102,10 @@ def test_dynamic_dims_without_shapes(tmp_path):
     onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [tensor("x", ["N", 3, 8, 8])],
                          [tensor("y", None)]), path)
     assert_one_line_error(run("check", str(path)), "input 'x' has dynamic shape", "--shapes x:1x3x8x8")
+    spatial = tmp_path / "spatial.onnx"  # unknown height/width: named for the user to fill in, not guessed as 1
+    onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [tensor("x", ["N", 3, "h", None])],
+                         [tensor("y", None)]), spatial)
+    assert_one_line_error(run("check", str(spatial)), "--shapes x:1x3x<h>x<W> (replace each <...>")
     ok = run("check", str(path), "--shapes", "x:2x3x8x8", "-f", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["summary"]["dla_nodes"] == 1
 
