@@ -71,6 +71,16 @@ class _Builder:
                                            name=f"{name}_relu6"))
         return f"{name}_relu6"
 
+    def model(self, graph_name: str, output: str, output_size: int, opset: int) -> onnx.ModelProto:
+        """The checked model: input ``input`` [1, 3, 224, 224] → ``output`` [1, output_size]."""
+        graph = helper.make_graph(
+            self.nodes, graph_name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, output_size])], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlakit")
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
 
 def build_efficientnet_lite0(weights: dict[str, np.ndarray], opset: int = 13) -> onnx.ModelProto:
     """The Lite0 graph for a 1x3x224x224 input already normalised as (x - 127) / 128."""
@@ -102,14 +112,7 @@ def build_efficientnet_lite0(weights: dict[str, np.ndarray], opset: int = 13) ->
                 helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1)]
     b.inits += [numpy_helper.from_array(weights["_fc.weight"].astype(np.float32), "fc.weight"),
                 numpy_helper.from_array(weights["_fc.bias"].astype(np.float32), "fc.bias")]
-    graph = helper.make_graph(
-        b.nodes, "efficientnet_lite0",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])], b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlakit")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return b.model("efficientnet_lite0", "logits", 1000, opset)
 
 
 def efficientnet_lite0_from_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -181,14 +184,7 @@ def build_mobilenetv2(weights: dict[str, np.ndarray], opset: int = 13) -> onnx.M
     x = b.conv(x, size, f"features.{index}.0", f"features.{index}.1", 1, False, True, "head")
     b.nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"),
                 helper.make_node("Flatten", ["pool"], ["embedding"], name="flatten", axis=1)]
-    graph = helper.make_graph(
-        b.nodes, "mobilenetv2_bottle",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 1280])], b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="dlakit")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return b.model("mobilenetv2_bottle", "embedding", 1280, opset)
 
 
 def mobilenetv2_from_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
