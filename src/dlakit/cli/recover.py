@@ -10,6 +10,7 @@ import typer
 
 from dlakit.atomic import write_text, write_with
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.cli.quantize import ProgressOpt
 from dlakit.errors import DlakitError
 
 PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
@@ -40,6 +41,7 @@ def recover_command(
     platform: str | None = PlatformOpt,
     release: str | None = ReleaseOpt,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    progress: bool = ProgressOpt,
 ) -> None:
     """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
     from dlakit.quantize.data import make_preset, open_source
@@ -60,7 +62,7 @@ def recover_command(
     options = RecoverOptions(equalize=equalize, relu6=relu6, bias_correction=not no_bias_correction,
                              range_search=not no_range_search, target_sqnr_db=target_sqnr,
                              max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
-                             platform=platform, noise_budget=budget)
+                             platform=platform, noise_budget=budget, progress=progress)
     result = recover(loaded, source, options)
     summary = write_recovery(output, loaded.source, result, target)
     summary.update(recovery_summary(result))

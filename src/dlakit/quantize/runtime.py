@@ -7,6 +7,8 @@ session, so peak memory stays bounded by the budget plus one set of weights, wha
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -129,9 +131,51 @@ def chunk_tensors(sizes: dict[str, int], budget: int) -> list[list[str]]:
     return chunks
 
 
+class LogProgress:
+    """Progress as plain lines on stderr, for logs and pipes where a live bar cannot redraw.
+
+    Quiet for work that ends within ``every`` seconds; after that one line per ``every`` seconds with the count, the
+    share done, the elapsed time and an ETA from the average rate so far, and a closing line.
+    """
+
+    def __init__(self, total: int, description: str, every: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic, write: Callable[[str], object] | None = None) -> None:
+        self.total, self.description, self.every, self.clock = max(total, 0), description, every, clock
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.done = 0
+        self.started = self.last = clock()
+        self.printed = False
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            self.printed = True
+            self.write(self._line(now))
+
+    def close(self) -> None:
+        if self.printed:
+            self.write(f"{self.description}: {self.done}/{self.total} done in {_duration(self.clock() - self.started)}")
+
+    def _line(self, now: float) -> str:
+        elapsed = now - self.started
+        share = self.done / self.total if self.total else 1.0
+        eta = f", ETA {_duration(elapsed / share - elapsed)}" if 0 < share < 1 else ""
+        return f"{self.description}: {self.done}/{self.total} ({share:.0%}), {_duration(elapsed)} elapsed{eta}"
+
+
+def _duration(seconds: float) -> str:
+    whole = max(round(seconds), 0)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (silent when disabled or not a terminal)."""
+    """A rich progress bar on a terminal; plain progress lines (:class:`LogProgress`) on a pipe or in a log."""
     if not enabled:
         yield lambda _n: None
         return
@@ -139,8 +183,13 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
+    if not console.is_terminal:
+        log = LogProgress(total, description)
+        yield log.advance
+        log.close()
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 

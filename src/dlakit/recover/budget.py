@@ -25,6 +25,7 @@ import onnx
 
 from dlakit.model import LoadedModel
 from dlakit.quantize.plan import QuantPlan
+from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.mixed import emulate_with
 from dlakit.recover.observe import Source
 from dlakit.recover.ranges import output_sqnr
@@ -77,7 +78,8 @@ def _round(value: float) -> float | None:
 
 def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                  amax: dict[str, float], source: Source, batch_size: int, fp16_nodes: set[str] | None = None,
-                 unsigned: set[str] | None = None, uncorrected: onnx.ModelProto | None = None) -> NoiseBudget:
+                 unsigned: set[str] | None = None, uncorrected: onnx.ModelProto | None = None,
+                 progress: bool = False) -> NoiseBudget:
     """The budget of ``model`` (scales ``amax``, FP16 layers ``fp16_nodes``) against FP32 ``reference``.
 
     ``loaded`` is ``model`` loaded (for the plan); ``uncorrected`` the model before bias correction, whose biases
@@ -99,9 +101,11 @@ def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mo
             groups.setdefault(plan.group_of(name), []).append(name)
     base = _nsr(total)
     shares = []
-    for members in groups.values():
-        alone = sqnr({members[0]: amax[members[0]]})  # the plan's equal-scale rule gives the whole group this scale
-        share = (_nsr(alone) - _nsr(weights)) / base if base else 0.0
-        shares.append(GroupShare(members[0], members, max(share, 0.0)))
+    with progress_bar(len(groups), f"noise budget: {len(groups)} scale groups", progress) as advance:
+        for members in groups.values():
+            alone = sqnr({members[0]: amax[members[0]]})  # the equal-scale rule gives the whole group this scale
+            share = (_nsr(alone) - _nsr(weights)) / base if base else 0.0
+            shares.append(GroupShare(members[0], members, max(share, 0.0)))
+            advance(1)
     shares.sort(key=lambda g: -g.share)
     return NoiseBudget(len(source), total, weights, shares, time.perf_counter() - began)

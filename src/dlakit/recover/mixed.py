@@ -26,6 +26,7 @@ from onnx import numpy_helper
 from dlakit.model import LoadedModel, node_macs
 from dlakit.quantize.emulate import build_emulator, compare_layers
 from dlakit.quantize.plan import QuantPlan, build_plan
+from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.observe import ArraySource, Source
 from dlakit.recover.ranges import build, output_sqnr
 
@@ -174,7 +175,7 @@ def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added
 def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                 amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
                 max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
-                candidates: int = CANDIDATES) -> MixedResult:
+                candidates: int = CANDIDATES, progress: bool = False) -> MixedResult:
     """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``."""
     began = time.perf_counter()
     unsigned = unsigned or set()
@@ -208,18 +209,22 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     screen = _head(source, SCREEN_SAMPLES, batch_size)
     base_screen = 10 ** (-output_sqnr(reference, emulated, screen, batch_size) / 10)
     screened = []
-    for cand in pool:
-        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-        gain = base_screen - 10 ** (-output_sqnr(reference, trial, screen, batch_size) / 10)
-        screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
+    with progress_bar(len(pool), f"FP16 layers: screening {len(pool)} candidates", progress) as advance:
+        for cand in pool:
+            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
+            gain = base_screen - 10 ** (-output_sqnr(reference, trial, screen, batch_size) / 10)
+            screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
+            advance(1)
     screened.sort(key=lambda item: -item[0])
     ranked = [cand for _, gain, cand in screened if gain > 0][:candidates]
     base_nsr = 10 ** (-base / 10)
     gains: dict[str, float] = {}
-    for cand in ranked:
-        trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-        cand.sqnr_fp16_db = output_sqnr(reference, trial, source, batch_size)
-        gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
+    with progress_bar(len(ranked), f"FP16 layers: measuring the best {len(ranked)}", progress) as advance:
+        for cand in ranked:
+            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
+            cand.sqnr_fp16_db = output_sqnr(reference, trial, source, batch_size)
+            gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
+            advance(1)
     result.measured = ranked
     order = sorted(ranked, key=lambda c: -gains[c.tensor] / max(c.macs, total * 1e-4))
     picked: dict[str, Unit] = {}
