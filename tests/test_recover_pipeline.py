@@ -173,3 +173,31 @@ def test_cli_uint8_and_equalize_on_a_dla_316_release(tmp_path, photos):
     qdq = onnx.load(str(out / "tiny_recovered_qdq.onnx"))
     zero_points = {i.name: i.data_type for i in qdq.graph.initializer if "zero_point" in i.name}
     assert TensorProto.UINT8 in zero_points.values()
+
+
+def test_fp32_reference_runs_once_per_source_and_gives_the_same_sqnr(monkeypatch):
+    from dlakit.quantize.emulate import build_emulator
+    from dlakit.quantize.plan import build_plan
+    from dlakit.quantize.runtime import to_proto
+    from dlakit.recover import ranges
+    from dlakit.recover.ranges import Reference
+    from tests.test_quant_plan import small_model
+
+    loaded = load_model(small_model())
+    plan = build_plan(loaded.graph)
+    amax = plan.apply_constraints({"x": 3.0, "r1": 6.0, "a": 10.0, "s": 1.0, "cat": 10.0, "y": 10.0})[0]
+    model = to_proto(loaded)
+    emulated = build_emulator(model, plan, amax).model
+    source = ArraySource({"x": np.random.default_rng(5).normal(size=(5, 3, 8, 8)).astype(np.float32)})
+    fresh = output_sqnr(model, emulated, source, 1)
+    reference = Reference(model)
+    runs = []
+    real_session = ranges.session
+    monkeypatch.setattr(ranges, "session", lambda m, quantized=False: runs.append(quantized) or real_session(
+        m, quantized=quantized))
+    assert [output_sqnr(reference, emulated, source, 1) for _ in range(3)] == [fresh] * 3
+    assert runs.count(False) == 1 and runs.count(True) == 3  # FP32 once, each emulated model once
+    monkeypatch.setattr(ranges, "REFERENCE_CACHE_BYTES", 0)  # too large to keep: recomputed, same answer
+    again = Reference(model)
+    assert [output_sqnr(again, emulated, source, 1) for _ in range(2)] == [fresh] * 2
+    assert runs.count(False) == 3

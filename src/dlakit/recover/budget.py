@@ -28,7 +28,7 @@ from dlakit.quantize.plan import QuantPlan
 from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.mixed import emulate_with
 from dlakit.recover.observe import Source
-from dlakit.recover.ranges import output_sqnr
+from dlakit.recover.ranges import Reference, output_sqnr
 
 
 @dataclass
@@ -88,10 +88,11 @@ def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mo
     began = time.perf_counter()
     fp16 = set(fp16_nodes or ())
     unsigned = unsigned or set()
+    fp32 = Reference(reference)
 
     def sqnr(scales: dict[str, float]) -> float:
         emulated, _ = emulate_with(loaded, model, scales, fp16, unsigned, uncorrected, plan.off_dla)
-        return output_sqnr(reference, emulated, source, batch_size)
+        return output_sqnr(fp32, emulated, source, batch_size)
 
     total = sqnr(amax)
     weights = sqnr({})

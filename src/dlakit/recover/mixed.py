@@ -28,7 +28,7 @@ from dlakit.quantize.emulate import build_emulator, compare_layers
 from dlakit.quantize.plan import QuantPlan, build_plan
 from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.observe import ArraySource, Source
-from dlakit.recover.ranges import build, output_sqnr
+from dlakit.recover.ranges import Reference, build, output_sqnr
 
 CANDIDATES = 12
 SCREEN_SAMPLES = 4
@@ -179,6 +179,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``."""
     began = time.perf_counter()
     unsigned = unsigned or set()
+    fp32 = Reference(reference)  # one FP32 run per data subset, shared by every candidate's comparison
     units = units_of(loaded, plan)
     total = sum(u.macs for u in units) or 1
     result = MixedResult(total_macs=total)
@@ -196,7 +197,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
         if unit is not None:
             unit.local_nsr += nsr
             added[f"@{unit.name}"] = unit.local_nsr
-    base = output_sqnr(reference, emulated, source, batch_size)
+    base = output_sqnr(fp32, emulated, source, batch_size)
     result.int8_sqnr_db = result.sqnr_db = base
     done = (target_sqnr_db is None and not max_fp16_macs) or (target_sqnr_db is not None and base >= target_sqnr_db)
     if done:
@@ -207,12 +208,12 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     # the local noise misses amplification (Lite0's stem output carries 30 % of the output noise yet adds little
     # locally), so every affordable candidate is screened on a few samples and the best are measured on all
     screen = _head(source, SCREEN_SAMPLES, batch_size)
-    base_screen = 10 ** (-output_sqnr(reference, emulated, screen, batch_size) / 10)
+    base_screen = 10 ** (-output_sqnr(fp32, emulated, screen, batch_size) / 10)
     screened = []
     with progress_bar(len(pool), f"FP16 layers: screening {len(pool)} candidates", progress) as advance:
         for cand in pool:
             trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            gain = base_screen - 10 ** (-output_sqnr(reference, trial, screen, batch_size) / 10)
+            gain = base_screen - 10 ** (-output_sqnr(fp32, trial, screen, batch_size) / 10)
             screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
             advance(1)
     screened.sort(key=lambda item: -item[0])
@@ -222,7 +223,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     with progress_bar(len(ranked), f"FP16 layers: measuring the best {len(ranked)}", progress) as advance:
         for cand in ranked:
             trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            cand.sqnr_fp16_db = output_sqnr(reference, trial, source, batch_size)
+            cand.sqnr_fp16_db = output_sqnr(fp32, trial, source, batch_size)
             gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
             advance(1)
     result.measured = ranked
@@ -244,7 +245,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
             break
     if nodes:
         final, _ = emulate_with(loaded, model, amax, nodes, unsigned, reference, off)
-        result.sqnr_db = output_sqnr(reference, final, source, batch_size)
+        result.sqnr_db = output_sqnr(fp32, final, source, batch_size)
         if result.sqnr_db < base:
             # the per-candidate gains did not add up (FP16 tensors change their neighbours' equal-scale groups):
             # never hand back FP16 layers that lose accuracy; keep the best single candidate (measured alone)

@@ -15,6 +15,7 @@ did not help there, the starting ranges are kept, so the search never does worse
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,20 +107,60 @@ def _levels(tensor: str, unsigned: set[str]) -> tuple[float, float, float]:
     return (0.0, 255.0, 255.0) if tensor in unsigned else (-128.0, 127.0, 127.0)
 
 
-def output_sqnr(reference: onnx.ModelProto, emulated: onnx.ModelProto, source: Source, batch_size: int) -> float:
+REFERENCE_CACHE_BYTES = 256 << 20
+
+
+class Reference:
+    """The FP32 model and its outputs per data source, run once and reused by every emulator run compared with it.
+
+    The FP16 selection and the noise budget compare one emulated model per candidate against the same FP32
+    outputs; running (and loading) the FP32 model each time doubled their cost. Outputs over
+    ``REFERENCE_CACHE_BYTES`` are not kept and are recomputed per comparison instead.
+    """
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.names = [o.name for o in model.graph.output]
+        self.inputs = {i.name for i in model.graph.input}
+        self._runs: dict[tuple[int, int], tuple[Source, list[list[np.ndarray]]]] = {}
+
+    def outputs(self, source: Source, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int, list[np.ndarray]]]:
+        """Per batch: the feeds, the number of valid rows and the FP32 outputs."""
+        key = (id(source), batch_size)
+        cached = self._runs.get(key)
+        sess = None if cached else session(self.model)
+        kept: list[list[np.ndarray]] | None = [] if cached is None else None
+        size = 0
+        for index, (batch, valid) in enumerate(source.batches(batch_size)):
+            feeds = {k: v for k, v in batch.items() if k in self.inputs}
+            if cached is not None:
+                refs = cached[1][index]
+            else:
+                assert sess is not None
+                refs = sess.run(self.names, feeds)
+                size += sum(r.nbytes for r in refs)
+                if kept is not None and size <= REFERENCE_CACHE_BYTES:
+                    kept.append(refs)
+                else:
+                    kept = None
+            yield feeds, valid, refs
+        if kept is not None:
+            self._runs[key] = (source, kept)  # the source is kept too, so that its id is never reused
+
+
+def output_sqnr(reference: onnx.ModelProto | Reference, emulated: onnx.ModelProto, source: Source,
+                batch_size: int) -> float:
     """Logit SQNR of ``emulated`` against ``reference`` over ``source`` (all graph outputs together)."""
-    ref_sess, emu_sess = session(reference), session(emulated, quantized=True)
-    names = [o.name for o in reference.graph.output]
+    ref = reference if isinstance(reference, Reference) else Reference(reference)
+    emu_sess = session(emulated, quantized=True)
     signal = noise = 0.0
-    inputs = {i.name for i in reference.graph.input}
-    for batch, valid in source.batches(batch_size):
-        feeds = {k: v for k, v in batch.items() if k in inputs}
-        for ref, emu in zip(ref_sess.run(names, feeds), emu_sess.run(names, feeds), strict=True):
-            if not comparable(ref, emu):
+    for feeds, valid, refs in ref.outputs(source, batch_size):
+        for out, emu in zip(refs, emu_sess.run(ref.names, feeds), strict=True):
+            if not comparable(out, emu):
                 continue  # NMS indices, argmax, detection counts: not a signal to optimise
-            ref, emu = ref[:valid].astype(np.float64), emu[:valid].astype(np.float64)
-            signal += float(np.sum(ref**2))
-            noise += float(np.sum((ref - emu) ** 2))
+            out64, emu64 = out[:valid].astype(np.float64), emu[:valid].astype(np.float64)
+            signal += float(np.sum(out64**2))
+            noise += float(np.sum((out64 - emu64) ** 2))
     return float("inf") if noise == 0 else 10 * float(np.log10(signal / noise))
 
 
@@ -188,13 +229,14 @@ def search_ranges(reference: onnx.ModelProto, model: onnx.ModelProto, plan: Quan
     # output wins (all, half, a quarter, an eighth, none): four extra emulator runs, never worse than max.
     order = sorted((g for g in result.groups if g.amax != g.start_amax), key=lambda g: -g.gain_db)
     best_db, best_amax = start_db, dict(start)
+    fp32 = Reference(reference)
     for count in dict.fromkeys(max(1, len(order) // d) for d in (1, 2, 4, 8)) if order else ():
         trial = dict(start)
         for group in order[:count]:
             for t in group.tensors:
                 trial[t] = group.amax
         searched, _ = build(model, plan, trial, unsigned)
-        db = output_sqnr(reference, searched, source, batch_size)
+        db = output_sqnr(fp32, searched, source, batch_size)
         if count == len(order):
             result.searched_sqnr_db = db
         if db > best_db:
