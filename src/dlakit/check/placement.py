@@ -64,6 +64,20 @@ def layer_of(node: ir.Node, spec: OpSpec) -> str:
     return spec.layer
 
 
+def _fix_refusal(node: ir.Node, reasons: list[Reason]) -> Reason | None:
+    """A note when a named fix rule would refuse this node, else None (see :mod:`dlakit.rewrite.feasibility`)."""
+    try:
+        from dlakit.rewrite.feasibility import fix_refusal
+    except ImportError:  # check without the rewrite package installed: keep the data's verdict
+        return None
+    for rule_id in dict.fromkeys(r.fix for r in reasons if r.fix):
+        reason = fix_refusal(rule_id, node)
+        if reason is not None:
+            return Reason(rule="fix.refused", message=f"fix rule '{rule_id}' does not apply here: {reason}",
+                          fix=None, blocking=False)
+    return None
+
+
 def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
     macs, params = node_macs(node), node_params(node)
     if is_folded(node):
@@ -86,6 +100,10 @@ def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
         verdict = DLA
     elif all(r.fix for r in reasons):
         verdict = FIXABLE
+        refusal = _fix_refusal(node, reasons)
+        if refusal is not None:  # "fixable" is a promise fix keeps: where its rule refuses, the node is GPU
+            verdict = GPU
+            notes.append(refusal)
     else:
         verdict = GPU
     return NodePlacement(node.name, node.op_type, layer, verdict, macs, params, reasons, notes, node=node)

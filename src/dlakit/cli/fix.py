@@ -87,6 +87,11 @@ def save_model(proto: onnx.ModelProto, path: Path) -> None:
     write_with(path, writer)
 
 
+def postprocess_path(output: Path) -> Path:
+    """Where the cut-off post-processing goes: next to the output, ``OUT_postprocess.onnx``."""
+    return output.with_name(f"{output.stem}_postprocess{output.suffix or '.onnx'}")
+
+
 def report_dict(model: str, out: Path, written: bool, target: Any, result: FixResult,
                 verification: Verification, before: dict | None, after: dict | None) -> dict[str, Any]:
     cut = result.cut
@@ -129,6 +134,9 @@ def render(data: dict[str, Any], console: Console) -> None:
                       f"new outputs: {', '.join(cut['outputs'])}")
         if cut["dropped_outputs"]:
             console.print(f"  dropped outputs (stay on the GPU/CPU): {', '.join(cut['dropped_outputs'])}")
+        if cut.get("postprocess_model"):
+            console.print(f"  post-processing written to {cut['postprocess_model']} (inputs: the new outputs; "
+                          "run it on the GPU/CPU after the DLA model)")
     if data["folded_nodes"]:
         console.print(f"constant-folding: {data['folded_nodes']} nodes became weights")
     applied = Table(title="rules applied", show_lines=False)
@@ -216,12 +224,17 @@ def fix(
     verification = verify(loaded, proto, feeds, tolerance, label)
     suspects = [] if verification.passed else blame(loaded, options, result, feeds, tolerance)
     write = verification.passed or force
+    tail_path = postprocess_path(output) if result.cut is not None and result.cut.tail is not None else None
     if write:
         save_model(proto, output)
+        if tail_path is not None:
+            save_model(result.cut.tail, tail_path)  # type: ignore[union-attr]
     before = check_summary(loaded, target, precision)
     after = check_summary(result.model, target, precision) if before is not None else None
     data = report_dict(model, output, write, target, result, verification, before, after)
     data["verification"]["suspects"] = suspects
+    if data["cut"] is not None:
+        data["cut"]["postprocess_model"] = str(tail_path) if tail_path is not None and write else None
     if fmt == "json":
         import json
 

@@ -159,7 +159,7 @@ def _fix_once(loaded: LoadedModel, options: FixOptions) -> FixResult:
         result.cut = cut_at_outputs(model.graph, options.outputs)
         model = reload(model)
     elif options.cut_postprocess:
-        result.cut = cut_postprocess(model.graph)
+        result.cut = cut_postprocess(model.graph, dict(model.model.opset_imports), model.model.ir_version)
         if result.cut is not None:
             model = reload(model)
     if "constant-folding" in passes:

@@ -33,7 +33,7 @@ def spatial_dims(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
             f"{spatial}-D convolution; DLA runs 2-D convolutions only",
             value=spatial,
             allowed=2,
-            fix=spec.fix if spatial == 1 else "",
+            fix=spec.fix if spatial == 1 else "conv3d-to-2d" if spatial == 3 and ctx.op == "Conv" else "",
         )
 
 

@@ -49,6 +49,10 @@ def static_shape(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
             return
 
 
+#: ops whose 5-D form with a depth of 1 ``fix`` turns 2-D (its check decides whether this node qualifies)
+FLAT_3D = ("Conv", "MaxPool", "AveragePool")
+
+
 @rule("general.rank")
 def rank(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer in RANK_EXEMPT:
@@ -62,7 +66,7 @@ def rank(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
                 f"tensor '{value.name}' is {len(dims)}-D ({format_shape(value.shape)}); DLA layers work on 4-D NCHW",
                 value=len(dims),
                 allowed=4,
-                fix=spec.fix if len(dims) < 4 else "",
+                fix=spec.fix if len(dims) < 4 else "conv3d-to-2d" if len(dims) == 5 and ctx.op in FLAT_3D else "",
             )
             return
 

@@ -8,11 +8,11 @@ from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
 
 
-def _check(values: tuple[int, ...], spec: RuleSpec, what: str) -> Iterator[Finding]:
+def _check(values: tuple[int, ...], spec: RuleSpec, what: str, fix: str | None = None) -> Iterator[Finding]:
     low, high = spec.limits["min"], spec.limits["max"]
     if any(not low <= v <= high for v in values):
         yield Finding(f"{what} {'x'.join(map(str, values))} is outside [{low}, {high}]", value=list(values),
-                      allowed=[low, high])
+                      allowed=[low, high], fix=fix)
 
 
 @rule("pool.type")
@@ -25,7 +25,8 @@ def pool_type(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 def pool_window(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     window = ctx.window()
     if window:
-        yield from _check(window.kernel, spec, "window")
+        # fix's pool chains / mean convolution (its own check decides whether this pool's geometry allows one)
+        yield from _check(window.kernel, spec, "window", "maxpool-chain" if ctx.op == "MaxPool" else "avgpool-split")
 
 
 @rule("pool.padding")

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dlakit.rewrite.engine import Rule
 from dlakit.rewrite.rules import (
+    avgpool_split,
+    conv3d_to_2d,
     cumsum_to_conv,
+    deconv_pad_to_crop,
     depth_to_space_to_deconv,
+    focus_to_conv,
     fold_mul_add_into_conv,
     fold_pad_into_conv,
     gather_to_conv,
@@ -26,10 +30,12 @@ from dlakit.rewrite.rules import (
     logsoftmax_decompose,
     lstm_unroll,
     matmul_to_conv,
+    maxpool_chain,
     neg_to_scale,
     norm_decompose,
     reduce_to_pool,
     reshape_merge,
+    resize_nearest_to_floor,
     resize_sizes_to_scales,
     rnn_unroll,
     scatter_elements_to_conv,
@@ -46,7 +52,8 @@ ALL_RULES: tuple[Rule, ...] = tuple(
         rnn_unroll, cumsum_to_conv,
         matmul_to_conv, norm_decompose, reduce_to_pool, global_pool_to_pool, logsoftmax_decompose, hardswish_decompose,
         hardsigmoid_decompose, identity_removal, squeeze_to_reshape, fold_pad_into_conv, resize_sizes_to_scales,
-        fold_mul_add_into_conv, lift_to_4d, reshape_merge,
+        resize_nearest_to_floor, fold_mul_add_into_conv, deconv_pad_to_crop, maxpool_chain, avgpool_split,
+        focus_to_conv, conv3d_to_2d, lift_to_4d, reshape_merge,
     )
 )
 RULES: dict[str, Rule] = {rule.id: rule for rule in ALL_RULES}

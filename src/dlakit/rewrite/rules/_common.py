@@ -168,8 +168,13 @@ def reduce_axes(node: ir.Node) -> tuple[list[int] | None, str | None]:
     return attr_ints(node, "axes"), None
 
 
-def pool_factors(size: int, limit: int = 8) -> list[int] | None:
-    """Split ``size`` into factors each ≤ ``limit`` (largest first); None if a prime factor exceeds it."""
+def pool_factors(size: int, limit: int | None = None) -> list[int] | None:
+    """Split ``size`` into factors each ≤ ``limit`` (default DLA's pool window, from rules.toml; largest first);
+    None if a prime factor exceeds it."""
+    if limit is None:
+        from dlakit.rewrite.rules._limits import pool_window_max
+
+        limit = pool_window_max()
     factors: list[int] = []
     rest = size
     while rest > limit:

@@ -23,6 +23,8 @@ from dlakit.rewrite.rules._common import (
     reshape,
     scalar,
     selection_limit,
+    spatial_mean_conv,
+    spatial_mean_conv_reason,
 )
 
 POOL = {"ReduceMean": "AveragePool", "ReduceSum": "AveragePool", "ReduceMax": "MaxPool", "ReduceMin": "MaxPool"}
@@ -71,9 +73,23 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     sizes = [shape[a] for a in (2, 3) if a in axes] if len(shape) == 4 and axes[0] >= 2 else [extent]
     for size in sizes:
         if pool_factors(size) is None:
-            return (f"the reduced extent {size} has a prime factor above 8, so no chain of DLA pooling windows "
-                    "(≤ 8) covers it exactly")
+            reason = (f"the reduced extent {size} has a prime factor above 8, so no chain of DLA pooling windows "
+                      "(≤ 8) covers it exactly")
+            window = _mean_window(node, shape, axes)
+            if window is None:
+                return reason
+            other = spatial_mean_conv_reason(shape[1], *window)
+            return None if other is None else f"{reason}, and {other}"
     return None
+
+
+def _mean_window(node: ir.Node, shape: tuple[int, ...], axes: list[int]) -> tuple[int, int] | None:
+    """The depthwise-convolution window of a spatial mean/sum no pool chain covers (SqueezeNet's 13×13)."""
+    if node.op_type not in ("ReduceMean", "ReduceSum") or len(shape) != 4 or axes[0] < 2:
+        return None
+    if all(pool_factors(shape[a]) is not None for a in axes):
+        return None
+    return (shape[2] if 2 in axes else 1, shape[3] if 3 in axes else 1)
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
@@ -89,6 +105,13 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
         weight = np.full((1, extent), 1.0 if node.op_type == "ReduceSum" else 1.0 / extent, dtype=np.float32)
         y = axis_linear_map(ctx, source, merged, axes[0], weight)
         return [reshape(ctx, y, out)]
+    window = _mean_window(node, shape, axes)
+    if window is not None:
+        y = spatial_mean_conv(ctx, x, shape[1], *window)
+        if node.op_type == "ReduceSum":
+            y = ctx.op("Mul", [y, scalar(ctx, x, float(window[0] * window[1]), "count")])
+        pooled = tuple(1 if a in axes else s for a, s in enumerate(shape))
+        return [y if pooled == out else reshape(ctx, y, out)]
     negate = node.op_type == "ReduceMin"
     if negate:
         x = ctx.op("Mul", [x, scalar(ctx, x, -1.0, "minus_one")])

@@ -1,0 +1,46 @@
+"""DLA's numeric limits as the rewrite rules need them, read from ``data/rules.toml`` (the check rules' data).
+
+A rewrite that emits a pool or a convolution must stay within the same limits ``check`` enforces, or it would
+trade one GPU fallback for another; reading them from the one data file keeps the two sides from drifting.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def limit(rule: str, key: str) -> Any:
+    """``limits[key]`` of the check rule ``rule`` (e.g. ``limit("pool.window", "max")`` is 8)."""
+    from dlakit.check.registry import rule_spec  # late: check imports the rule library for its "fix" column
+
+    return rule_spec(rule).limits[key]
+
+
+def pool_window_max() -> int:
+    return int(limit("pool.window", "max"))
+
+
+def pool_pad_max() -> int:
+    return int(limit("pool.padding", "max"))
+
+
+def pool_stride_max() -> int:
+    return int(limit("pool.stride", "max"))
+
+
+def conv_kernel_max() -> int:
+    return int(limit("conv.kernel", "max"))
+
+
+def conv_stride_max() -> int:
+    return int(limit("conv.stride", "max"))
+
+
+def conv_pad_max() -> int:
+    return int(limit("conv.padding", "max"))
+
+
+def channels_max() -> int:
+    return int(limit("deconv.channels", "max"))
