@@ -116,6 +116,11 @@ def run_case(case: Path) -> CaseResult:
     if not applied:
         reasons = [r.reason for r in result.refused if r.op == op]
         if not reasons:
+            # no rule is concerned: fine when check already says why (DLA as is, or GPU for a reason no rule
+            # claims to fix, e.g. a dilated pool); a 'fixable' verdict must be kept by fix applying or refusing
+            verdict = _check_verdict(loaded)
+            if verdict:
+                return CaseResult(case.name, op, False, False, True, f"refused: nothing to rewrite ({verdict})")
             return CaseResult(case.name, op, False, False, False, "neither rewritten nor refused with a reason")
         return CaseResult(case.name, op, False, False, True, f"refused: {reasons[0]}")
     proto = result.proto()
@@ -128,6 +133,19 @@ def run_case(case: Path) -> CaseResult:
         if not check.passed:
             problems.append(f"{out.name}: {check.problem or f'max abs error {check.max_abs:.3g}'}")
     return CaseResult(case.name, op, True, rewritten, not problems, "; ".join(problems) or "equal")
+
+
+def _check_verdict(loaded) -> str | None:
+    """What ``check`` says of the model's node when no rule is concerned with it; None for 'fixable'."""
+    from dlakit.check import DLA, GPU, check_model
+    from dlakit.targets import resolve_target
+
+    node = check_model(loaded, resolve_target(None, None)).nodes[0]
+    if node.placement == DLA:
+        return "runs on DLA"
+    if node.placement == GPU and node.reasons:
+        return f"check: {node.reasons[0].rule}"
+    return None
 
 
 CASES = suite_cases()
