@@ -1,0 +1,125 @@
+"""Per-release DLA layer support, each release from its own evidence (shared/facts/trt_headers_dla.md, logs).
+
+Every test builds the layer as a tiny ONNX model and asserts the verdict and the rule per release."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from tests.graphs import binary_model, const, make_model, place, rules_of, tensor, unary_model
+
+JETSON_10_3 = "jetpack-6.2"
+DRIVE_8_6_12 = "drive-os-6.0.9"
+
+
+def _platform(release: str) -> str | None:
+    if release.startswith("drive"):
+        return "drive-orin"
+    if release.startswith("jetpack-4"):
+        return "agx-xavier"
+    return None
+
+
+def _place(model, release, node=None, **kw):
+    return place(model, node=node, platform=_platform(release), release=release, **kw)[0]
+
+
+def _compare(op):
+    nodes = [helper.make_node(op, ["a", "b"], ["c"], name="cmp"),
+             helper.make_node("Cast", ["c"], ["y"], name="cast", to=10)]
+    return make_model(nodes, [tensor("a", [1, 4, 8, 8]), tensor("b", [1, 4, 8, 8])], [tensor("y", None)])
+
+
+# TensorRT 10.3 (JetPack 6.2): the header says ElementWise "only kSUM, kPROD, kMAX, kMIN, and kSUB", Unary kABS only;
+# the SAM2 build on Orin NX (10.3.0.30) refused every Div and Pow. The DRIVE OS 8.6.12 set is DRIVE-only evidence.
+@pytest.mark.parametrize(("model", "rule"), [
+    (binary_model("Div"), "eltwise.op"),
+    (binary_model("Pow"), "eltwise.op"),
+    (unary_model("Sin"), "unary.op"),
+    (unary_model("Cos"), "unary.op"),
+    (unary_model("Atanh"), "unary.op"),
+    (unary_model("ReduceMax", axes=[2, 3], keepdims=1), "reduce.op"),
+])
+def test_jetpack_6_2_lacks_the_drive_8_6_12_set(model, rule):
+    jetson = _place(model, JETSON_10_3)
+    assert jetson.placement in ("gpu", "fixable") and rule in rules_of(jetson), jetson.reasons
+    assert "TensorRT 10.3.0" in next(r for r in jetson.reasons if r.rule == rule).message
+    drive = _place(model, DRIVE_8_6_12, precision="fp16")
+    assert drive.placement == "dla", drive.reasons
+
+
+@pytest.mark.parametrize("op", ["Greater", "Less"])
+def test_greater_less_only_on_drive(op):
+    jetson = _place(_compare(op), JETSON_10_3, node="cmp")
+    assert jetson.placement == "gpu" and rules_of(jetson) == {"comparison.op"}
+    assert _place(_compare(op), DRIVE_8_6_12, node="cmp").placement == "dla"
+    assert _place(_compare("Equal"), JETSON_10_3, node="cmp").placement == "dla"
+
+
+@pytest.mark.parametrize(("release", "verdict"), [
+    ("jetpack-4.6", "gpu"), ("jetpack-4.6.1", "dla"), ("jetpack-5.1.1", "dla"), ("jetpack-6.2", "dla"),
+])
+def test_sub_between_tensors_from_8_2(release, verdict):
+    """kSUB first appears in the 8.2.1 header; 8.0.1 lists kSUM, kPROD, kMAX, kMIN only."""
+    node = _place(binary_model("Sub"), release)
+    assert node.placement == verdict
+    assert verdict == "dla" or rules_of(node) == {"eltwise.op"}
+
+
+def _slice():
+    node = helper.make_node("Slice", ["x", "s", "e", "a"], ["y"], name="slice")
+    return make_model([node], [tensor("x", [1, 8, 16, 16])], [tensor("y", None)],
+                      [const("s", np.array([2])), const("e", np.array([6])), const("a", np.array([1]))])
+
+
+@pytest.mark.parametrize(("release", "verdict"), [("jetpack-4.6", "gpu"), ("jetpack-4.6.1", "gpu"),
+                                                  ("jetpack-5.0.2", "dla"), ("jetpack-5.1.1", "dla")])
+def test_slice_from_8_4_1(release, verdict):
+    """No DLA Slice before the 8.4.1 header; TensorRT 7.1.3 on Xavier: '[Slice] is not supported on DLA'."""
+    node = _place(_slice(), release, precision="fp16")
+    assert node.placement == verdict, node.reasons
+    assert verdict == "dla" or rules_of(node) == {"slice.release"}
+
+
+@pytest.mark.parametrize(("release", "verdict"), [("jetpack-4.6", "gpu"), ("jetpack-4.6.1", "gpu"),
+                                                  ("jetpack-5.0.2", "dla"), ("jetpack-6.2", "dla")])
+def test_leaky_relu_only_where_evidenced(release, verdict):
+    """Leaky ReLU: the 8.4+ guide lists it; TensorRT 7.1.3 refused LEAKY_RELU; 8.0/8.2 have no evidence."""
+    node = _place(unary_model("LeakyRelu", alpha=0.1), release)
+    assert node.placement == verdict
+    if verdict == "gpu":
+        assert rules_of(node) == {"activation.type"}
+        assert "LEAKY_RELU" in node.reasons[0].message and not node.reasons[0].fix
+
+
+def _resize(mode, transform):
+    node = helper.make_node("Resize", ["x", "", "sc"], ["y"], name="resize", mode=mode,
+                            coordinate_transformation_mode=transform, nearest_mode="floor")
+    return make_model([node], [tensor("x", [1, 4, 8, 8])], [tensor("y", None)],
+                      [const("sc", np.array([1, 1, 2, 2], np.float32))])
+
+
+def test_resize_modes_per_release():
+    """8.2.1 header: nearest asymmetric only; 8.4.1 adds linear (half-pixel); 8.0.1 has no DLA Resize note."""
+    linear = _resize("linear", "half_pixel")
+    assert _place(linear, "jetpack-4.6.1").placement == "gpu"
+    assert rules_of(_place(linear, "jetpack-4.6.1")) == {"resize.mode"}
+    assert _place(linear, "jetpack-5.0.2").placement == "dla"
+    nearest = _resize("nearest", "asymmetric")
+    assert _place(nearest, "jetpack-4.6.1").placement == "dla"
+    assert _place(nearest, "jetpack-4.6").placement == "gpu"
+
+
+def test_new_releases_resolve_with_their_evidence():
+    from dlakit.targets import load_catalog, resolve_target
+
+    catalog = load_catalog()
+    for key in ("jetpack-4.6", "jetpack-4.6.1", "drive-os-7.0.3", "drive-os-10.15", "jetpack-7.2.2"):
+        release = catalog.releases[key]
+        assert release.evidence and release.confidence == "low"
+    assert catalog.releases["jetpack-7.2.2"].elementwise_ops == frozenset({"SUM", "SUB", "PROD", "MAX", "MIN"})
+    assert catalog.releases["jetpack-6.2"].slice_modes == frozenset({"DEFAULT"})
+    assert resolve_target("xavier-nx", "jp4.6.1").release.tensorrt == "8.2.1"
+    assert resolve_target("drive-orin", "drive-7.0.3").release.tensorrt == "10.10.10"
