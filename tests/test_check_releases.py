@@ -123,3 +123,55 @@ def test_new_releases_resolve_with_their_evidence():
     assert catalog.releases["jetpack-6.2"].slice_modes == frozenset({"DEFAULT"})
     assert resolve_target("xavier-nx", "jp4.6.1").release.tensorrt == "8.2.1"
     assert resolve_target("drive-orin", "drive-7.0.3").release.tensorrt == "10.10.10"
+
+
+def _by_constant(op, value, shape=(), first=False):
+    inputs = ["c", "x"] if first else ["x", "c"]
+    return make_model([helper.make_node(op, inputs, ["y"], name="node")], [tensor("x", [1, 8, 16, 16])],
+                      [tensor("y", None)], [const("c", np.full(shape, value, np.float32))])
+
+
+# Div by a constant is not a Scale: "DLA cores do not support DIV ElementWise operation. Layer '/model.22/Div'
+# (ELEMENTWISE): Unsupported on DLA" (TensorRT 8.6, ultralytics PR 16449); the same on 8.5.2 and 10.3.0.
+@pytest.mark.parametrize(("release", "verdict"), [("jetpack-5.1.1", "gpu"), ("jetpack-6.0", "gpu"),
+                                                  ("jetpack-6.2", "gpu"), ("drive-os-6.0.9", "dla")])
+@pytest.mark.parametrize(("op", "value", "first"), [("Div", 2.0, False), ("Div", 2.0, True), ("Pow", 2.0, False)])
+def test_div_and_pow_by_a_constant_meet_the_elementwise_list(op, value, first, release, verdict):
+    node = _place(_by_constant(op, value, first=first), release)
+    assert node.layer == "elementwise"
+    assert node.placement == verdict, node.reasons
+    if verdict == "gpu":
+        assert rules_of(node) == {"eltwise.op"}
+        assert "with a constant operand" in node.reasons[0].message
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("shape", [(), (1, 8, 1, 1)])
+def test_add_sub_mul_by_a_constant_are_scale_layers(op, shape):
+    for release in ("jetpack-4.6.1", "jetpack-5.1.1", "jetpack-6.2"):
+        node = _place(_by_constant(op, 0.5, shape), release)
+        assert node.layer == "scale" and node.placement == "dla", (release, node.reasons)
+
+
+def test_max_with_a_constant_stays_elementwise():
+    node = _place(_by_constant("Max", 0.0, (1, 8, 1, 1)), JETSON_10_3)
+    assert node.layer == "elementwise" and node.placement == "dla"
+
+
+@pytest.mark.parametrize(("op", "out", "verdict"), [("Flatten", None, "gpu"), ("Reshape", [1, 2048], "gpu"),
+                                                    ("Reshape", [1, 64, 32], "gpu"), ("Reshape", [1, 64, 4, 8], "dla")])
+@pytest.mark.parametrize("release", ["jetpack-5.1.1", "jetpack-6.2"])
+def test_shuffle_output_must_be_4d(op, out, verdict, release):
+    """TensorRT 10.3, ResNet-50's head: "Layer '/Flatten' (SHUFFLE): Unsupported on DLA. Switching this layer's
+    device type to GPU." The 4-D rule applies to a layer's outputs too."""
+    if op == "Flatten":
+        nodes, inits = [helper.make_node("Flatten", ["x"], ["y"], name="flat", axis=1)], []
+    else:
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"], name="flat")]
+        inits = [const("shape", np.array(out))]
+    model = make_model(nodes, [tensor("x", [1, 2048, 1, 1])], [tensor("y", None)], inits)
+    node = _place(model, release)
+    assert node.placement == verdict, node.reasons
+    if verdict == "gpu":
+        assert rules_of(node) == {"general.rank"} and not node.reasons[0].fix
+        assert "output" in node.reasons[0].message
