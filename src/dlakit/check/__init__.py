@@ -111,7 +111,8 @@ def check_model(model: LoadedModel, target: Target, precision: str = "int8") -> 
     load_ops()
     placements = [place_node(node, target, precision) for node in model.graph]
     subgraphs = form_subgraphs(placements)
-    subgraphs = apply_loadable_limit(placements, subgraphs, target.release.max_loadables_per_core)
+    subgraphs = apply_loadable_limit(placements, subgraphs, target.release.max_loadables_per_core,
+                                     hard=target.release.loadable_limit == "hard")
     transitions, io = boundaries(placements, subgraphs, model.graph)
     notes = []
     if target.release.confidence == "low":
