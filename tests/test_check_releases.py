@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tests.graphs import binary_model, const, make_model, place, rules_of, tensor, unary_model
+from tests.graphs import binary_model, const, conv_model, make_model, place, rules_of, tensor, unary_model
 
 JETSON_10_3 = "jetpack-6.2"
 DRIVE_8_6_12 = "drive-os-6.0.9"
@@ -175,3 +175,29 @@ def test_shuffle_output_must_be_4d(op, out, verdict, release):
     if verdict == "gpu":
         assert rules_of(node) == {"general.rank"} and not node.reasons[0].fix
         assert "output" in node.reasons[0].message
+
+
+def _issue_3499():
+    """TensorRT issue 3499 (8.5.2.2, Orin): Conv 512->256, 3x3, pad 1 on 1x512x80x160 failed to build with
+    --int8 --fp16 --useDLACore=0; the guide's CBUF formula gives 9/16 banks in INT8 and exactly 16/16 in FP16."""
+    return conv_model(c=512, k=256, hw=(80, 160), kernel=(3, 3), pads=[1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("release", ["jetpack-5.1.1", "jetpack-6.2"])
+def test_cbuf_issue_3499_is_not_a_plain_dla(release):
+    fp16 = _place(_issue_3499(), release, precision="fp16")
+    assert fp16.placement == "gpu" and rules_of(fp16) == {"conv.cbuf"}
+    assert fp16.reasons[0].value == 16 and "exactly fills" in fp16.reasons[0].message
+    int8 = _place(_issue_3499(), release, precision="int8")
+    assert int8.placement == "dla"  # the formula passes it in INT8 ...
+    risk = next(n for n in int8.notes if n.rule == "conv.cbuf-margin")  # ... but it is reported as a risk
+    assert risk.value == {"int8": 9, "fp16": 16} and "3499" in risk.message and not risk.blocking
+
+
+@pytest.mark.parametrize(("width", "note"), [(250, False), (280, True)])
+def test_cbuf_margin_note_near_the_limit(width, note):
+    # FP16, 256 channels, 3x3: 1 weight bank + ceil(ceil(16 * width / 4) * 3 / 256) data banks (13 / 15 of 16)
+    node = _place(conv_model(c=256, k=16, hw=(8, width), kernel=(3, 3), pads=[1, 1, 1, 1]), JETSON_10_3,
+                  precision="fp16")
+    assert node.placement == "dla"
+    assert any(n.rule == "conv.cbuf-margin" for n in node.notes) == note

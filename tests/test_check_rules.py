@@ -85,7 +85,7 @@ def test_cbuf_int8_passes_where_fp16_fails():
     assert int8.placement == "dla"
     assert fp16.placement == "gpu" and rules_of(fp16) == {"conv.cbuf"}
     reason = fp16.reasons[0]
-    assert reason.value == 18 and reason.allowed == [1, 16]
+    assert reason.value == 18 and reason.allowed == [1, 15]  # exactly full (16) fails too: TensorRT issue 3499
 
 
 def test_cbuf_large_input_rejected_in_int8():
