@@ -114,6 +114,12 @@ def test_ppocr_detector_with_dynamic_input_needs_shapes():
     path = asset("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx")
     with pytest.raises(DlakitError, match=r"input 'x' has dynamic shape .* --shapes x:1x3x<H>x<W> \(replace each"):
         load_model(path)
+    # check itself no longer refuses it (issue 15): every layer touching the dynamic input runs on the GPU with
+    # TensorRT's reason, and the --shapes hint is a report note
+    dynamic = check_model(load_model(path, allow_dynamic=True), resolve_target())
+    assert dynamic.summary["dla_nodes"] == 0 and dynamic.summary["gpu_nodes"] == 330
+    assert all(n.reasons[0].rule == "general.static-shape" for n in dynamic.nodes if n.placement == "gpu")
+    assert "--shapes x:1x3x<H>x<W>" in dynamic.notes[0]
     # the 24 HardSwish Divs by the constant 6 run on the GPU on JetPack 6.2 (TensorRT 10.3 refuses Div by a constant,
     # placement_evidence.md items 1-2; changed on purpose); DRIVE OS 6.0.9 runs Div on DLA
     report = _check(path, shapes={"x": (1, 3, 640, 640)})

@@ -42,7 +42,9 @@ def static_shape(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     for value in _tensors(ctx):
         if ctx.dims(value) is None:
             yield Finding(
-                f"tensor '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs static shapes",
+                f"tensor '{value.name}' has dynamic shape {format_shape(value.shape)}: DLA layer {ctx.node.name} "
+                "does not support dynamic shapes in any dimension (TensorRT runs it on the GPU); set the input "
+                "shapes with --shapes",
                 value=format_shape(value.shape),
                 allowed="static",
             )
