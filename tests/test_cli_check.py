@@ -195,6 +195,11 @@ def test_targets_lists_platforms_and_releases():
     keys = {p["key"] for p in data["platforms"]}
     assert {"agx-orin-64gb", "orin-nx-16gb", "agx-xavier", "orin-nano", "thor", "drive-orin"} <= keys
     assert {r["tensorrt"] for r in data["releases"]} >= {"8.5.2", "8.6.11", "10.3.0", "11.4.1"}
+    # releases in the field (JetPack 4.6/4.6.1 on Xavier, DRIVE OS on TensorRT 10.x), each with its evidence level
+    assert {r["tensorrt"] for r in data["releases"]} >= {"8.0.1", "8.2.1", "10.10.10", "10.15.3"}
+    assert all(r["evidence"] and r["confidence"] in ("high", "medium", "low") for r in data["releases"])
+    by_key = {r["key"]: r for r in data["releases"]}
+    assert by_key["jetpack-5.0.2"]["loadable_limit"] == "soft" and by_key["jetpack-6.2"]["loadable_limit"] == "hard"
 
 
 def test_json_carries_the_sparsity_column(tmp_path):
