@@ -201,3 +201,55 @@ def test_cbuf_margin_note_near_the_limit(width, note):
                   precision="fp16")
     assert node.placement == "dla"
     assert any(n.rule == "conv.cbuf-margin" for n in node.notes) == note
+
+
+def _trt(node):
+    return node.reasons[0].trt_message
+
+
+def test_trt_message_div_by_a_constant_as_in_the_yolov8_log():
+    """JetPack 6.0 / TensorRT 8.6 (ultralytics PR 16449): "DLA cores do not support DIV ElementWise operation.
+    Layer '/model.22/Div' (ELEMENTWISE): Unsupported on DLA." """
+    model = _by_constant("Div", 2.0)
+    model.graph.node[0].name = "/model.22/Div"
+    node = _place(model, "jetpack-6.0")
+    assert _trt(node) == ("DLA cores do not support DIV ElementWise operation. Layer '/model.22/Div' (ELEMENTWISE): "
+                          "Unsupported on DLA. Switching this layer's device type to GPU.")
+    assert node.reasons[0].as_dict()["trt_message"] == _trt(node)
+
+
+def test_trt_message_flatten_and_legacy_wording():
+    model = make_model([helper.make_node("Flatten", ["x"], ["y"], name="/Flatten", axis=1)],
+                       [tensor("x", [1, 2048, 1, 1])], [tensor("y", None)])
+    node = _place(model, JETSON_10_3)
+    assert _trt(node) == "Layer '/Flatten' (SHUFFLE): Unsupported on DLA. Switching this layer's device type to GPU."
+    old = _place(_slice(), "jetpack-4.6.1", precision="fp16")  # TensorRT 7.1-8.2 logs use the older wording
+    assert _trt(old) == "Default DLA is enabled but layer slice is not supported on DLA, falling back to GPU."
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    (unary_model("Sin"), "Unary operation: SIN is not supported on DLA. Layer 'node' (UNARY): Unsupported on DLA."),
+    (unary_model("Relu", shape=("N", 8, 4, 4)),
+     "DLA Layer node does not support dynamic shapes in any dimension. Layer 'node' (ACTIVATION): Unsupported"),
+])
+def test_trt_message_per_rule(model, expected):
+    from dlakit.check import check_model
+    from dlakit.model import load_model
+    from dlakit.targets import resolve_target
+
+    report = check_model(load_model(model, allow_dynamic=True), resolve_target(None, JETSON_10_3))
+    node = next(n for n in report.nodes if n.name == "node")
+    assert _trt(node).startswith(expected)
+
+
+def test_trt_message_loadable_limit_and_notes():
+    ops = []
+    for i in range(18):
+        ops += [helper.make_node("Relu", [f"t{i}"], [f"r{i}"], name=f"relu{i}"),
+                helper.make_node("Elu", [f"r{i}"], [f"t{i + 1}"], name=f"elu{i}")]
+    model = make_model(ops, [tensor("t0", [1, 4, 8, 8])], [tensor("t18", None)])
+    _, report = place(model)
+    switched = next(n for n in report.nodes if n.reasons and n.reasons[0].rule == "general.loadable-limit")
+    assert _trt(switched) == f"DLA supports only 16 subgraphs per DLA core. Switching to GPU for layer {switched.name}"
+    sigmoid, _ = place(unary_model("Sigmoid"))
+    assert sigmoid.notes and sigmoid.notes[0].trt_message is None  # a note: TensorRT prints nothing for it

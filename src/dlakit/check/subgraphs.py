@@ -14,7 +14,7 @@ from typing import Any
 import onnx_ir as ir
 
 from dlakit.check.placement import DLA, GPU, NOOP, NodePlacement
-from dlakit.check.registry import Reason, rule_spec
+from dlakit.check.registry import Reason, rule_spec, trt_message
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _depends(a: int, b: int, members: dict, left: dict, find) -> bool:
 
 
 def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSubgraph],
-                         limit: int, hard: bool = True) -> list[DlaSubgraph]:
+                         limit: int, hard: bool = True, trt_version: tuple[int, ...] = (10,)) -> list[DlaSubgraph]:
     """Move the layers of every subgraph past the per-core limit to the GPU, as TensorRT does.
 
     With ``hard=False`` (TensorRT 8.4: its guide's "at most four can be used concurrently", while NVIDIA's own 8.4
@@ -148,6 +148,7 @@ def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSub
                 allowed=[1, limit],
                 confidence=spec.confidence,
                 source=spec.source,
+                trt_message=trt_message(spec, node.name, node.layer, node.op, trt_version, {"limit": limit}),
             ))
     return subgraphs[:limit]
 

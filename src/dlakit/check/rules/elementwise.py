@@ -25,6 +25,7 @@ def eltwise_op(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
             f"TensorRT {ctx.target.release.tensorrt} (supported: {', '.join(sorted(supported))})",
             value=operation or ctx.op,
             allowed=sorted(supported),
+            trt={"op": operation or ctx.op.upper()},
         )
 
 
