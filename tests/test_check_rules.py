@@ -85,7 +85,7 @@ def test_cbuf_int8_passes_where_fp16_fails():
     assert int8.placement == "dla"
     assert fp16.placement == "gpu" and rules_of(fp16) == {"conv.cbuf"}
     reason = fp16.reasons[0]
-    assert reason.value == 18 and reason.allowed == [1, 16]
+    assert reason.value == 18 and reason.allowed == [1, 15]  # exactly full (16) fails too: TensorRT issue 3499
 
 
 def test_cbuf_large_input_rejected_in_int8():
@@ -158,8 +158,9 @@ def test_sigmoid_notes_fp16_upgrade_in_int8():
     assert any(n.rule == "activation.int8-upgrade" for n in node.notes)
 
 
+# JetPack 6.2 (TensorRT 10.3): no DLA Div (10.3.0 header; SAM2 build log on Orin NX refused every Div)
 @pytest.mark.parametrize(("release", "verdict"), [("jetpack-5.1.1", "gpu"), ("jetpack-6.0", "gpu"),
-                                                  ("drive-os-6.0.9", "dla"), ("jetpack-6.2", "dla")])
+                                                  ("drive-os-6.0.9", "dla"), ("jetpack-6.2", "gpu")])
 def test_div_between_tensors_depends_on_release(release, verdict):
     platform = "drive-orin" if release.startswith("drive") else None
     node, _ = place(binary_model("Div"), platform=platform, release=release)
@@ -382,7 +383,10 @@ def test_comparison_int8_only_and_cast_immediately():
     assert place(_compare("Equal"), node="cmp", precision="fp16")[0].placement == "gpu"
     assert place(_compare("Equal", TensorProto.INT32), node="cmp")[0].placement == "gpu"
     assert place(_compare("Greater"), node="cmp", release="jetpack-5.1.1")[0].placement == "gpu"
-    assert place(_compare("Greater"), node="cmp", release="jetpack-6.2")[0].placement == "dla"
+    # Greater is DRIVE OS 8.6.12 evidence only; TensorRT 10.3's header never lists it (trt_headers_dla.md 1.7)
+    assert place(_compare("Greater"), node="cmp", release="jetpack-6.2")[0].placement == "gpu"
+    assert place(_compare("Greater"), node="cmp", platform="drive-orin",
+                 release="drive-os-6.0.9")[0].placement == "dla"
 
 
 @pytest.mark.parametrize(("n", "ok"), [(4096, True), (4097, False)])

@@ -241,3 +241,26 @@ def test_refit_writes_a_local_profile_that_estimate_uses(tmp_path, monkeypatch):
     assert_one_line_error(run("estimate", str(path), "--profile", "nosuch"), "no local profile 'nosuch'")
     assert_one_line_error(run("compare", str(path), "--log", str(DATA / "trt85_build.log"), "--refit", "x"),
                           "--refit needs --profile")
+
+
+def test_compare_maps_tensorrt_messages_to_rule_ids():
+    """Each TensorRT message in a log names dlakit's rule; the generic 'Unsupported on DLA' line names none."""
+    from dlakit.deploy.compare import rule_for_log_message
+
+    assert rule_for_log_message("DLA cores do not support DIV ElementWise operation") == "eltwise.op"
+    assert rule_for_log_message("Unary operation: CEIL is not supported on DLA") == "unary.op"
+    assert rule_for_log_message("DLA only supports concatenation on the C dimension") == "concat.axis"
+    assert rule_for_log_message("Concatenation on DLA requires at least two inputs") == "concat.inputs"
+    assert rule_for_log_message("dynamic shapes") == "general.static-shape"
+    assert rule_for_log_message("loadable limit") == "general.loadable-limit"
+    assert rule_for_log_message("unsupported on DLA") is None
+    warnings = parse_build_log((DATA / "trt84_warnings.log").read_text())
+    assert rule_for_log_message(dict(warnings.fallbacks)["cat"]) == "concat.axis"
+
+
+def test_compare_says_where_the_reasons_agree():
+    report, _ = _checked(_sample_model())
+    result = compare_placement(report, parse_build_log((DATA / "trt85_build.log").read_text()))
+    reasons = {n: (why, log_rule, ours) for n, why, log_rule, ours in result.reasons}
+    assert reasons["elu"] == ("unsupported on DLA", None, "activation.type")
+    assert result.as_dict()["reasons"][0]["same_rule"] is None

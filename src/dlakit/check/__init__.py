@@ -111,9 +111,12 @@ def check_model(model: LoadedModel, target: Target, precision: str = "int8") -> 
     load_ops()
     placements = [place_node(node, target, precision) for node in model.graph]
     subgraphs = form_subgraphs(placements)
-    subgraphs = apply_loadable_limit(placements, subgraphs, target.release.max_loadables_per_core)
+    subgraphs = apply_loadable_limit(placements, subgraphs, target.release.max_loadables_per_core,
+                                     hard=target.release.loadable_limit == "hard",
+                                     trt_version=target.release.trt_version)
     transitions, io = boundaries(placements, subgraphs, model.graph)
-    notes = []
+    notes = [f"{hint}; until then TensorRT runs the layers that touch it on the GPU ('does not support dynamic "
+             "shapes in any dimension')" for hint in getattr(model, "dynamic_inputs", [])]
     if target.release.confidence == "low":
         notes.append(f"{target.release.name}: some of its DLA layer support is inferred from neighbouring "
                      "releases (confidence low); verify on the device")

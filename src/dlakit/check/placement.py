@@ -7,6 +7,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from dlakit.check import registry
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import OpSpec, Reason, load_ops, load_rules
 from dlakit.model import is_constant, is_folded, node_macs, node_params
@@ -15,7 +16,6 @@ from dlakit.targets import Target
 DLA, GPU, FOLDED, FIXABLE = "dla", "gpu", "folded", "fixable"
 NOOP = "noop"
 PLACEMENTS = (DLA, GPU, FOLDED, FIXABLE)
-SCALE_OPS = ("Add", "Sub", "Mul", "Div", "Pow")
 
 
 @dataclass
@@ -55,9 +55,15 @@ class NodePlacement:
         }
 
 
+def scale_ops() -> tuple[str, ...]:
+    """ONNX ops that TensorRT turns into a Scale layer when one operand is a constant (rules.toml scale.mode)."""
+    return tuple(registry.rule_spec("scale.mode").limits["ops"])
+
+
 def layer_of(node: ir.Node, spec: OpSpec) -> str:
-    """TensorRT's layer for the node: an element-wise op with one constant operand becomes a Scale layer."""
-    if spec.layer == "elementwise" and node.op_type in SCALE_OPS and len(node.inputs) == 2:
+    """TensorRT's layer for the node: Add/Sub/Mul with one constant operand becomes a Scale layer; every other
+    element-wise op (Div, Pow, Max, Min) stays an ElementWise layer and meets the release's element-wise list."""
+    if spec.layer == "elementwise" and node.op_type in scale_ops() and len(node.inputs) == 2:
         constant = [is_constant(v) for v in node.inputs]
         if sum(constant) == 1:
             return "scale"

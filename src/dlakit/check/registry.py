@@ -28,6 +28,7 @@ class Finding:
     value: Any = None
     allowed: Any = None
     fix: str | None = None  # overrides the rule's default fix (e.g. only some violations are fixable)
+    trt: dict[str, Any] = field(default_factory=dict)  # fields of the rule's trt_message template (e.g. op)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Reason:
     fix: str | None = None
     blocking: bool = True
     source: str = ""
+    trt_message: str | None = None  # what TensorRT prints for it, to hold against a build log line by line
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class Reason:
             "confidence": self.confidence,
             "fix": self.fix,
             "blocking": self.blocking,
+            "trt_message": self.trt_message,
         }
 
 
@@ -77,13 +80,16 @@ class RuleSpec:
     fix: str | None = None
     blocking: bool = True
     limits: dict[str, Any] = field(default_factory=dict)
+    trt_message: str | None = None  # template of the rule's own TensorRT log line ({name}, {layer}, {op}, ...)
 
     def applies_to(self, layer: str) -> bool:
         return "*" in self.layers or layer in self.layers
 
     def evaluate(self, ctx: NodeContext) -> Iterator[Reason]:
         for finding in self.function(ctx, self) or ():
+            trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
             yield Reason(
+                trt_message=trt,
                 rule=self.name,
                 message=finding.message,
                 value=finding.value,
@@ -93,6 +99,36 @@ class RuleSpec:
                 blocking=self.blocking,
                 source=self.source,
             )
+
+
+def _fill(template: str, fields: dict[str, Any]) -> str | None:
+    try:
+        return template.format_map(fields)
+    except (KeyError, IndexError, ValueError):
+        return None  # the finding lacks a field of the template: say nothing rather than something wrong
+
+
+def trt_message(spec: RuleSpec, name: str, layer: str, op: str, trt_version: tuple[int, ...],
+                fields: dict[str, Any] | None = None) -> str | None:
+    """TensorRT's own words for a reason: the rule's log line (if known), then, for a blocking reason, the line
+    TensorRT prints when it moves the layer to the GPU (its wording changed between releases)."""
+    messages = load_trt_messages()
+    values = {"name": name, "op": op.upper(), **(fields or {})}
+    values["layer"] = messages["layer_types"].get(layer) or messages["op_layer_types"].get(op) or op.upper()
+    parts = []
+    if spec.trt_message:
+        specific = _fill(spec.trt_message, values)
+        if specific:
+            parts.append(specific)
+    if spec.blocking and not any("GPU" in p for p in parts):  # the rule's own line may already say it
+        legacy = trt_version < tuple(int(p) for p in messages["legacy_before"].split("."))
+        parts.append(_fill(messages["fallback_legacy" if legacy else "fallback"], values) or "")
+    return " ".join(p for p in parts if p) or None
+
+
+@cache
+def load_trt_messages() -> dict[str, Any]:
+    return _read("rules.toml")["trt_messages"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +185,7 @@ def load_rules() -> tuple[RuleSpec, ...]:
                 fix=entry.get("fix"),
                 blocking=bool(entry.get("blocking", True)),
                 limits=dict(entry.get("limits", {})),
+                trt_message=entry.get("trt_message"),
             )
         )
     return tuple(specs)

@@ -14,7 +14,7 @@ from typing import Any
 import onnx_ir as ir
 
 from dlakit.check.placement import DLA, GPU, NOOP, NodePlacement
-from dlakit.check.registry import Reason, rule_spec
+from dlakit.check.registry import Reason, rule_spec, trt_message
 
 
 @dataclass
@@ -114,11 +114,29 @@ def _depends(a: int, b: int, members: dict, left: dict, find) -> bool:
 
 
 def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSubgraph],
-                         limit: int) -> list[DlaSubgraph]:
-    """Move the layers of every subgraph past the per-core limit to the GPU, as TensorRT does."""
+                         limit: int, hard: bool = True, trt_version: tuple[int, ...] = (10,)) -> list[DlaSubgraph]:
+    """Move the layers of every subgraph past the per-core limit to the GPU, as TensorRT does.
+
+    With ``hard=False`` (TensorRT 8.4: its guide's "at most four can be used concurrently", while NVIDIA's own 8.4
+    log builds five DLA subgraphs) the excess subgraphs stay on the DLA and each of their layers carries a note."""
     if len(subgraphs) <= limit:
         return subgraphs
     spec = rule_spec("general.loadable-limit")
+    if not hard:
+        for subgraph in subgraphs[limit:]:
+            for node in subgraph.nodes:
+                node.notes.append(Reason(
+                    rule=spec.name,
+                    message=f"subgraph {subgraph.index + 1} of {len(subgraphs)}: the guide says at most {limit} DLA "
+                            "loadables per core are used concurrently, but this release builds more (NVIDIA's "
+                            "8.4 log shows 5); TensorRT may still switch it to the GPU",
+                    value=len(subgraphs),
+                    allowed=[1, limit],
+                    confidence="low",
+                    blocking=False,
+                    source=spec.source,
+                ))
+        return subgraphs
     for subgraph in subgraphs[limit:]:
         for node in subgraph.nodes:
             node.placement = GPU
@@ -130,6 +148,7 @@ def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSub
                 allowed=[1, limit],
                 confidence=spec.confidence,
                 source=spec.source,
+                trt_message=trt_message(spec, node.name, node.layer, node.op, trt_version, {"limit": limit}),
             ))
     return subgraphs[:limit]
 

@@ -35,7 +35,7 @@ def check(
     """Which nodes run on the DLA, which fall back to the GPU and why; DLA subgraphs and transitions."""
     check_format(fmt)
     target = resolve_target(platform, release)
-    report = check_model(load_input(model, shapes), target, precision)
+    report = check_model(load_input(model, shapes, allow_dynamic=True), target, precision)
     if fmt == "json":
         print_json(report.as_dict())
     elif fmt == "markdown":

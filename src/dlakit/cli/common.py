@@ -21,17 +21,19 @@ ShapesOpt = typer.Option(None, "--shapes", help="Input shapes as in trtexec: nam
 PrecisionOpt = typer.Option("int8", "--precision", help="Build precision: int8 or fp16.")
 
 
-def load_input(model: str, shapes: str | None = None) -> LoadedModel:
-    """Load a model path, or build a zoo network when ``model`` is a zoo name and no such file exists."""
+def load_input(model: str, shapes: str | None = None, allow_dynamic: bool = False) -> LoadedModel:
+    """Load a model path, or build a zoo network when ``model`` is a zoo name and no such file exists.
+
+    ``allow_dynamic``: keep inputs without --shapes dynamic (check places their layers on the GPU)."""
     parsed = parse_shapes(shapes)
     if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
         from dlakit import zoo
 
         if getattr(zoo, "is_zoo_name", lambda _: False)(model):
-            loaded = load_model(zoo.resolve(model), parsed)
+            loaded = load_model(zoo.resolve(model), parsed, allow_dynamic=allow_dynamic)
             loaded.source = model
             return loaded
-    return load_model(model, parsed)
+    return load_model(model, parsed, allow_dynamic=allow_dynamic)
 
 
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:

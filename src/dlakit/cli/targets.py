@@ -26,8 +26,9 @@ def targets(fmt: str = typer.Option("table", "--format", "-f", help="table or js
             ],
             "releases": [
                 {"key": r.key, "name": r.name, "tensorrt": r.tensorrt, "dla": r.dla, "aliases": list(r.aliases),
-                 "max_loadables_per_core": r.max_loadables_per_core, "strongly_typed": r.strongly_typed,
-                 "confidence": r.confidence, "source": r.source}
+                 "max_loadables_per_core": r.max_loadables_per_core, "loadable_limit": r.loadable_limit,
+                 "strongly_typed": r.strongly_typed, "features": list(r.features),
+                 "confidence": r.confidence, "evidence": r.evidence, "source": r.source}
                 for r in catalog.releases.values()
             ],
         })
@@ -44,11 +45,12 @@ def targets(fmt: str = typer.Option("table", "--format", "-f", help="table or js
                       ", ".join(r for r in releases if r))
     console.print(table)
     table = Table(title="Releases", title_justify="left")
-    for column in ("release", "name", "TensorRT", "DLA", "loadables/core", "aliases", "confidence"):
+    for column in ("release", "name", "TensorRT", "DLA", "loadables/core", "aliases", "confidence", "evidence"):
         table.add_column(column, overflow="fold")
     for r in catalog.releases.values():
-        table.add_row(r.key, r.name, r.tensorrt, r.dla, str(r.max_loadables_per_core), ", ".join(r.aliases),
-                      r.confidence)
+        loadables = str(r.max_loadables_per_core) + (" (note only)" if r.loadable_limit == "soft" else "")
+        table.add_row(r.key, r.name, r.tensorrt, r.dla, loadables, ", ".join(r.aliases), r.confidence,
+                      r.evidence)
     console.print(table)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from dlakit.check import DLA, FOLDED, CheckReport
+from dlakit.check.registry import load_rules, load_trt_messages
 from dlakit.deploy.tensorrt_logs import BuildLog
 from dlakit.errors import DlakitError
 
@@ -18,6 +21,8 @@ class PlacementComparison:
     predicted_dla_measured_gpu: list[tuple[str, str]] = field(default_factory=list)  # (node, TensorRT's why)
     predicted_gpu_measured_dla: list[tuple[str, str]] = field(default_factory=list)  # (node, dlakit's reason)
     unknown_layers: list[str] = field(default_factory=list)  # names in the log that are no ONNX node
+    #: per node the log gives a reason for: (node, TensorRT's words, the rule they map to, dlakit's first rule)
+    reasons: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
 
     @property
     def agreement(self) -> float:
@@ -33,7 +38,30 @@ class PlacementComparison:
             "predicted_dla_measured_gpu": [{"node": n, "tensorrt": why} for n, why in self.predicted_dla_measured_gpu],
             "predicted_gpu_measured_dla": [{"node": n, "dlakit": why} for n, why in self.predicted_gpu_measured_dla],
             "unknown_layers": self.unknown_layers,
+            "reasons": [{"node": n, "tensorrt": why, "tensorrt_rule": log_rule, "dlakit_rule": ours,
+                         "same_rule": None if log_rule is None else log_rule == ours}
+                        for n, why, log_rule, ours in self.reasons],
         }
+
+
+@cache
+def _message_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each rule's trt_message template as a pattern (fields match anything), most specific first."""
+    patterns = []
+    for spec in load_rules():
+        if spec.trt_message:
+            parts = re.split(r"\{\w+\}", spec.trt_message.rstrip("."))
+            patterns.append((re.compile(".+?".join(re.escape(p) for p in parts)), spec.name))
+    return tuple(sorted(patterns, key=lambda p: -len(p[0].pattern)))
+
+
+def rule_for_log_message(why: str) -> str | None:
+    """dlakit's rule id for the reason TensorRT gives in a build log, or None for the generic "Unsupported on DLA"
+    line (which names no restriction)."""
+    category = load_trt_messages().get("log_categories", {}).get(why)
+    if category:
+        return category
+    return next((name for pattern, name in _message_patterns() if pattern.search(why)), None)
 
 
 def compare_placement(report: CheckReport, log: BuildLog) -> PlacementComparison:
@@ -54,6 +82,10 @@ def compare_placement(report: CheckReport, log: BuildLog) -> PlacementComparison
     for node in report.nodes:
         if node.placement == FOLDED:
             continue
+        if node.name in dict(log.fallbacks):
+            why = why_gpu[node.name]
+            result.reasons.append((node.name, why, rule_for_log_message(why),
+                                   node.reasons[0].rule if node.reasons else None))
         measured_gpu = node.name in why_gpu
         predicted_dla = node.placement == DLA
         if predicted_dla and measured_gpu:

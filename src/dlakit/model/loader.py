@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -29,6 +29,8 @@ class LoadedModel:
 
     model: ir.Model
     source: str
+    #: inputs left dynamic (only with ``allow_dynamic``), each with the --shapes hint that makes it static
+    dynamic_inputs: list[str] = field(default_factory=list)
 
     @property
     def graph(self) -> ir.Graph:
@@ -141,6 +143,7 @@ def load_model(
     source: str | os.PathLike[str] | onnx.ModelProto,
     shapes: Mapping[str, tuple[int, ...]] | Shapes | None = None,
     label: str | None = None,
+    allow_dynamic: bool = False,
 ) -> LoadedModel:
     """Load a model file (or proto), apply user shapes, infer shapes and fold what TensorRT folds at build time.
 
@@ -155,9 +158,9 @@ def load_model(
         label = str(source)
     validate_proto(proto, label)
     model = to_ir(proto)
-    apply_input_shapes(model, shapes or {}, label)
+    hints = apply_input_shapes(model, shapes or {}, label, allow_dynamic)
     propagate(model)
-    return LoadedModel(model=model, source=label)
+    return LoadedModel(model=model, source=label, dynamic_inputs=hints)
 
 
 def _first_line(exc: BaseException) -> str:

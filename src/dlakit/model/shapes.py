@@ -65,8 +65,13 @@ def static_dims(value: ir.Value) -> tuple[int, ...] | None:
     return tuple(int(d) for d in shape)
 
 
-def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], source: str) -> None:
-    """Fix the graph inputs' shapes to the user's, then insist that every input is static."""
+def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], source: str,
+                       allow_dynamic: bool = False) -> list[str]:
+    """Fix the graph inputs' shapes to the user's, then insist that every input is static.
+
+    With ``allow_dynamic`` (``dlakit check``: TensorRT builds such a model with the affected layers on the GPU) the
+    inputs left dynamic are not refused; the hint how to set ``--shapes`` is returned instead, one per input."""
+    hints: list[str] = []
     inputs = {value.name: value for value in model.graph.inputs}
     for value in inputs.values():  # some exporters write -1 or 0 for a dynamic dimension
         if value.shape is not None and any(isinstance(d, int) and d < 1 for d in value.shape):
@@ -97,10 +102,12 @@ def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], s
                      for axis, d in enumerate(dims)]
             name = f"'{value.name}'" if ":" in value.name or "," in value.name else value.name
             fill = " (replace each <...> with your size)" if any(p.startswith("<") for p in parts) else ""
-            raise DlakitError(
-                f"{source}: input '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs static "
-                f"shapes, so give them like trtexec: --shapes {name}:{'x'.join(parts)}{fill}"
-            )
+            message = (f"{source}: input '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs "
+                       f"static shapes, so give them like trtexec: --shapes {name}:{'x'.join(parts)}{fill}")
+            if not allow_dynamic:
+                raise DlakitError(message)
+            hints.append(message)
+    return hints
 
 
 def _axis_name(dim: object, axis: int, rank: int) -> str:

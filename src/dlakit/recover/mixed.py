@@ -258,7 +258,8 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
             picked = {u.name: u for u in best_units}
             result.chosen = [best] if best else []
             result.sqnr_db = best.sqnr_fp16_db if best else base  # type: ignore[assignment]
-    result.fp16_units, result.fp16_nodes = list(picked.values()), sorted(nodes)
+    # a unit may hold a layer check places on the GPU (e.g. a 2-D Flatten): it has no DLA precision to set
+    result.fp16_units, result.fp16_nodes = list(picked.values()), sorted(nodes - off)
     result.fp16_mac_share = sum(u.macs for u in picked.values()) / total
     result.reached = target_sqnr_db is None or result.sqnr_db >= target_sqnr_db
     result.seconds = time.perf_counter() - began

@@ -15,6 +15,10 @@ from typing import Any
 from dlakit.errors import DlakitError
 
 CONFIDENCE = ("high", "medium", "low")
+LOADABLE_LIMITS = ("hard", "soft")
+#: Defaults for the per-release lists that only old releases restrict (TensorRT 8.4 onwards: the full set).
+DEFAULT_ACTIVATIONS = ("RELU", "SIGMOID", "TANH", "CLIP", "LEAKY_RELU")
+RESIZE_MODES = ("nearest-asymmetric", "nearest-half-pixel", "linear-half-pixel")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,13 @@ class Release:
     aliases: tuple[str, ...] = ()
     platforms_only: tuple[str, ...] = ()
     confidence: str = "high"
+    #: "hard": TensorRT switches subgraphs past the limit to the GPU; "soft": the number is a documented
+    #: concurrency figure that NVIDIA's own builds exceed (TensorRT 8.4), reported as a note only.
+    loadable_limit: str = "hard"
+    activation_types: frozenset[str] = frozenset(DEFAULT_ACTIVATIONS)
+    resize_modes: frozenset[str] = frozenset(RESIZE_MODES)
+    features: tuple[str, ...] = ()
+    evidence: str = ""
 
     @property
     def trt_version(self) -> tuple[int, ...]:
@@ -236,6 +247,26 @@ def _release(key: str, entry: dict[str, Any]) -> Release:
             aliases=tuple(a.lower() for a in entry.get("aliases", [])),
             platforms_only=tuple(entry.get("platforms_only", [])),
             confidence=_confidence(key, entry),
+            loadable_limit=_choice(key, entry, "loadable_limit", LOADABLE_LIMITS),
+            activation_types=frozenset(entry.get("activation_types", DEFAULT_ACTIVATIONS)),
+            resize_modes=frozenset(_subset(key, entry, "resize_modes", RESIZE_MODES)),
+            features=tuple(entry.get("features", [])),
+            evidence=entry.get("evidence", ""),
         )
     except KeyError as exc:
         raise ValueError(f"targets.toml: release {key} lacks {exc}") from None
+
+
+def _choice(key: str, entry: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = entry.get(name, allowed[0])
+    if value not in allowed:
+        raise ValueError(f"targets.toml: {key}: {name} must be one of {allowed}")
+    return value
+
+
+def _subset(key: str, entry: dict[str, Any], name: str, allowed: tuple[str, ...]) -> list[str]:
+    values = list(entry.get(name, allowed))
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"targets.toml: {key}: {name} has unknown entries {unknown}; known: {allowed}")
+    return values

@@ -7,18 +7,30 @@ from collections.abc import Iterator
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
 
-DLA_ACTIVATIONS = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip")
+#: ONNX op → TensorRT ActivationType; which of them a release runs on DLA is release data (activation_types)
+DLA_ACTIVATIONS = {"Relu": "RELU", "Sigmoid": "SIGMOID", "Tanh": "TANH", "LeakyRelu": "LEAKY_RELU", "Clip": "CLIP"}
 FP16_IN_INT8 = ("Sigmoid", "Tanh", "LRN")
 
 
 @rule("activation.type")
 def activation_type(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.op not in DLA_ACTIVATIONS:
+    release = ctx.target.release
+    activation = DLA_ACTIVATIONS.get(ctx.op)
+    allowed = sorted(release.activation_types)
+    if activation is None:
         yield Finding(
-            f"activation {ctx.op} is not one of DLA's (ReLU, Sigmoid, TanH, clipped ReLU, leaky ReLU)",
+            f"activation {ctx.op} is not one of DLA's ({', '.join(allowed)})",
             value=ctx.op,
-            allowed=list(DLA_ACTIVATIONS),
+            allowed=allowed,
             fix=ctx.op_spec.fix,
+        )
+    elif activation not in release.activation_types:
+        yield Finding(
+            f"ActivationType {activation} is not supported on DLA with TensorRT {release.tensorrt} "
+            f"(supported: {', '.join(allowed)})",
+            value=activation,
+            allowed=allowed,
+            fix="",
         )
 
 

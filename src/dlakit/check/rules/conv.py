@@ -145,14 +145,13 @@ def int8_group_channels(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
         )
 
 
-@rule("conv.cbuf")
-def cbuf(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    """TensorRT's heuristic: one kernel's weights plus the input lines one output line needs must fit 16 banks."""
+def cbuf_banks(ctx: NodeContext, spec: RuleSpec, precision: str) -> tuple[int, int] | None:
+    """(weight banks, data banks) of the guide's CBUF pseudo-code for ``precision``, or None when not a 2-D conv."""
     window = _conv_window(ctx)
     data, weight = ctx.dims(ctx.input(0)), ctx.dims(ctx.input(1))
     if window is None or data is None or weight is None or len(data) != 4:
-        return
-    element = 1 if ctx.precision == "int8" else 2
+        return None
+    element = 1 if precision == "int8" else 2
     channels, width = data[1], data[3]
     kernel_bytes = weight[1] * window.kernel[0] * window.kernel[1] * element
     bank = spec.limits["bank_bytes"]
@@ -160,16 +159,68 @@ def cbuf(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     entries_per_slice = math.ceil(math.ceil(channels * element / 32) * width / 4)
     dilated_height = (window.kernel[0] - 1) * window.dilations[0] + 1
     data_banks = math.ceil(entries_per_slice * dilated_height / spec.limits["entries_per_bank"])
-    total = weight_banks + data_banks
-    if total > spec.limits["banks"]:
+    return weight_banks, data_banks
+
+
+def _cbuf_shape(ctx: NodeContext) -> str:
+    data, window = ctx.dims(ctx.input(0)), _conv_window(ctx)
+    return f"{data[1]} channels x {data[3]} wide input, {window.kernel[0]}x{window.kernel[1]} kernel"
+
+
+@rule("conv.cbuf")
+def cbuf(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    """The guide's check (one kernel's weights plus the input lines one output line needs fit 16 banks), made
+    strict: the exactly-full case fails too (TensorRT issue 3499 failed to build a conv the formula puts at 16/16)."""
+    banks = cbuf_banks(ctx, spec, ctx.precision)
+    if banks is None:
+        return
+    weight_banks, data_banks = banks
+    total, limit = weight_banks + data_banks, spec.limits["banks"]
+    if total >= limit:
+        full = "exactly fills" if total == limit else "exceeds"
         yield Finding(
             f"needs {weight_banks} weight + {data_banks} data banks of the convolution buffer in "
-            f"{ctx.precision.upper()} ({channels} channels x {width} wide input, {window.kernel[0]}x"
-            f"{window.kernel[1]} kernel) but DLA has {spec.limits['banks']}; reduce the input width or channels "
-            "(split the convolution) or build in INT8",
+            f"{ctx.precision.upper()} ({_cbuf_shape(ctx)}): {total} of {limit}, which {full} DLA's buffer"
+            f"{' (a layer at exactly 16/16 failed to build in TensorRT issue 3499)' if total == limit else ''}; "
+            "reduce the input width or channels (split the convolution) or build in INT8",
             value=total,
-            allowed=[1, spec.limits["banks"]],
+            allowed=[1, limit - 1],
         )
+
+
+@rule("conv.cbuf-margin")
+def cbuf_margin(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    """The CBUF formula is a necessary condition only: near the limit, or when the FP16 form of an INT8 build would
+    not fit (TensorRT may pick FP16 for a layer of an --int8 --fp16 build), the DLA compiler may still refuse it."""
+    cbuf_spec = next(r for r in _rules() if r.name == "conv.cbuf")
+    limit, margin = cbuf_spec.limits["banks"], spec.limits["margin_banks"]
+    banks = cbuf_banks(ctx, cbuf_spec, ctx.precision)
+    if banks is None or sum(banks) >= limit:
+        return  # conv.cbuf already moves it off the DLA
+    total = sum(banks)
+    fp16 = sum(cbuf_banks(ctx, cbuf_spec, "fp16")) if ctx.precision == "int8" else total
+    if ctx.precision == "int8" and fp16 >= limit:
+        yield Finding(
+            f"convolution buffer: {total} of {limit} banks in INT8 but {fp16} of {limit} in FP16 "
+            f"({_cbuf_shape(ctx)}); if TensorRT runs this layer in FP16 it does not fit (TensorRT issue 3499: "
+            "this 9/16 INT8, 16/16 FP16 conv failed to build with --int8 --fp16)",
+            value={"int8": total, "fp16": fp16},
+            allowed=[1, limit - 1],
+        )
+    elif total >= limit - margin:
+        yield Finding(
+            f"convolution buffer: {total} of {limit} banks in {ctx.precision.upper()} ({_cbuf_shape(ctx)}), "
+            f"{limit - total} bank(s) from the limit; the formula is a necessary condition only, the DLA compiler "
+            "may still refuse it",
+            value=total,
+            allowed=[1, limit - 1],
+        )
+
+
+def _rules():
+    from dlakit.check.registry import load_rules
+
+    return load_rules()
 
 
 @rule("fc.input-rank")

@@ -18,11 +18,14 @@ def eltwise_op(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     operation = TRT_ELEMENTWISE.get(ctx.op)
     supported = ctx.target.release.elementwise_ops
     if operation not in supported:
+        constant = len(ctx.runtime_inputs) < len([v for v in ctx.node.inputs if v is not None and v.name])
+        operands = "with a constant operand (not a Scale layer)" if constant else "between two run-time tensors"
         yield Finding(
-            f"element-wise {operation or ctx.op} between two run-time tensors is not supported on DLA with "
+            f"element-wise {operation or ctx.op} {operands} is not supported on DLA with "
             f"TensorRT {ctx.target.release.tensorrt} (supported: {', '.join(sorted(supported))})",
             value=operation or ctx.op,
             allowed=sorted(supported),
+            trt={"op": operation or ctx.op.upper()},
         )
 
 
@@ -72,16 +75,6 @@ def scale_mode(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     data = ctx.input_dims
     constant = next((i for i, v in enumerate(ctx.node.inputs) if v is not None and ctx.is_const(i)), None)
     if constant is None or data is None:
-        return
-    if ctx.op == "Pow":
-        if "POW" not in ctx.target.release.elementwise_ops:
-            yield Finding("Pow by a constant needs a Scale with a power term, which DLA does not support",
-                          value="power", allowed="scale and shift")
-        return
-    if ctx.op == "Div" and constant == 0:
-        if "DIV" not in ctx.target.release.elementwise_ops:
-            yield Finding("a constant divided by a tensor is a reciprocal, not a Scale; DLA cannot run it",
-                          value="c / x", allowed="x / c")
         return
     const_dims = ctx.dims(ctx.input(constant)) or ()
     padded = (1,) * (len(data) - len(const_dims)) + tuple(const_dims)

@@ -42,7 +42,9 @@ def static_shape(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     for value in _tensors(ctx):
         if ctx.dims(value) is None:
             yield Finding(
-                f"tensor '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs static shapes",
+                f"tensor '{value.name}' has dynamic shape {format_shape(value.shape)}: DLA layer {ctx.node.name} "
+                "does not support dynamic shapes in any dimension (TensorRT runs it on the GPU); set the input "
+                "shapes with --shapes",
                 value=format_shape(value.shape),
                 allowed="static",
             )
@@ -57,10 +59,22 @@ FLAT_3D = ("Conv", "MaxPool", "AveragePool")
 def rank(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer in RANK_EXEMPT:
         return
+    outputs = {id(v) for v in ctx.used_outputs}
     for value in _tensors(ctx):
         dims = ctx.dims(value)
+        if ctx.layer == "shuffle" and dims is not None and id(value) in outputs and len(dims) != 4:
+            # the rule holds for outputs too: TensorRT 10.3 on AGX Orin, "Layer '/Flatten' (SHUFFLE): Unsupported
+            # on DLA" for ResNet-50's 2-D head; no rewrite brings such a shuffle onto the DLA
+            yield Finding(
+                f"{ctx.op} output '{value.name}' is {len(dims)}-D ({format_shape(value.shape)}); a DLA Shuffle "
+                "must produce a 4-D NCHW tensor",
+                value=len(dims),
+                allowed=4,
+                fix="",
+            )
+            return
         if ctx.layer == "shuffle" and dims is not None and 2 <= len(dims) <= 4:
-            continue  # a reshape may change rank, within DLA's 4-D limit
+            continue  # a reshape's input may have another rank, within DLA's 4-D limit (not evidenced either way)
         if dims is not None and len(dims) != 4:
             yield Finding(
                 f"tensor '{value.name}' is {len(dims)}-D ({format_shape(value.shape)}); DLA layers work on 4-D NCHW",

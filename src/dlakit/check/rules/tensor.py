@@ -104,7 +104,15 @@ def resize_mode(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     legacy = ctx.op == "Upsample" or ctx.opset < 11  # before opset 11: asymmetric coordinates, floor rounding
     transform = "asymmetric" if legacy else str(ctx.attr("coordinate_transformation_mode", "half_pixel"))
     rounding = "floor" if legacy else str(ctx.attr("nearest_mode", "round_prefer_floor"))
-    if mode == "nearest" and (transform, rounding) not in NEAREST_OK:
+    kind = ("linear" if mode in ("linear", "bilinear") else "nearest") + (
+        "-asymmetric" if transform == "asymmetric" else "-half-pixel")
+    release = ctx.target.release
+    if mode in ("nearest", "linear", "bilinear") and kind not in release.resize_modes and (
+            (transform, rounding) in NEAREST_OK or transform in LINEAR_OK):
+        yield Finding(f"{mode} resize with {transform} coordinates is not supported on DLA with TensorRT "
+                      f"{release.tensorrt} (supported: {', '.join(sorted(release.resize_modes)) or 'none'})",
+                      value=kind, allowed=sorted(release.resize_modes))
+    elif mode == "nearest" and (transform, rounding) not in NEAREST_OK:
         yield Finding(f"nearest resize with {transform} coordinates and {rounding} rounding is not supported",
                       value=[transform, rounding], allowed=sorted(" + ".join(p) for p in NEAREST_OK))
     elif mode in ("linear", "bilinear") and transform not in LINEAR_OK:
@@ -113,6 +121,13 @@ def resize_mode(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     elif mode not in ("nearest", "linear", "bilinear"):
         yield Finding(f"resize mode {mode} is not supported (nearest or linear only)", value=mode,
                       allowed=["nearest", "linear"])
+
+
+@rule("slice.release")
+def slice_release(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
+    if not ctx.target.release.slice_modes:
+        yield Finding(f"TensorRT {ctx.target.release.tensorrt} has no DLA Slice layer (first in 8.4.1)",
+                      value=ctx.target.release.tensorrt, allowed=">= 8.4.1")
 
 
 @rule("slice.rank")

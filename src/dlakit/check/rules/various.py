@@ -66,6 +66,7 @@ def unary_op(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
             value=operation,
             allowed=sorted(supported),
             fix=ctx.op_spec.fix,
+            trt={"op": operation},
         )
 
 
