@@ -150,6 +150,33 @@ def model_split(cases: list[calibrate.FitCase], params: list[float]) -> None:
               f"{exposed.sum() * 1e3:6.3f}  CBUF re-fetch {refetch.sum() * 1e3:6.3f}  overhead {fixed * 1e3:6.3f}")
 
 
+def constraint_checks() -> None:
+    """Model behaviour against public constraints that are not fit rows: NVIDIA's ResNet-50 FP16/INT8 ratio on one
+    DRIVE Orin DLA (13.7x, dla.md 3.6), images/s flat in batch, and the 2:4 sparse gain of the detectors whose
+    sparse rows are not fitted (NVIDIA's README: SSD-ResNet-34 1.24-1.36x)."""
+    from dlakit import zoo
+
+    print("\nconstraint checks (model only):")
+    drive = resolve_target("drive-orin")
+    nets = {b: prepare(load_model(zoo.build("resnet50", form="prepared", batch=b)), drive, placement={})
+            for b in (1, 4, 16)}
+    int8 = evaluate(nets[1], *conditions_for(drive, cores=1))
+    fp16_prep = prepare(load_model(zoo.build("resnet50", form="prepared", batch=1)), drive, "fp16", placement={})
+    fp16 = evaluate(fp16_prep, *conditions_for(drive, cores=1, precision="fp16"))
+    print(f"  ResNet-50 b1, one DRIVE Orin DLA: INT8 {int8.latency_ms:.3f} ms (NVIDIA 1.283), FP16 "
+          f"{fp16.latency_ms:.2f} ms (NVIDIA 17.57), ratio {fp16.latency_ms / int8.latency_ms:.1f}x (NVIDIA 13.7x)")
+    ips = {b: evaluate(p, *conditions_for(drive)).images_per_second for b, p in nets.items()}
+    print("  ResNet-50 on DRIVE Orin, img/s at batch 1 / 4 / 16: " + " / ".join(f"{v:.0f}" for v in ips.values()))
+    orin = resolve_target("agx-orin-64gb")
+    for name in ("ssd-resnet34", "retinanet-resnet34"):
+        prep = prepare(load_model(zoo.build(name, form="prepared")), orin, placement={})
+        gains = []
+        for mode in ("MAXN", "50W", "30W", "15W"):
+            dense = evaluate(prep, *conditions_for(orin, mode)).images_per_second
+            gains.append(evaluate(prep, *conditions_for(orin, mode, sparse=True)).images_per_second / dense)
+        print(f"  {name} 2:4 sparse gain MAXN/50W/30W/15W: " + " / ".join(f"{g:.2f}x" for g in gains))
+
+
 def speed_report() -> None:
     from dlakit import zoo
 
@@ -187,6 +214,7 @@ def main() -> int:
     fit_report(args.csv, args.write)
     calib = load_perf_data().calibration
     print(f"\nstored calibration: {calib.version}, error band ±{calib.error_band_pct:g}%")
+    constraint_checks()
     if not args.no_speed:
         speed_report()
     return 0
