@@ -96,3 +96,26 @@ def test_write_calibration_keeps_the_hardware_data(tmp_path):
     (tmp_path / "bad.toml").write_text("[calibration]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="marker"):
         calibrate.write_calibration(section, tmp_path / "bad.toml")
+
+
+def test_nested_cv_never_fits_on_the_held_out_network(cases):
+    """Each outer fold's parameters are a fit without the held-out network, its structure chosen without it, and
+    its band comes from its inner cross-validation alone (small subset: three networks, two candidates)."""
+    keep = {"resnet50", "retinanet-resnext50", "resnet34-backbone"}
+    subset = [c for c in cases if c.row.network in keep and c.row.power_mode in ("MAXN", "15W")]
+    structures = ({"cbuf_weight_share": 0.5}, {"cbuf_weight_share": 0.5})
+    folds = calibrate.nested_cv([subset, subset], structures)
+    assert [f.network for f in folds] == list(dict.fromkeys(c.row.network for c in subset))
+    for fold in folds:
+        train = [c for c in subset if c.row.network != fold.network]
+        params, _ = calibrate.fit(train)
+        assert np.allclose(fold.params, params)
+        assert {c.row.network for c in fold.cases} == {fold.network}
+        assert fold.band_pct > 0 and len(calibrate.fold_coverage(fold)) == len(fold.cases)
+
+
+def test_stored_band_is_the_nested_cv_quantile():
+    calib = load_perf_data().calibration
+    assert 0 < calib.nested_median_abs_pct <= calib.nested_max_abs_pct
+    assert calib.band_coverage_pct >= 100 * calibrate.BAND_COVERAGE
+    assert calib.error_band_pct >= calib.nested_median_abs_pct

@@ -169,10 +169,13 @@ def _render_trust(console: Console, e: Estimate) -> None:
     c = e.assumptions["calibration"]
     console.print(f"Calibration {c['version']} (fitted {c['fitted']}): compute efficiency "
                   f"{c['compute_efficiency']:.3f}, DRAM efficiency {c['dram_efficiency']:.3f}, op overhead "
-                  f"{c['op_overhead_us_at_emc_3200']:.2f} µs at EMC 3200 MHz, overlap {c['overlap']:.2f}; placement: "
+                  f"{c['op_overhead_us_at_emc_3200']:.2f} µs per hardware op (per image) at EMC 3200 MHz, "
+                  f"overlap {c['overlap']:.2f}; placement: "
                   f"{e.assumptions['placement']}")
     if e.out_of_region:
-        console.print(f"[yellow]Outside the calibrated region (band doubled to ±{e.error_band_pct:.0f}%):[/]")
+        widened = ", ".join(e.assumptions.get("error_band_widened_for", [])) or "none"
+        console.print(f"[yellow]Outside the calibrated region (band widened to ±{e.error_band_pct:.0f}% for: "
+                      f"{widened}):[/]")
         for reason in e.out_of_region:
             console.print(f"  - {reason}")
     low = ", ".join(e.assumptions["low_confidence_parameters"])

@@ -7,7 +7,8 @@ Procedure (documented in perf.toml's [calibration] section, run by ``benchmarks/
    bytes do not depend on the fitted parameters, so they are computed once per row.
 2. Three parameters are fitted: compute efficiency (share of the MAC array's atom-limited peak), DRAM efficiency
    (share of the core's part of peak bandwidth) and a per-op overhead (µs at EMC 3200 MHz, scaled with the EMC
-   clock, see :func:`~dlakit.perf.cost.overhead_seconds`). Compute and memory of an op overlap fully (per-op
+   clock, see :func:`~dlakit.perf.cost.overhead_seconds`), paid per hardware op, i.e. once per image of a batch
+   (:func:`~dlakit.perf.cost.launches`). Compute and memory of an op overlap fully (per-op
    roofline, ``overlap = 1``): with the overlap free the fit puts it at 1.0 anyway, and leaving it free only made
    the cross-validation worse (it trades off against DRAM efficiency). The overlap applies to an op's streamed
    traffic only: the bytes a CBUF-tiled convolution fetches again (weights per input stripe, input per weight
@@ -15,13 +16,18 @@ Procedure (documented in perf.toml's [calibration] section, run by ``benchmarks/
    parameter of its own. The loss is the sum of squared log errors
    of images/s (a 10% miss counts the same at 36 and at 2664 img/s), minimised by Nelder-Mead on the logarithms
    of the parameters from a few starting points; numpy only.
-3. Leave-one-network-out: for each network, refit on the other networks' rows and predict its rows. The 90th
-   percentile of those held-out errors is the error band every estimate carries.
+3. Leave-one-network-out: for each network, refit on the other networks' rows and predict its rows.
+4. Nested cross-validation (:func:`nested_cv`), the figure to trust: the model's structure choices (the candidates in
+   :data:`STRUCTURES`, e.g. the CBUF split between weights and data) are themselves chosen by an inner
+   leave-one-network-out on the other networks only, then the parameters are refitted on them and the held-out
+   network predicted. Its errors give the error band (:data:`BAND_QUANTILE` quantile) and the band's measured
+   coverage: each outer fold's band comes from its inner errors alone, so the coverage is out of sample too.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +40,7 @@ from dlakit.errors import DlakitError
 from dlakit.model import load_model, static_dims
 from dlakit.perf.cost import Conditions, core_bandwidth, op_times, raw_costs
 from dlakit.perf.estimate import layer_kind
-from dlakit.perf.hardware import PerfData, load_perf_data
+from dlakit.perf.hardware import Param, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 from dlakit.targets import resolve_target
 
@@ -211,11 +217,23 @@ def leave_one_network_out(cases: Sequence[FitCase]) -> dict[str, tuple[list[floa
 
 
 def calibration_toml(cases: Sequence[FitCase], params: Sequence[float], lono: dict[str, tuple[list[float],
-                     np.ndarray]], version: str, fitted: str, data_label: str) -> str:
+                     np.ndarray]], version: str, fitted: str, data_label: str,
+                     nested: Sequence[NestedFold] | None = None) -> str:
     """The generated [calibration] section: parameters, fit quality, residuals per row."""
     errs = errors_pct(cases, params)
     held = np.concatenate([e for _, e in lono.values()])
-    band = math.ceil(float(np.percentile(np.abs(held), 90)))
+    if nested:
+        outer = np.abs(np.concatenate([f.errors for f in nested]))
+        covered = sum(int(inside) for f in nested for inside in fold_coverage(f))
+        band = math.ceil(float(np.quantile(outer, BAND_QUANTILE)))
+        nested_lines = [f"nested_median_abs_pct = {float(np.median(outer)):.2f}",
+                        f"nested_max_abs_pct = {float(outer.max()):.2f}",
+                        f"band_coverage_pct = {100.0 * covered / len(outer):.1f}"]
+        band_rule = (f"error band = {BAND_QUANTILE:.0%} quantile of nested cross-validation held-out errors "
+                     f"(aimed at {BAND_COVERAGE:.0%} coverage of unseen networks), widened per extrapolation ([band])")
+    else:
+        band = math.ceil(float(np.percentile(np.abs(held), 90)))
+        nested_lines, band_rule = [], "error band = 90th percentile of leave-one-network-out errors"
     kinds = sorted(set().union(*(c.kinds for c in cases)))
     lines = [
         "[calibration]",
@@ -223,9 +241,10 @@ def calibration_toml(cases: Sequence[FitCase], params: Sequence[float], lono: di
         f'fitted = "{fitted}"',
         f'data = "{data_label}"',
         'procedure = "dlakit.perf.calibrate: 3 global parameters (compute_efficiency, dram_efficiency, '
-        'op_overhead_us; overlap of streamed traffic fixed at 1, CBUF re-fetches not overlapped), Nelder-Mead '
+        'op_overhead_us per hardware op = per image; overlap of streamed traffic fixed at 1, CBUF re-fetches '
+        'not overlapped), Nelder-Mead '
         'on the squared log error of images/s over all rows, zoo networks in prepared form, all layers on DLA; '
-        'error band = 90th percentile of leave-one-network-out errors"',
+        f'{band_rule}"',
         f"compute_efficiency = {params[0]:.5f}",
         f"dram_efficiency = {params[1]:.5f}",
         f"op_overhead_us = {params[2]:.3f}",
@@ -235,6 +254,7 @@ def calibration_toml(cases: Sequence[FitCase], params: Sequence[float], lono: di
         f"lono_median_abs_pct = {float(np.median(np.abs(held))):.2f}",
         f"lono_p90_abs_pct = {float(np.percentile(np.abs(held), 90)):.2f}",
         f"error_band_pct = {band:.1f}",
+        *nested_lines,
         f"networks = [{', '.join(repr(n).replace(chr(39), chr(34)) for n in lono)}]",
         f"layer_kinds = [{', '.join(chr(34) + k + chr(34) for k in kinds)}]",
         "residuals = [",
@@ -264,3 +284,94 @@ def write_calibration(section: str, path: Path | None = None) -> Path:
     write_text(path, text[: text.index(MARKER) + len(MARKER)] + section)
     load_perf_data.cache_clear()
     return path
+
+
+#: Structure candidates the nested cross-validation chooses among (model-section overrides of perf.toml). The CBUF
+#: weight/data split is the one structure choice the shipped model made by cross-validation on the fit networks.
+#: ``weights_per_image`` is not among them: with two batch-2 networks the inner folds cannot tell it (the MobileNet
+#: fold picks "per image" and misses by 29%); it is fixed in perf.toml, with that caveat in its source.
+STRUCTURES: tuple[dict[str, float], ...] = (
+    {"cbuf_weight_share": 0.375}, {"cbuf_weight_share": 0.5}, {"cbuf_weight_share": 0.625},
+)
+#: Share of held-out rows the error band is meant to cover.
+BAND_COVERAGE = 0.8
+#: The band is this quantile of held-out errors: a quantile of one set of held-out errors covers less of the next
+#: held-out network than its level says (80% of inner errors covered 76% of the outer rows), so the band is taken
+#: at 90%, which the nested folds show to cover >= BAND_COVERAGE (bench_estimate.py prints the coverage).
+BAND_QUANTILE = 0.9
+
+
+def with_model(data: PerfData, overrides: dict[str, float]) -> PerfData:
+    """``data`` with some [model] structure parameters replaced (sources say so)."""
+    model = dict(data.model)
+    for key, value in overrides.items():
+        model[key] = Param(float(value), f"nested-CV candidate ({key} = {value:g})", "low")
+    return dataclasses.replace(data, model=model)
+
+
+def _lono_errors(cases: Sequence[FitCase]) -> np.ndarray:
+    return np.concatenate([e for _, e in leave_one_network_out(cases).values()])
+
+
+@dataclass
+class NestedFold:
+    network: str
+    structure: dict[str, float]
+    params: list[float]
+    errors: np.ndarray       # held-out errors (%) of this network's rows
+    band_pct: float          # error band from the inner cross-validation only
+    cases: list[FitCase]
+
+
+def nested_cv(cases_by_structure: Sequence[Sequence[FitCase]],
+              structures: Sequence[dict[str, float]] = STRUCTURES) -> list[NestedFold]:
+    """Outer leave-one-network-out; inside each fold the structure is chosen, and the band sized, by a
+    leave-one-network-out over the remaining networks only (the held-out network never touches either)."""
+    networks = list(dict.fromkeys(c.row.network for c in cases_by_structure[0]))
+    folds = []
+    for held in networks:
+        best = None
+        for index, cases in enumerate(cases_by_structure):
+            train = [c for c in cases if c.row.network != held]
+            inner = np.abs(_lono_errors(train))
+            score = float(np.median(inner))
+            if best is None or score < best[0] - 1e-9:
+                best = (score, index, inner)
+        assert best is not None
+        _, index, inner = best
+        train = [c for c in cases_by_structure[index] if c.row.network != held]
+        test = [c for c in cases_by_structure[index] if c.row.network == held]
+        params, _ = fit(train)
+        band = float(np.quantile(inner, BAND_QUANTILE))
+        folds.append(NestedFold(held, dict(structures[index]), params, errors_pct(test, params), band, test))
+    return folds
+
+
+def categories(row: Measurement) -> dict[str, str]:
+    """The categories a row's error is reported under (issue 21)."""
+    return {"weights": row.weights, "cores": f"{row.cores} core(s)", "power mode": row.power_mode,
+            "family": network_family(row.network), "batch": f"batch {row.batch}"}
+
+
+def network_family(network: str) -> str:
+    if "mobilenet" in network:
+        return "depthwise (MobileNet)"
+    if network.startswith("resnet50") or network == "resnet34-backbone":
+        return "ResNet classifier/backbone"
+    if "resnext" in network:
+        return "grouped (ResNeXt)"
+    return "ResNet detector"
+
+
+def fold_coverage(fold: NestedFold) -> list[bool]:
+    """Whether each held-out row of ``fold`` lies inside the band its inner cross-validation gives, widened for
+    the row's extrapolations as an estimate would be (only depthwise applies among NVIDIA's rows)."""
+    from dlakit.perf.band import extrapolations, widened
+
+    data = load_perf_data()
+    inside = []
+    for case, err in zip(fold.cases, fold.errors, strict=True):
+        tags = extrapolations(generation=2, fit_platform=True, precision="int8", cores=case.row.cores,
+                              batch=case.row.batch, kinds=case.kinds)
+        inside.append(abs(float(err)) <= widened(fold.band_pct, tags, data))
+    return inside

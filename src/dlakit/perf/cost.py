@@ -44,7 +44,10 @@ class RawCost:
     cycles: float
     dram_bytes: float
     sparse_applied: bool = False
-    counted: bool = True  # False for free ops (reshape, in-place concat): no launch overhead either
+    #: Hardware operations issued: one per image for a batch-N convolution, pooling or SDP op (the DLA runs a batch
+    #: image by image, see :func:`launches`), 1 for a fully connected layer, 0 for free ops (reshape, in-place
+    #: concat). Each pays the per-op overhead. (Named ``counted`` for compatibility: it was a bool.)
+    counted: float = 1.0
     #: Part of ``dram_bytes`` fetched again because the op does not fit the CBUF (see :func:`conv_traffic`).
     refetch_bytes: float = 0.0
 
@@ -100,13 +103,33 @@ def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
     return float(cycles), sparse
 
 
+def launches(op: DlaOp) -> float:
+    """Hardware operations the DLA issues for ``op``: one per image of the batch, except fully connected layers.
+
+    Why per image: NVDLA's convolution pipeline walks one image's surface per hardware layer; its multi-batch mode
+    exists for fully connected (inner-product) layers only ([NVDLA] hwarch.rst feature table, dla.md 3.3b), so a
+    batch-N convolution is N hardware ops, each with its own setup and its own weight fetch into the CBUF. This
+    makes images/s nearly flat in batch, as measured (issue 21: one detector at batch 1, 4 and 16). UNSURE that
+    TensorRT's DLA compiler does the same; it is the only reading that keeps img/s flat in batch.
+    """
+    if op.kind == "free":
+        return 0.0
+    if op.kind == "fc":
+        return 1.0
+    n = op.output.dims[0] if op.output is not None else 1
+    return float(max(1, n))
+
+
 def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool]:
     """Cycles of the op's unit at full rate (FP16 halves the element rate of the side units)."""
     if op.kind in ("conv", "fc", "deconv"):
         return conv_cycles(op, spec, cond)
     width = 1.0 if cond.precision == "int8" else 2.0
     if op.kind == "depthwise":
-        return op.macs / spec.depthwise_macs_per_clk * width, False
+        # depthwise_macs_per_clk: the conv core with channels packed block-diagonally (perf.toml); in FP16 it
+        # slows down by the conv core's FP16/INT8 rate ratio like any convolution
+        fp16 = 1.0 if cond.precision == "int8" else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+        return op.macs / spec.depthwise_macs_per_clk * fp16, False
     out_elems = op.output.elements if op.output else 0
     in_elems = sum(t.elements for t in op.inputs)
     if op.kind == "pool":
@@ -164,6 +187,7 @@ def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditi
     cbuf = spec.cbuf_bytes
     w_cap = cbuf * data.model["cbuf_weight_share"].value
     d_cap = cbuf - w_cap
+    per_image = data.model["weights_per_image"].value
     costs = []
     for op in ops:
         if op.kind == "free":
@@ -174,21 +198,27 @@ def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditi
         write = out_bytes if (op.output is None or residency.dram(op.output)) else 0.0
         reads = [(tensor_bytes(t, cond, spec), residency.dram(t)) for t in op.inputs]
         refetch = 0.0
+        n = launches(op)
         if op.weight_elems and op.kind != "depthwise":
+            # CBUF tiling per image (each image is its own hardware op, :func:`launches`); the first fetch of the
+            # weights is shared by the batch's images unless [model] weights_per_image says otherwise
             w_bytes = op.weight_elems * cond.bytes_per_element
             main, main_dram = reads[0] if reads else (0.0, False)
             rest = sum(b for b, d in reads[1:] if d)
-            moved, refetch = conv_traffic(op, w_bytes, main, main_dram, cbuf, w_cap, d_cap)
-            dram = moved + rest + write
+            moved, refetch = conv_traffic(op, w_bytes, main / n, main_dram, cbuf, w_cap, d_cap)
+            dram = moved * n - w_bytes * (n - 1) * (1.0 - per_image) + rest + write
+            refetch *= n
         else:
-            dram = sum(b for b, d in reads if d) + write + op.weight_elems * cond.bytes_per_element
-        costs.append(RawCost(cycles, dram, sparse, refetch_bytes=refetch))
+            w_bytes = op.weight_elems * cond.bytes_per_element
+            dram = sum(b for b, d in reads if d) + write + w_bytes * (1.0 + (n - 1) * per_image)
+        costs.append(RawCost(cycles, dram, sparse, counted=n, refetch_bytes=refetch))
     return costs
 
 
 def conv_traffic(op: DlaOp, w_bytes: float, main: float, main_dram: bool, cbuf: float, w_cap: float,
                  d_cap: float) -> tuple[float, float]:
-    """DRAM bytes of a convolution's weights and main input, and the part of them that is fetched again.
+    """DRAM bytes of a convolution's weights and main input (``main``: one image's bytes), and the part of them that
+    is fetched again, for one image (the batch runs image by image, :func:`launches`).
 
     When weights and input fit the CBUF together, each is read once. Otherwise the compiler tiles the op: keep a
     weight chunk (``w_cap``) and stream the input once per chunk, or keep an input stripe of rows (``d_cap``) and
@@ -228,13 +258,13 @@ def halo_factor(op: DlaOp, main: float, d_cap: float) -> float:
     """
     if op.kind != "conv" or not op.inputs or op.output is None or op.kernel[0] <= 1:
         return 1.0
-    n, _, h, _ = op.inputs[0].dims
+    _, _, h, _ = op.inputs[0].dims
     out_h = op.output.dims[2]
     if h <= 1 or out_h < 1:
         return 1.0
     kh = op.kernel[0]
     stride = max(1, round(h / out_h))
-    rows = max(kh, int(d_cap // (main / (n * h))))
+    rows = max(kh, int(d_cap // (main / h)))  # main: one image's bytes
     if rows >= h:
         return 1.0
     out_rows = max(1, (rows - kh) // stride + 1)

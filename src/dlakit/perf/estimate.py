@@ -15,6 +15,7 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, static_dims
+from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
     core_bandwidth,
@@ -239,7 +240,13 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
              "overlap_saved": dla_compute + dla_memory + overhead - dla_total,
              "dla": dla_total, "gpu": float(gpu.sum()), "transitions": transition_s}
     reasons = out_of_region(prep, cond, calib)
-    band = calib.error_band_pct * (2.0 if reasons else 1.0)
+    band_tags = extrapolations(
+        generation=int(spec.generation), fit_platform=prep.target.platform.key in CALIBRATED_PLATFORMS,
+        precision=cond.precision, cores=cond.cores, batch=prep.batch, kinds=prep.kinds,
+        clocks_inside=CALIBRATED_DLA_MHZ[0] <= cond.dla_mhz <= CALIBRATED_DLA_MHZ[1],
+        unfit_kinds=bool(prep.kinds - set(calib.layer_kinds)) and bool(calib.layer_kinds),
+        gpu_fallback=any(op.device == "gpu" and op.kind != "free" for op in prep.ops))
+    band = widened(calib.error_band_pct, band_tags, data)
     assumptions = {
         "platform": prep.target.platform.key, "release": prep.target.release.key,
         "dla_generation": spec.generation, "dla_mhz": cond.dla_mhz, "emc_mhz": cond.emc_mhz,
@@ -252,6 +259,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
                         calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
                         "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},
         "low_confidence_parameters": spec.low_confidence(),
+        "error_band_widened_for": band_tags,
     }
     return Estimate(prep.name, prep.target.platform.key, mode_label, cond.cores, prep.batch, cond.precision,
                     cond.sparse, ips, latency * 1e3, layers, {k: v * 1e3 for k, v in split.items()},
@@ -299,6 +307,9 @@ def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[
     if not CALIBRATED_DLA_MHZ[0] <= cond.dla_mhz <= CALIBRATED_DLA_MHZ[1]:
         reasons.append(f"DLA clock {cond.dla_mhz:g} MHz outside the fitted {CALIBRATED_DLA_MHZ[0]:g}-"
                        f"{CALIBRATED_DLA_MHZ[1]:g} MHz")
+    if "depthwise" in prep.kinds:
+        reasons.append("depthwise layers: one fit network (SSD-MobileNetV1, one power mode); their conv-core rate is "
+                       "derived, not measured")
     if prep.batch not in CALIBRATED_BATCHES:
         reasons.append(f"batch {prep.batch}: the fit has batches 1 and 2 only")
     missing = sorted(prep.kinds - set(calib.layer_kinds))

@@ -59,6 +59,11 @@ class Calibration:
     lono_median_abs_pct: float
     lono_p90_abs_pct: float
     error_band_pct: float
+    #: nested cross-validation (structure chosen without the held-out network): median / worst |err| and the
+    #: share of held-out rows inside their fold's band (percent); 0 = not computed (older calibration)
+    nested_median_abs_pct: float = 0.0
+    nested_max_abs_pct: float = 0.0
+    band_coverage_pct: float = 0.0
     networks: tuple[str, ...] = ()
     layer_kinds: tuple[str, ...] = ()
     residuals: tuple[dict[str, Any], ...] = field(default=())
@@ -76,6 +81,8 @@ class PerfData:
     gpu: dict[str, Param]
     gpu_mhz: dict[str, dict[str, float]]
     calibration: Calibration
+    #: error-band widening factor per kind of extrapolation (dlakit.perf.band)
+    band: dict[str, Param] = field(default_factory=dict)
 
     def spec(self, generation: int) -> DlaSpec:
         if generation not in self.generations:
@@ -93,7 +100,11 @@ DLA_KEYS = (
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
     "core_bus_share",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "weights_per_image")
+#: model keys that may be 0 (switches)
+MODEL_SWITCHES = ("weights_per_image",)
+BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
+             "gpu_fallback")
 GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_efficiency", "layer_overhead_us",
             "transition_us", "default_mhz")
 
@@ -120,11 +131,15 @@ def parse_perf_data(data: dict[str, Any]) -> PerfData:
         raise ValueError("perf.toml: generations 1 (Xavier) and 2 (Orin) are both needed")
     model = _params("model", data.get("model", {}), MODEL_KEYS)
     for key in MODEL_KEYS:
-        if not 0 < model[key].value <= 1:
+        if not (0 <= model[key].value <= 1 if key in MODEL_SWITCHES else 0 < model[key].value <= 1):
             raise ValueError(f"perf.toml: model.{key} must be in (0, 1]")
     gpu = _params("gpu", data.get("gpu", {}), GPU_KEYS)
     gpu_mhz = {plat: {m: float(v) for m, v in modes.items()} for plat, modes in data.get("gpu_mhz", {}).items()}
-    return PerfData(generations, model, gpu, gpu_mhz, _calibration(data.get("calibration", {})))
+    band = _params("band", data.get("band", {}), BAND_KEYS)
+    for key in BAND_KEYS:
+        if band[key].value < 1:
+            raise ValueError(f"perf.toml: band.{key} must be >= 1 (a widening factor)")
+    return PerfData(generations, model, gpu, gpu_mhz, _calibration(data.get("calibration", {})), band)
 
 
 def _params(where: str, entry: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Param]:
@@ -161,6 +176,9 @@ def _calibration(entry: dict[str, Any]) -> Calibration:
             lono_median_abs_pct=float(entry["lono_median_abs_pct"]),
             lono_p90_abs_pct=float(entry["lono_p90_abs_pct"]),
             error_band_pct=float(entry["error_band_pct"]),
+            nested_median_abs_pct=float(entry.get("nested_median_abs_pct", 0.0)),
+            nested_max_abs_pct=float(entry.get("nested_max_abs_pct", 0.0)),
+            band_coverage_pct=float(entry.get("band_coverage_pct", 0.0)),
             networks=tuple(entry.get("networks", [])),
             layer_kinds=tuple(entry.get("layer_kinds", [])),
             residuals=tuple(entry.get("residuals", [])),
