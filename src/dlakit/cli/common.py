@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel, load_model, parse_shapes
+
+if TYPE_CHECKING:
+    from dlakit.model import LoadedModel
 
 FORMATS = ("table", "json", "markdown")
 
@@ -23,6 +25,8 @@ PrecisionOpt = typer.Option("int8", "--precision", help="Build precision: int8 o
 
 def load_input(model: str, shapes: str | None = None) -> LoadedModel:
     """Load a model path, or build a zoo network when ``model`` is a zoo name and no such file exists."""
+    from dlakit.model import load_model, parse_shapes  # onnx_ir is heavy: not imported until a model is read
+
     parsed = parse_shapes(shapes)
     if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
         from dlakit import zoo

@@ -85,7 +85,7 @@ def prepare(
     shapes: str | None = ShapesOpt,
     precision: str = PrecisionOpt,
     network: str = typer.Option("auto", "--network", "-n",
-                                help=f"Recipe: {'|'.join(NETWORK_CHOICES)} (auto: recognise by structure)."),
+                                help=f"Recipe: {', '.join(NETWORK_CHOICES)} (auto: recognise by structure)."),
     inputs: Path | None = typer.Option(None, "--inputs", help=".npz with one array per model input."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance",
                                     help="Largest accepted error, relative to max(1, max|output|)."),
