@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from typing import Any
 
@@ -97,6 +98,48 @@ def tidy_help(command: Any) -> None:
         tidy_help(sub)
 
 
+#: width of rich output when stdout is not a terminal (piped, CI logs): wide enough that tables take the width of
+#: their content, never rich's 80-column default that wraps the "why" column and cuts names
+CONTENT_WIDTH = 10_000
+
+
+def output_width() -> int | None:
+    """Columns for the tables and text a command prints: ``--width``, else the terminal's (None: rich decides,
+    or ``COLUMNS`` if the user set it), else :data:`CONTENT_WIDTH` when not writing to a terminal."""
+    if _state.get("width"):
+        return int(_state["width"])  # type: ignore[arg-type]
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return None
+    return CONTENT_WIDTH
+
+
+def _wide_output(command: Any) -> None:
+    """Run each command under :func:`output_width` (rich reads ``COLUMNS`` when a console is made); only the
+    command's own run, so that help pages keep a readable width."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands:
+        for sub in subcommands.values():
+            _wide_output(sub)
+        return
+    invoke = command.invoke
+
+    def wide_invoke(ctx: Any, invoke: Any = invoke) -> Any:
+        width = output_width()
+        if width is None:
+            return invoke(ctx)
+        saved = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = str(width)
+        try:
+            return invoke(ctx)
+        finally:
+            if saved is None:
+                os.environ.pop("COLUMNS", None)
+            else:
+                os.environ["COLUMNS"] = saved
+
+    command.invoke = wide_invoke
+
+
 class LazyGroup(TyperGroup):
     """The root command: commands are imported when used, listed from :data:`COMMANDS` for ``--help``."""
 
@@ -120,6 +163,7 @@ class LazyGroup(TyperGroup):
         importlib.import_module(f"dlakit.cli.{module}").register(sub)
         group = typer.main.get_group(sub)
         tidy_help(group)
+        _wide_output(group)
         for name, command in group.commands.items():
             self.commands.setdefault(name, command)
 
@@ -146,7 +190,7 @@ app = typer.Typer(
     cls=LazyGroup,
 )
 
-_state = {"debug": False}
+_state: dict[str, object] = {"debug": False, "width": None}
 
 
 def _version(value: bool) -> None:
@@ -159,8 +203,11 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    width: int | None = typer.Option(None, "--width", min=20, help="Columns for tables and text (default: the "
+                                     "terminal's; the width of the content when not a terminal)."),
 ) -> None:
     _state["debug"] = debug
+    _state["width"] = width
 
 
 def main(argv: list[str] | None = None) -> None:
