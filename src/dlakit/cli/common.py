@@ -30,11 +30,14 @@ def load_input(model: str, shapes: str | None = None) -> LoadedModel:
     parsed = parse_shapes(shapes)
     if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
         from dlakit import zoo
+        from dlakit.zoo.registry import suggestion
 
         if getattr(zoo, "is_zoo_name", lambda _: False)(model):
             loaded = load_model(zoo.resolve(model), parsed)
             loaded.source = model
             return loaded
+        if suggestion(model) and not Path(model).suffix:
+            raise DlakitError(f"{model}: no such file or zoo network{suggestion(model)}; see dlakit zoo list")
     return load_model(model, parsed)
 
 

@@ -184,6 +184,7 @@ def qdq_translate(
         written = write_outputs(output, loaded, emulation.model, emulation.plan, scaled, emulation.amax, [],
                                 target, info, write_qdq=False)
         summary = written.summary
+        summary["files"] = {"model_without_qdq": str(plain), **summary["files"]}  # every file written, listed
         # the plan has every DLA INT8 tensor; layers none of whose tensors got a scale stay FP16
         summary["unscaled_tensors"] = [n for n in emulation.plan.tensors if n not in emulation.amax]
     if fmt == "json":

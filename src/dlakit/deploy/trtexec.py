@@ -235,9 +235,9 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     release = target.release
     cores = target.platform.dla_cores
     if not 0 <= options.core < cores:
-        raise DlakitError(f"--core: {target.platform.name} has DLA cores 0..{cores - 1}, not {options.core}")
+        raise DlakitError(f"core (--core): {target.platform.name} has DLA cores 0..{cores - 1}, not {options.core}")
     if options.precision not in ("int8", "fp16"):
-        raise DlakitError(f"--precision: '{options.precision}' is not int8 or fp16")
+        raise DlakitError(f"precision (--precision): '{options.precision}' is not int8 or fp16")
     fallback = not report.fully_on_dla
     if options.standalone and fallback:
         gpu = [n.name for n in report.nodes if n.placement in ("gpu", "fixable")]
@@ -248,8 +248,8 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     known = {n.name for n in report.nodes}
     unknown = [name for name in options.layer_precisions if name not in known]
     if unknown:
-        raise DlakitError(f"--fp16-layers: no layer named '{unknown[0]}' in {report.source}; use node names as "
-                          "dlakit check lists them")
+        raise DlakitError(f"layer_precisions (--fp16-layers): no layer named '{unknown[0]}' in {report.source}; "
+                          "use node names as dlakit check lists them")
     warnings: list[str] = []
     flags = [Flag(f"--onnx={options.model_path}", "the model (static shapes, as checked)")]
     flags.append(Flag(f"--useDLACore={options.core}",
@@ -295,7 +295,7 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
         flags.append(Flag("--allowGPUFallback", f"{count} node(s) cannot run on the DLA (see dlakit check)"))
     if options.sparse:
         if not target.is_orin:
-            raise DlakitError("--sparse: structured sparsity needs Orin's DLA; Xavier has none")
+            raise DlakitError("sparse (--sparse): structured sparsity needs Orin's DLA; Xavier has none")
         why = ("use sparse tactics where weights already hold the 2:4 pattern" if options.sparse == "enable"
                else "overwrite weights with a 2:4 pattern: for performance studies only, accuracy is lost")
         flags.append(Flag(f"--sparsity={options.sparse}", why))
