@@ -298,7 +298,8 @@ def test_resolve_builds_zoo_names_and_passes_paths_through(tmp_path):
     path.write_bytes(b"")
     assert zoo.resolve(path) == str(path)
     assert zoo.resolve("missing/model.onnx") == "missing/model.onnx"
-    with pytest.raises(DlakitError, match="neither a file nor a zoo network; zoo networks: resnet50"):
+    with pytest.raises(DlakitError, match=r"neither a file nor a zoo network \(did you mean resnet50\?\); "
+                                          r"zoo networks: resnet50"):
         zoo.resolve("resnet")
     loaded = load_model(zoo.resolve("resnet34-backbone"))
     assert math.isclose(sum(node_macs(n) for n in loaded.graph) / 1e9,

@@ -71,9 +71,10 @@ def test_build_with_weights_and_json_record(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["zoo", "build", "resnet", "-o", "{tmp}/x.onnx"], "unknown zoo network 'resnet'; known networks: resnet50"),
+    (["zoo", "build", "resnet", "-o", "{tmp}/x.onnx"],
+     "unknown zoo network 'resnet' (did you mean resnet50?); known networks: resnet50"),
     (["zoo", "build", "resnet50", "-o", "{tmp}/x.onnx", "--form", "raw"], "--form: 'raw' is not one of"),
-    (["zoo", "build", "resnet50", "-o", "{tmp}/x.onnx", "--batch", "0"], "--batch: 0 is not a positive"),
+    (["zoo", "build", "resnet50", "-o", "{tmp}/x.onnx", "--batch", "0"], "(--batch): 0 is not a positive"),
     (["zoo", "build", "resnet50", "-o", "{tmp}/x.onnx", "--weights", "{tmp}/none.npz"], "no such weights file"),
     (["zoo", "build", "resnet50", "-o", "{tmp}"], "is a directory"),
     (["zoo", "list", "--format", "xml"], "--format: 'xml' is not one of table, json"),

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from dlakit import __version__
 from dlakit.errors import EXIT_BAD_INPUT, DlakitError
@@ -29,15 +32,165 @@ COMMAND_MODULES = (
     "recover",
 )
 
+#: command -> (module in :data:`COMMAND_MODULES` that registers it, its help's first paragraph). ``dlakit --help``
+#: lists commands from this table, so that it imports no command module (and none of onnx, onnx_ir, numpy...);
+#: a command's module is imported when the command runs or shows its own help. tests/test_cli_startup.py holds
+#: the table equal to what the modules register.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("check", "Which nodes run on the DLA, which fall back to the GPU and why; DLA subgraphs and "
+                       "transitions."),
+    "targets": ("targets", "List platforms (DLA cores, power modes, releases) and software releases (TensorRT, DLA "
+                           "versions)."),
+    "fix": ("fix", "Rewrite unsupported patterns into DLA-supported ones and prove the result equal with ONNX "
+                   "Runtime."),
+    "zoo": ("zoo", "Reference networks (ResNet-50, SSD, RetinaNet...) built offline, as published or prepared for "
+                   "DLA."),
+    "prepare": ("prepare", "Take a reference network (or any CNN) to its DLA-ready form: cut post-processing, "
+                           "simplify the head, fold and fuse, verified against the original at the cut points."),
+    "estimate": ("estimate", "Images per second, latency and per-layer time of a network on the DLA, with the "
+                             "model's error band."),
+    "quantize": ("quantize", "Calibrate MODEL on your data and write the DLA INT8 files for the release: "
+                             "calibration cache, scales JSON, --layerPrecisions string, Q/DQ model and the trtexec "
+                             "command."),
+    "qdq-translate": ("quantize", "Q/DQ model → model without Q/DQ + calibration cache + scales JSON + FP16 layer "
+                                  "list, checking weight scales against TensorRT's per-channel max|W|/127 rule; with "
+                                  "--calib-cache, the reverse (cache → Q/DQ model)."),
+    "emulate": ("quantize", "Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output "
+                            "against FP32."),
+    "eval": ("quantize", "Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side "
+                         "by side."),
+    "sparsify": ("sparsify", "Prune the DLA-eligible convolutions to 2:4 structured sparsity and report, per layer, "
+                             "what it costs and gains."),
+    "report": ("report", "Write one self-contained HTML report: placement, subgraphs, estimate per power mode, "
+                         "roofline, trtexec."),
+    "trtexec": ("deploy", "Print the exact trtexec command for the target release, with a comment explaining every "
+                          "flag."),
+    "compare": ("deploy", "Compare what TensorRT did on the device (build log, profile) with dlakit's placement and "
+                          "estimate."),
+    "recover": ("recover", "Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit "
+                           "quantize` writes."),
+}
+
+
+def tidy_help(command: Any) -> None:
+    """Help that reads like other CLIs: flags that take no value show no ``<bool>`` type, and arguments read
+    ``MODEL`` in the usage line rather than ``{model}`` (typer's own style since 0.2x); applied to ``command`` and
+    everything under it."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar is None:
+            label = (param.name or "").upper()
+            piece = label if param.required else f"[{label}]"
+            param.metavar = label
+            param.get_usage_pieces = lambda ctx, piece=piece: [piece]
+    original = getattr(command, "get_help_option", None)
+    if original is not None and not getattr(original, "_tidy", False):
+        def help_option(ctx: Any, original: Any = original) -> Any:
+            option = original(ctx)
+            if option is not None and option.metavar is None:
+                option.metavar = ""
+            return option
+
+        help_option._tidy = True  # type: ignore[attr-defined]
+        command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+
+
+#: width of rich output when stdout is not a terminal (piped, CI logs): wide enough that tables take the width of
+#: their content, never rich's 80-column default that wraps the "why" column and cuts names
+CONTENT_WIDTH = 10_000
+
+
+def output_width() -> int | None:
+    """Columns for the tables and text a command prints: ``--width``, else the terminal's (None: rich decides,
+    or ``COLUMNS`` if the user set it), else :data:`CONTENT_WIDTH` when not writing to a terminal."""
+    if _state.get("width"):
+        return int(_state["width"])  # type: ignore[arg-type]
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return None
+    return CONTENT_WIDTH
+
+
+def _wide_output(command: Any) -> None:
+    """Run each command under :func:`output_width` (rich reads ``COLUMNS`` when a console is made); only the
+    command's own run, so that help pages keep a readable width."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands:
+        for sub in subcommands.values():
+            _wide_output(sub)
+        return
+    invoke = command.invoke
+
+    def wide_invoke(ctx: Any, invoke: Any = invoke) -> Any:
+        width = output_width()
+        if width is None:
+            return invoke(ctx)
+        saved = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = str(width)
+        try:
+            return invoke(ctx)
+        finally:
+            if saved is None:
+                os.environ.pop("COLUMNS", None)
+            else:
+                os.environ["COLUMNS"] = saved
+
+    command.invoke = wide_invoke
+
+
+class LazyGroup(TyperGroup):
+    """The root command: commands are imported when used, listed from :data:`COMMANDS` for ``--help``."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, summary = COMMANDS[cmd_name]
+            if self._listing:  # the root help needs a name and a line, not the command
+                return TyperCommand(name=cmd_name, help=summary)
+            self._load(module)
+        return self.commands.get(cmd_name)
+
+    def _load(self, module: str) -> None:
+        if importlib.util.find_spec(f"dlakit.cli.{module}") is None:
+            return
+        sub = typer.Typer()
+        importlib.import_module(f"dlakit.cli.{module}").register(sub)
+        group = typer.main.get_group(sub)
+        tidy_help(group)
+        _wide_output(group)
+        for name, command in group.commands.items():
+            self.commands.setdefault(name, command)
+
+    def load_all(self) -> None:
+        """Import every command module (for tools that walk the whole command tree)."""
+        for module in dict.fromkeys(m for m, _ in COMMANDS.values()):
+            self._load(module)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        tidy_help(self)
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="dlakit",
     help="Take convolutional networks onto NVIDIA's DLA: check, fix, quantize, sparsify, estimate, report.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
 
-_state = {"debug": False}
+_state: dict[str, object] = {"debug": False, "width": None}
 
 
 def _version(value: bool) -> None:
@@ -50,13 +203,11 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    width: int | None = typer.Option(None, "--width", min=20, help="Columns for tables and text (default: the "
+                                     "terminal's; the width of the content when not a terminal)."),
 ) -> None:
     _state["debug"] = debug
-
-
-for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(f"dlakit.cli.{_name}") is not None:
-        importlib.import_module(f"dlakit.cli.{_name}").register(app)
+    _state["width"] = width
 
 
 def main(argv: list[str] | None = None) -> None:

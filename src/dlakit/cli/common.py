@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel, load_model, parse_shapes
+
+if TYPE_CHECKING:
+    from dlakit.model import LoadedModel
 
 FORMATS = ("table", "json", "markdown")
 
@@ -25,14 +27,19 @@ def load_input(model: str, shapes: str | None = None, allow_dynamic: bool = Fals
     """Load a model path, or build a zoo network when ``model`` is a zoo name and no such file exists.
 
     ``allow_dynamic``: keep inputs without --shapes dynamic (check places their layers on the GPU)."""
+    from dlakit.model import load_model, parse_shapes  # onnx_ir is heavy: not imported until a model is read
+
     parsed = parse_shapes(shapes)
     if not Path(model).exists() and importlib.util.find_spec("dlakit.zoo") is not None:
         from dlakit import zoo
+        from dlakit.zoo.registry import suggestion
 
         if getattr(zoo, "is_zoo_name", lambda _: False)(model):
             loaded = load_model(zoo.resolve(model), parsed, allow_dynamic=allow_dynamic)
             loaded.source = model
             return loaded
+        if suggestion(model) and not Path(model).suffix:
+            raise DlakitError(f"{model}: no such file or zoo network{suggestion(model)}; see dlakit zoo list")
     return load_model(model, parsed, allow_dynamic=allow_dynamic)
 
 

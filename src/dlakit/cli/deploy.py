@@ -13,7 +13,7 @@ from dlakit.check import check_model
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
 from dlakit.deploy.compare import compare_placement, compare_timing
 from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
-from dlakit.deploy.trtexec import TrtexecOptions, build_command
+from dlakit.deploy.trtexec import TrtexecOptions, build_command, with_calibration
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
 from dlakit.targets import resolve_target
@@ -62,11 +62,20 @@ def trtexec(
     sparsity = None
     if sparse:
         sparsity = "enable" if _has_sparse_weights(report) else "force"
-    model_path = model if Path(model).exists() else f"{model}.onnx"
+    setup = []
+    model_path = model
+    if not Path(model).exists():  # a zoo name: the command reads the file the first line writes
+        from dlakit.zoo.registry import canonical
+
+        model_path = f"{canonical(model)}.onnx"
+        setup = [f"dlakit zoo build {canonical(model)} -o {model_path}"]
     options = TrtexecOptions(core=core, precision=precision, calib=calib, layer_precisions=_layer_list(fp16_layers),
                              sparse=sparsity, standalone=standalone, shapes=parse_shapes(shapes), profile=profile,
                              model_path=model_path)
+    calib_warnings = with_calibration(options, report, loaded.graph)
     command = build_command(report, loaded.graph, options)
+    command.setup = setup
+    command.warnings += calib_warnings
     if fmt == "json":
         print_json(command.as_dict())
     else:

@@ -154,7 +154,8 @@ def render_estimate(e: Estimate, top: int = 0) -> None:
                   f"transitions {s['transitions']:.3f} ms ({a['transitions']})")
     table = Table(title="Per layer (DLA operations after fusion)")
     for col in ("layer", "device", "kind", "time µs", "share", "bound", "MMACs", "DRAM KiB"):
-        table.add_column(col, justify="left" if col in ("layer", "device", "kind", "bound") else "right")
+        table.add_column(col, justify="left" if col in ("layer", "device", "kind", "bound") else "right",
+                         overflow="fold")
     layers = sorted(e.layers, key=lambda x: -x.time_us)[:top] if top else e.layers
     for layer in layers:
         name = layer.name + (f" (+{len(layer.nodes) - 1})" if len(layer.nodes) > 1 else "")
@@ -188,9 +189,9 @@ def render_modes(rows: list[Estimate]) -> None:
     modes = list(dict.fromkeys(e.power_mode for e in rows))
     table = Table(title=f"{rows[0].network}: images/s on {rows[0].cores} DLA core(s), batch {rows[0].batch}, "
                         f"{rows[0].precision.upper()}")
-    table.add_column("variant")
+    table.add_column("variant", overflow="fold")
     for mode in modes:
-        table.add_column(mode, justify="right")
+        table.add_column(mode, justify="right", overflow="fold")
     by_key = {(e.power_mode, e.sparse): e for e in rows}
     for is_sparse in dict.fromkeys(e.sparse for e in rows):
         cells = [f"{by_key[(m, is_sparse)].images_per_second:,.0f}" for m in modes]

@@ -141,7 +141,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         console.print(f"constant-folding: {data['folded_nodes']} nodes became weights")
     applied = Table(title="rules applied", show_lines=False)
     for column in ("rule", "count", "nodes", "note"):
-        applied.add_column(column)
+        applied.add_column(column, overflow="fold")
     by_rule: dict[str, list[dict]] = {}
     for item in data["applied"]:
         by_rule.setdefault(item["rule"], []).append(item)
@@ -154,7 +154,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     if data["refused"]:
         refused = Table(title="matched but refused (why not)")
         for column in ("rule", "op", "nodes", "reason"):
-            refused.add_column(column)
+            refused.add_column(column, overflow="fold")
         groups: dict[tuple[str, str, str], list[str]] = {}
         for item in data["refused"]:
             groups.setdefault((item["rule"], item["op"], item["reason"]), []).append(item["node"])
@@ -166,7 +166,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     table = Table(title=f"verification with ONNX Runtime (inputs: {ver['inputs']}, tolerance {ver['tolerance']:g} "
                         "× max(1, max|original|))")
     for column in ("output", "shape", "max abs err", "max rel err", "ok"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for o in ver["outputs"]:
         ok = "[green]yes[/]" if o["passed"] else f"[red]NO[/] {o['problem'] or ''}"
         table.add_row(o["name"], "x".join(map(str, o["shape"])), f"{o['max_abs']:.3g}", f"{o['max_rel']:.3g}", ok)
@@ -175,7 +175,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         before, after = data["check"]["before"], data["check"]["after"]
         summary = Table(title="dlakit check, before → after")
         for column in ("", "before", "after"):
-            summary.add_column(column)
+            summary.add_column(column, overflow="fold")
         for key in ("dla_mac_fraction", "dla_nodes", "gpu_nodes", "fixable_nodes", "dla_subgraphs", "transitions"):
             fmt = (lambda v: f"{v:.1%}") if key == "dla_mac_fraction" else str
             summary.add_row(key, fmt(before.get(key)), fmt(after.get(key)))

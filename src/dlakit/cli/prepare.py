@@ -31,7 +31,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         title = "evidence" if rec["network"] != "generic" else f"evidence (closest: {rec['closest']})"
         table = Table(title=title)
         for column in ("signal", "matches", "decides"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for item in rec["evidence"]:
             table.add_row(item["signal"], "[green]yes[/]" if item["ok"] else "[red]no[/]",
                           "required" if item["required"] else "supporting")
@@ -39,14 +39,14 @@ def render(data: dict[str, Any], console: Console) -> None:
     console.print(f"recipe: [bold]{data['recipe']['name']}[/]: {data['recipe']['summary']}")
     steps = Table(title="steps applied")
     for column in ("step", "count", "detail"):
-        steps.add_column(column)
+        steps.add_column(column, overflow="fold")
     for step in data["steps"]:
         steps.add_row(step["step"], str(step["count"]), step["detail"])
     console.print(steps if data["steps"] else "no step changed the model")
     if data["refused"]:
         refused = Table(title="matched but refused (why not)")
         for column in ("rule", "node", "reason"):
-            refused.add_column(column)
+            refused.add_column(column, overflow="fold")
         for item in data["refused"]:
             refused.add_row(item["rule"], item["node"], item["reason"])
         console.print(refused)
@@ -57,7 +57,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     table = Table(title=f"outputs vs the original's tensors at the cut points (ONNX Runtime, inputs: {ver['inputs']}, "
                         f"tolerance {ver['tolerance']:g} × max(1, max|original|))")
     for column in ("output", "equals", "shape", "max abs err", "ok"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     equals = {o["name"]: o["equals"] for o in data["outputs"]}
     for o in ver["outputs"]:
         ok = "[green]yes[/]" if o["passed"] else f"[red]NO[/] {o['problem'] or ''}"
@@ -69,7 +69,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         summary = Table(title=f"dlakit check ({data['target']['platform']}, {data['target']['release']}), "
                               "before → after")
         for column in ("", "before", "after"):
-            summary.add_column(column)
+            summary.add_column(column, overflow="fold")
         for key in ("dla_node_fraction", "dla_mac_fraction", "gpu_nodes", "fixable_nodes", "dla_subgraphs",
                     "fully_on_dla"):
             fmt = (lambda v: f"{v:.1%}") if key.endswith("fraction") else str
@@ -85,7 +85,7 @@ def prepare(
     shapes: str | None = ShapesOpt,
     precision: str = PrecisionOpt,
     network: str = typer.Option("auto", "--network", "-n",
-                                help=f"Recipe: {'|'.join(NETWORK_CHOICES)} (auto: recognise by structure)."),
+                                help=f"Recipe: {', '.join(NETWORK_CHOICES)} (auto: recognise by structure)."),
     inputs: Path | None = typer.Option(None, "--inputs", help=".npz with one array per model input."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance",
                                     help="Largest accepted error, relative to max(1, max|output|)."),

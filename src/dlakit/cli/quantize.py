@@ -112,7 +112,7 @@ def _print_quantize(summary: dict[str, Any]) -> None:
     if summary["equal_scale_costs"]:
         table = Table(title="scales widened by DLA's equal-scale rules")
         for column in ("tensor", "own amax", "shared amax", "bits lost", "why"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for cost in summary["equal_scale_costs"][:10]:
             table.add_row(cost["tensor"], f"{cost['own_amax']:.4g}", f"{cost['amax']:.4g}", f"{cost['bits_lost']}",
                           cost["reason"])
@@ -184,6 +184,7 @@ def qdq_translate(
         written = write_outputs(output, loaded, emulation.model, emulation.plan, scaled, emulation.amax, [],
                                 target, info, write_qdq=False)
         summary = written.summary
+        summary["files"] = {"model_without_qdq": str(plain), **summary["files"]}  # every file written, listed
         # the plan has every DLA INT8 tensor; layers none of whose tensors got a scale stay FP16
         summary["unscaled_tensors"] = [n for n in emulation.plan.tensors if n not in emulation.amax]
     if fmt == "json":
@@ -290,23 +291,29 @@ def emulate(
                   f"{summary['scaled_tensors']} INT8 tensors, {len(summary['fp16_layers'])} FP16 layers")
     table = Table(title="outputs vs FP32")
     for column in ("output", "SQNR dB", "max abs err", "cosine", "top-1 agreement"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in summary["outputs"]:
         agree = row.get("top1_agreement")
         if row["max_abs_error"] is None:
             table.add_row(row["name"], "-", "-", "-", "not compared (integer / data-dependent)")
             continue
-        table.add_row(row["name"], f"{row['sqnr_db']}", f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}",
+        table.add_row(row["name"], _cell(row["sqnr_db"]), f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}",
                       "" if agree is None else f"{agree:.1%}")
     console.print(table)
     if compare:
         table = Table(title="per layer, worst first (layer SQNR: the error this layer adds)")
         for column in ("tensor", "op", "layer SQNR dB", "SQNR dB", "alone dB", "max abs err", "cosine"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in summary["layers"][:top]:
-            table.add_row(row["tensor"], row["op"], str(row["layer_sqnr_db"]), str(row["sqnr_db"]),
-                          str(row["local_sqnr_db"]), f"{row['max_abs_error']:.4g}", f"{row['cosine']:.4f}")
+            table.add_row(row["tensor"], row["op"], _cell(row["layer_sqnr_db"]), _cell(row["sqnr_db"]),
+                          _cell(row["local_sqnr_db"]), _cell(row["max_abs_error"], ".4g"),
+                          _cell(row["cosine"], ".4f"))
         console.print(table)
+
+
+def _cell(value: Any, spec: str = "") -> str:
+    """A table cell: '-' where there is no value (a tensor not compared), never Python's ``None``."""
+    return "-" if value is None else format(value, spec)
 
 
 def evaluate(
@@ -373,7 +380,7 @@ def evaluate(
         return
     table = Table(title=f"{loaded.source}: {result['samples']} labelled images")
     for column in ("", "top-1", "top-5"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for key in ("fp32", "int8_emulated"):
         if key in result:
             acc = result[key]
@@ -403,7 +410,7 @@ def _detection(loaded, fp32: onnx.ModelProto, emulated: onnx.ModelProto | None, 
         return
     table = Table(title=f"{loaded.source}: {result['images']} images, {result['annotations']} boxes (COCO bbox AP)")
     for column in ("", "AP", "AP50", "AP75", "detections"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for key in ("fp32", "int8_emulated"):
         if key in result:
             ap = result[key]

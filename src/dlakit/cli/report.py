@@ -20,7 +20,7 @@ def report(
     shapes: str | None = ShapesOpt,
     precision: str = PrecisionOpt,
     calib: str | None = typer.Option(
-        None, "--calib", help="Calibration data (folder or .npz) for per-layer INT8 error."
+        None, "--calib", help="Calibration data (folder or .npz) or a calibration cache, for per-layer INT8 error."
     ),
 ) -> None:
     """Write one self-contained HTML report: placement, subgraphs, estimate per power mode, roofline, trtexec."""
@@ -31,9 +31,13 @@ def report(
         raise DlakitError(f"--calib: {calib}: no such file or folder; pass a folder of images or a .npy/.npz file")
     target = resolve_target(platform, release)
     data = gather(load_input(model, shapes), target, precision, calib)
+    folder = Path(output).parent
+    created = not folder.exists()
     write_text(output, render(data))
     s = data.check.summary
-    typer.echo(f"wrote {output}: {s['dla_mac_fraction']:.1%} of MACs on the DLA, {s['dla_subgraphs']} subgraph(s)")
+    made = f" (created folder {folder})" if created else ""
+    typer.echo(f"wrote {Path(output).resolve()}{made}: {s['dla_mac_fraction']:.1%} of MACs on the DLA, "
+               f"{s['dla_subgraphs']} subgraph(s)")
 
 
 def register(app: typer.Typer) -> None:

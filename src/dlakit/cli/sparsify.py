@@ -200,14 +200,14 @@ def render_accuracy(console: Console, acc: dict[str, Any]) -> None:
     table = Table(title=f"Accuracy cost before fine-tuning: output '{acc['output']}' vs dense FP32, "
                         f"{acc['samples']} samples", title_justify="left")
     for col in ("variant", "SQNR dB", "top-1 agreement", "max |diff|"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+        table.add_column(col, justify="left" if col == "variant" else "right", overflow="fold")
     for row in acc["variants"]:
         table.add_row(row["variant"], *fmt(row))
     console.print(table)
     if acc.get("per_layer"):
         table = Table(title="Each pruned layer alone (FP32), most damaging first", title_justify="left")
         for col in ("layer", "SQNR dB", "top-1 agreement", "max |diff|"):
-            table.add_column(col, justify="left" if col == "layer" else "right")
+            table.add_column(col, justify="left" if col == "layer" else "right", overflow="fold")
         rows = sorted(acc["per_layer"], key=lambda r: r["sqnr_db"] if r["sqnr_db"] is not None else 1e9)
         for row in rows:
             table.add_row(row["layer"], *fmt(row))

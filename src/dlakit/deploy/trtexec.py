@@ -46,6 +46,8 @@ class TrtexecCommand:
     flags: list[Flag]
     warnings: list[str]
     header: str
+    #: shell commands to run before trtexec (e.g. writing the zoo network the command reads)
+    setup: list[str] = field(default_factory=list)
 
     @property
     def argv(self) -> list[str]:
@@ -56,6 +58,9 @@ class TrtexecCommand:
         lines = [f"# {self.header}"]
         lines += [f"#   {f.flag.ljust(width)}  {f.why}" for f in self.flags]
         lines += [f"# warning: {w}" for w in self.warnings]
+        if self.setup:
+            lines.append("# first, write the model this command reads (a zoo network; skip if you have the file):")
+        lines += self.setup
         lines.append(" \\\n    ".join(shlex.quote(a) if a != "trtexec" else a for a in self.argv))
         return "\n".join(lines) + "\n"
 
@@ -65,11 +70,91 @@ class TrtexecCommand:
             "argv": self.argv,
             "flags": [{"flag": f.flag, "why": f.why} for f in self.flags],
             "warnings": self.warnings,
+            "setup": self.setup,
         }
 
 
-def _format_for_input(value: ir.Value, report: CheckReport, precision: str) -> tuple[str, str]:
+# --- I/O formats: what TensorRT's TensorFormat enum documents for each format, checked before anything is printed ---
+
+#: trtexec's ``--inputIOFormats/--outputIOFormats`` types (TensorRT 8.6 sampleOptions.cpp, facts/dla.md §5.1).
+IO_TYPES = ("fp32", "fp16", "int32", "int8")
+#: least rank of each trtexec format name (TensorRT NvInferRuntime(Base).h, TensorFormat: the vector-minor formats
+#: "require at least three dimensions" (kCHW2, kHWC8, kCHW4, kCHW16, kCHW32, kHWC16, kHWC), kDHWC8/kCDHW32 at least
+#: four; the DLA layouts are defined on [N][C][H][W]); kLINEAR (``chw``) takes any rank.
+FORMAT_MIN_RANK = {"chw": 0, "chw2": 3, "chw4": 3, "hwc8": 3, "chw16": 3, "chw32": 3, "hwc16": 3, "hwc": 3,
+                   "dhwc8": 4, "cdhw32": 4, "dla_linear": 3, "dla_hwc4": 4}
+#: types each format is bound to (same header: kCHW16 "requires FP16", kCHW2/kHWC8 FP16, kCHW4 INT8 or FP16,
+#: kCHW32 is DLA's INT8 format, kHWC FP32 or UINT8, kDLA_* FP16 or INT8); chw takes every type
+FORMAT_TYPES = {"chw2": {"fp16"}, "hwc8": {"fp16"}, "hwc16": {"fp16"}, "chw4": {"int8", "fp16"},
+                "chw16": {"fp16"}, "chw32": {"int8"}, "hwc": {"fp32"}, "dhwc8": {"fp16"},
+                "cdhw32": {"int8", "fp16"}, "dla_linear": {"int8", "fp16"}, "dla_hwc4": {"int8", "fp16"}}
+#: ONNX element types and the trtexec I/O types that can carry them (TensorRT 8.x narrows INT64 to INT32 in its
+#: ONNX parser; TensorRT 10 keeps INT64, and BOOL, which the documented type list cannot name)
+_FLOAT_TYPES = frozenset({"FLOAT", "FLOAT16", "BFLOAT16", "DOUBLE"})
+
+
+def io_type_for(value: ir.Value, release_major: int) -> str | None:
+    """The trtexec I/O type class for ``value``: ``"float"`` (fp32/fp16/int8 allowed), ``"int32"``, or None when
+    no documented trtexec type carries it."""
+    dtype = value.dtype.name if value.dtype is not None else "FLOAT"
+    if dtype in _FLOAT_TYPES:
+        return "float"
+    if dtype == "INT32" or (dtype == "INT64" and release_major < 10):
+        return "int32"
+    return None
+
+
+def format_problems(spec: str, values: list[ir.Value], role: str, release_major: int = 8) -> list[str]:
+    """What TensorRT's documented format rules say is wrong with ``spec`` (a ``--inputIOFormats`` /
+    ``--outputIOFormats`` value) for ``values``; empty when trtexec and TensorRT accept it."""
+    entries = spec.split(",")
+    problems: list[str] = []
+    if len(entries) != len(values) and len(entries) != 1:
+        return [f"{len(entries)} formats for {len(values)} {role}s (trtexec needs one per tensor, or one for all)"]
+    for value, entry in zip(values, entries * len(values) if len(entries) == 1 else entries, strict=False):
+        io_type, _, fmts = entry.partition(":")
+        dims = static_dims(value)
+        rank = len(dims) if dims is not None else len(value.shape or ())
+        kind = io_type_for(value, release_major)
+        if io_type not in IO_TYPES:
+            problems.append(f"{value.name}: type '{io_type}' is not one of {'|'.join(IO_TYPES)}")
+        elif kind is None:
+            problems.append(f"{value.name}: {value.dtype} has no trtexec I/O type; leave the list out")
+        elif (kind == "int32") != (io_type == "int32"):
+            problems.append(f"{value.name}: {value.dtype} tensor given type {io_type}")
+        for fmt in fmts.split("+"):
+            if fmt not in FORMAT_MIN_RANK:
+                problems.append(f"{value.name}: unknown format '{fmt}'")
+                continue
+            if rank < FORMAT_MIN_RANK[fmt]:
+                problems.append(f"{value.name}: {fmt} needs at least {FORMAT_MIN_RANK[fmt]} dimensions, "
+                                f"the tensor has {rank}")
+            if fmt in FORMAT_TYPES and io_type not in FORMAT_TYPES[fmt]:
+                problems.append(f"{value.name}: {fmt} is not a {io_type} format")
+            if fmt == "dla_hwc4" and (role != "input" or dims is None or len(dims) != 4 or dims[1] not in (1, 3, 4)):
+                problems.append(f"{value.name}: dla_hwc4 is an input format for 1, 3 or 4 channels")
+            if fmt in ("chw16", "chw32", "dla_linear", "dla_hwc4") and dims and any(d > 8192 for d in dims[-3:]):
+                problems.append(f"{value.name}: DLA formats limit C, H and W to 8192")
+    return problems
+
+
+def _native(precision: str, dims: tuple[int, ...] | None) -> str:
+    """The DLA's native layout for ``precision`` where the rank allows a vectorised format, else linear."""
+    if dims is not None and len(dims) < 3:
+        return f"{precision}:chw"
+    return "int8:chw32" if precision == "int8" else "fp16:chw16"
+
+
+def _rank_note(dims: tuple[int, ...] | None) -> str:
+    return f" ({len(dims)}-D: vectorised formats need 3 dimensions, so linear)" if dims is not None and len(dims) < 3 \
+        else ""
+
+
+def _format_for_input(value: ir.Value, report: CheckReport, precision: str, major: int) -> tuple[str | None, str]:
     """(format, reason) of one network input: HWC4 straight into a first convolution when C is 1, 3 or 4."""
+    kind = io_type_for(value, major)
+    if kind != "float":
+        return ("int32:chw", f"{value.dtype} input: linear int32") if kind else (None, f"{value.dtype} input")
     users = [user for user, _ in value.uses()]
     placements = {n.name: n for n in report.nodes}
     on_dla = [placements[u.name] for u in users if u.name in placements and placements[u.name].placement == DLA]
@@ -80,20 +165,68 @@ def _format_for_input(value: ir.Value, report: CheckReport, precision: str) -> t
     if all(p.op == "Conv" for p in on_dla) and channels in (1, 3, 4):
         return f"{precision}:dla_hwc4", (f"{channels}-channel image straight into the first convolution: "
                                          "HWC4 needs no reformat")
-    native = "int8:chw32" if precision == "int8" else "fp16:chw16"
-    return native, "the DLA's native layout for this precision: no reformat"
+    return _native(precision, dims), "the DLA's native layout for this precision: no reformat" + _rank_note(dims)
 
 
-def _format_for_output(value: ir.Value, report: CheckReport, precision: str) -> tuple[str, str]:
+def _format_for_output(value: ir.Value, report: CheckReport, precision: str, major: int) -> tuple[str | None, str]:
+    kind = io_type_for(value, major)
+    if kind != "float":
+        return ("int32:chw", f"{value.dtype} output: linear int32") if kind else (None, f"{value.dtype} output")
     producer = value.producer()
     placements = {n.name: n for n in report.nodes}
     placed = placements.get(producer.name) if producer is not None else None
     if placed is None or placed.placement != DLA:
         return "fp32:chw", "produced by a GPU layer: keep the default format"
+    dims = static_dims(value)
     if placed.layer in FP16_LAYERS or placed.op in FP16_OPS:
-        return "fp16:chw16", f"{placed.op} computes in FP16 on the DLA: its native FP16 layout"
-    native = "int8:chw32" if precision == "int8" else "fp16:chw16"
-    return native, "the DLA's native output layout (DLA has no HWC4 output)"
+        return _native("fp16", dims), f"{placed.op} computes in FP16 on the DLA: its native FP16 layout" + \
+            _rank_note(dims)
+    return _native(precision, dims), "the DLA's native output layout (DLA has no HWC4 output)" + _rank_note(dims)
+
+
+def _io_flag(option: str, values: list[ir.Value], chosen: list[tuple[str | None, str]], role: str,
+             warnings: list[str]) -> Flag | None:
+    """One ``--inputIOFormats``/``--outputIOFormats`` flag, or None (with a warning) when a tensor's type has no
+    trtexec name: trtexec wants every tensor listed, so the list is left out and TensorRT picks the formats."""
+    if not values:
+        return None
+    missing = [f"'{v.name}' ({why})" for v, (spec, why) in zip(values, chosen, strict=True) if spec is None]
+    if missing:
+        warnings.append(f"{option} left out: {', '.join(missing)} has no type in trtexec's list "
+                        f"({'|'.join(IO_TYPES)}) and trtexec needs every {role} listed; TensorRT picks the formats")
+        return None
+    return Flag(f"{option}={','.join(spec for spec, _ in chosen)}",  # type: ignore[misc]
+                "; ".join(f"{v.name}: {why}" for v, (_, why) in zip(values, chosen, strict=True)))
+
+
+def with_calibration(options: TrtexecOptions, report: CheckReport, graph: ir.Graph) -> list[str]:
+    """Complete ``options`` for its ``--calib`` cache as ``dlakit quantize`` would have: add the layers quantize
+    keeps in FP16 (its plan, from the same placement) to ``layer_precisions``, and return warnings naming the
+    tensors that need an INT8 scale but have none in the cache (TensorRT would give them a dummy range or fail).
+
+    The plan is :func:`dlakit.quantize.plan.build_plan`, the one quantize writes ``--layerPrecisions`` from, so the
+    two commands cannot drift apart.
+    """
+    if not options.calib or options.precision != "int8" or report.target.release.strongly_typed:
+        return []
+    from dlakit.quantize.plan import build_plan, off_dla_of
+
+    plan = build_plan(graph, set(options.layer_precisions), off_dla=off_dla_of(report))
+    options.layer_precisions = [*plan.fp16_layers,
+                                *(n for n in options.layer_precisions if n not in plan.fp16_layers)]
+    path = Path(options.calib)
+    if not path.is_file():
+        return [f"--calib {options.calib}: not found here, so not checked against the model's tensors"]
+    from dlakit.quantize.cache import read_cache
+
+    scales = read_cache(path).scales
+    missing = [name for name in plan.tensors if name not in scales]
+    if not missing:
+        return []
+    shown = ", ".join(f"'{name}'" for name in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                                               else "")
+    return [f"--calib {options.calib}: {len(missing)} tensor(s) the DLA's INT8 layers read or write have no scale: "
+            f"{shown}; TensorRT gives them no calibrated range (re-run dlakit quantize on this model)"]
 
 
 def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions) -> TrtexecCommand:
@@ -102,9 +235,9 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     release = target.release
     cores = target.platform.dla_cores
     if not 0 <= options.core < cores:
-        raise DlakitError(f"--core: {target.platform.name} has DLA cores 0..{cores - 1}, not {options.core}")
+        raise DlakitError(f"core (--core): {target.platform.name} has DLA cores 0..{cores - 1}, not {options.core}")
     if options.precision not in ("int8", "fp16"):
-        raise DlakitError(f"--precision: '{options.precision}' is not int8 or fp16")
+        raise DlakitError(f"precision (--precision): '{options.precision}' is not int8 or fp16")
     fallback = not report.fully_on_dla
     if options.standalone and fallback:
         gpu = [n.name for n in report.nodes if n.placement in ("gpu", "fixable")]
@@ -115,8 +248,8 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     known = {n.name for n in report.nodes}
     unknown = [name for name in options.layer_precisions if name not in known]
     if unknown:
-        raise DlakitError(f"--fp16-layers: no layer named '{unknown[0]}' in {report.source}; use node names as "
-                          "dlakit check lists them")
+        raise DlakitError(f"layer_precisions (--fp16-layers): no layer named '{unknown[0]}' in {report.source}; "
+                          "use node names as dlakit check lists them")
     warnings: list[str] = []
     flags = [Flag(f"--onnx={options.model_path}", "the model (static shapes, as checked)")]
     flags.append(Flag(f"--useDLACore={options.core}",
@@ -149,20 +282,20 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     if target.is_orin:
         flags.append(Flag("--memPoolSize=dlaSRAM:1", "1 MiB of the core's SRAM per loadable, as NVIDIA's reference "
                                                      "Orin builds"))
-    inputs = [_format_for_input(v, report, options.precision) for v in graph.inputs]
-    outputs = [_format_for_output(v, report, options.precision) for v in graph.outputs]
-    if inputs:
-        flags.append(Flag(f"--inputIOFormats={','.join(f for f, _ in inputs)}",
-                          "; ".join(f"{v.name}: {why}" for v, (_, why) in zip(graph.inputs, inputs, strict=True))))
-    if outputs:
-        flags.append(Flag(f"--outputIOFormats={','.join(f for f, _ in outputs)}",
-                          "; ".join(f"{v.name}: {why}" for v, (_, why) in zip(graph.outputs, outputs, strict=True))))
+    major = release.trt_version[0]
+    inputs = [_format_for_input(v, report, options.precision, major) for v in graph.inputs]
+    outputs = [_format_for_output(v, report, options.precision, major) for v in graph.outputs]
+    for option, values, chosen, role in (("--inputIOFormats", list(graph.inputs), inputs, "input"),
+                                         ("--outputIOFormats", list(graph.outputs), outputs, "output")):
+        io_flag = _io_flag(option, values, chosen, role, warnings)
+        if io_flag is not None:
+            flags.append(io_flag)
     if fallback:
         count = sum(1 for n in report.nodes if n.placement in ("gpu", "fixable"))
         flags.append(Flag("--allowGPUFallback", f"{count} node(s) cannot run on the DLA (see dlakit check)"))
     if options.sparse:
         if not target.is_orin:
-            raise DlakitError("--sparse: structured sparsity needs Orin's DLA; Xavier has none")
+            raise DlakitError("sparse (--sparse): structured sparsity needs Orin's DLA; Xavier has none")
         why = ("use sparse tactics where weights already hold the 2:4 pattern" if options.sparse == "enable"
                else "overwrite weights with a 2:4 pattern: for performance studies only, accuracy is lost")
         flags.append(Flag(f"--sparsity={options.sparse}", why))

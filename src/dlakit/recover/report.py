@@ -78,7 +78,7 @@ def render_table(summary: dict[str, Any]) -> None:
         table = Table(title=f"FP16 layers: {mp['fp16_mac_share'] * 100:.1f} % of MACs, {mp['int8_sqnr_db']} → "
                             f"{mp['sqnr_db']} dB" + ("" if mp["reached"] else " (target not reached)"))
         for col in ("keeps unquantized", "FP16 layers", "MAC share", "SQNR if only this (dB)", "extra DLA µs"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for c in mp["chosen"]:
             extra = [u["extra_us"] for u in c["units"] if u["extra_us"] is not None]
             table.add_row(c["tensor"], ", ".join(u["layer"] for u in c["units"]),
@@ -93,7 +93,7 @@ def render_table(summary: dict[str, Any]) -> None:
                             f"alone {nb['weights_sqnr_db']} dB; activations alone allow at most "
                             f"{nb['activation_ceiling_db']} dB")
         for col in ("quantization point", "share of output noise", "tensors sharing its scale"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         table.add_row("weights (all INT8 layers)", f"{nb['weights_share'] * 100:.1f} %", "")
         for g in nb["groups"][:10]:
             table.add_row(g["tensor"], f"{g['share'] * 100:.1f} %", ", ".join(g["members"][1:4])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dlakit.check import FIXABLE, GPU, CheckReport, check_model
@@ -48,13 +49,44 @@ def gather(loaded: LoadedModel, target: Target, precision: str = "int8", calib: 
     data = ReportData(check=report, loaded=loaded)
     _estimates(data, loaded, target, precision)
     try:
-        data.trtexec = build_command(report, loaded.graph, TrtexecOptions(precision=precision,
-                                                                          model_path=_model_path(report.source)))
+        data.trtexec = _trtexec(report, loaded, precision, calib)
     except DlakitError as exc:  # e.g. a platform whose core count rules the command out
         data.estimate_error = data.estimate_error or str(exc)
     if calib:
         _int8(data, loaded, calib)
     return data
+
+
+def _trtexec(report: CheckReport, loaded: LoadedModel, precision: str, calib: str | None) -> TrtexecCommand:
+    """The command ``dlakit trtexec`` prints, with the report's ``--calib``: a cache is used as is (with the
+    FP16 layers quantize would list); calibration data is not a cache, so the page says how to make one."""
+    from dlakit.deploy.trtexec import with_calibration
+
+    is_cache = calib is not None and _is_cache(calib)
+    options = TrtexecOptions(precision=precision, model_path=_model_path(report.source),
+                             calib=calib if is_cache else None)
+    extra = with_calibration(options, report, loaded.graph)
+    command = build_command(report, loaded.graph, options)
+    from dlakit.zoo.registry import canonical, is_zoo_name
+
+    if is_zoo_name(report.source) and not Path(report.source).exists():
+        command.setup = [f"dlakit zoo build {canonical(report.source)} -o {options.model_path}"]
+    if calib is not None and not is_cache and precision == "int8" and not report.target.release.strongly_typed:
+        command.warnings = [w for w in command.warnings if not w.startswith("no --calib")]
+        extra.append(f"the error table above calibrated on {calib}; for the board, write a cache with "
+                     f"dlakit quantize {report.source} --calib {calib} -o DIR and add --calib=DIR/"
+                     f"{_model_path(report.source).rsplit('/', 1)[-1][:-5]}.cache")
+    command.warnings += extra
+    return command
+
+
+def _is_cache(path: str) -> bool:
+    """A TensorRT calibration cache (its first line starts ``TRT-``), not calibration data."""
+    candidate = Path(path)
+    if not candidate.is_file() or candidate.suffix in (".npy", ".npz"):
+        return False
+    with candidate.open("rb") as handle:
+        return handle.read(4) == b"TRT-"
 
 
 def _model_path(source: str) -> str:

@@ -8,6 +8,9 @@ from dlakit import __version__
 from dlakit.report import ReportData, gpu_or_fixable
 from dlakit.report.plots import layer_time_bars, placement_graph, roofline
 
+#: bars in the per-layer time chart (the slowest layers; the heading says how many of how many)
+TOP_LAYERS = 30
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;
 padding:0 1em}
@@ -123,10 +126,13 @@ def _layers(data: ReportData) -> list[str]:
     if data.default is None:
         return []
     layers = data.default.layers
-    parts = ["<section id='layers'><h2>Per-layer time</h2>", layer_time_bars(layers)]
+    shown = min(TOP_LAYERS, len(layers))
+    title = f"the {shown} slowest of {len(layers)} layers" if shown < len(layers) else f"all {len(layers)} layers"
+    parts = [f"<section id='layers'><h2>Per-layer time: {title}</h2>", layer_time_bars(layers, top=TOP_LAYERS)]
     if data.ceilings:
         parts += ["<h2>Roofline</h2>", roofline(layers, *data.ceilings),
-                  "<p class='note'>Blue: compute-bound, red: memory-bound (one DLA core, default power mode).</p>"]
+                  "<p class='note'>Red: left of the ridge (DRAM-bound), blue: right of it (MAC-bound); one DLA "
+                  "core, default power mode.</p>"]
     parts.append("</section>")
     return parts
 
@@ -137,7 +143,25 @@ def _int8(data: ReportData) -> list[str]:
     if data.int8_layers is None:
         return [f"<section id='int8'><h2>INT8 error per layer</h2><p class='note'>{escape(data.int8_error)}</p>"
                 "</section>"]
-    rows = [[escape(str(r.get("name"))), f"{r.get('sqnr_db', float('nan')):.1f}", f"{r.get('cosine', 0):.4f}"]
-            for r in data.int8_layers[:40]]
-    return ["<section id='int8'><h2>INT8 error per layer (emulated, worst first)</h2>",
-            _table(["tensor", "SQNR dB", "cosine"], rows, numeric={1, 2}), "</section>"]
+    ordered = worst_first(data.int8_layers)
+    rows = [[escape(str(r.get("name"))), _db(r.get("layer_sqnr_db")), _db(r.get("sqnr_db")),
+             "-" if r.get("cosine") is None else f"{r['cosine']:.4f}"] for r in ordered[:40]]
+    shown = f"the worst {len(rows)} of {len(ordered)}" if len(rows) < len(ordered) else f"all {len(rows)}"
+    return [f"<section id='int8'><h2>INT8 error per layer (emulated, worst first: {shown})</h2>",
+            _table(["tensor", "layer SQNR dB (error it adds)", "SQNR dB (accumulated)", "cosine"], rows,
+                   numeric={1, 2, 3}),
+            "<p class='note'>Sorted by the error each layer adds (lowest layer SQNR first); the accumulated SQNR "
+            "also carries the error of the layers before it.</p></section>"]
+
+
+def _db(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def worst_first(rows: list[dict]) -> list[dict]:
+    """Rows by the error each layer adds, worst (lowest layer SQNR) first; no value (no error) last."""
+    def key(row: dict) -> tuple[float, float]:
+        layer, total = row.get("layer_sqnr_db"), row.get("sqnr_db")
+        return (float("inf") if layer is None else layer, float("inf") if total is None else total)
+
+    return sorted(rows, key=key)

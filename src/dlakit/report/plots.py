@@ -93,6 +93,16 @@ def layer_time_bars(layers: Sequence, top: int = 30) -> str:
     return to_svg(fig)
 
 
+MEMORY_COLOUR = "#c0392b"
+COMPUTE_COLOUR = "#3b6fb6"
+
+
+def roofline_side(intensity: float, ridge: float) -> str:
+    """Which ceiling a point at ``intensity`` (MAC per DRAM byte) sits under: left of the ridge the bandwidth
+    line is the lower one."""
+    return "memory" if intensity < ridge else "compute"
+
+
 def roofline(layers: Sequence, peak_macs_per_s: float, bandwidth_bytes_per_s: float) -> str:
     """Layers against the core's compute ceiling and the DRAM bandwidth ceiling (MAC per byte of DRAM traffic)."""
     points = [(layer.macs / layer.bytes, layer.macs / (layer.time_us * 1e-6), layer) for layer in layers
@@ -104,8 +114,13 @@ def roofline(layers: Sequence, peak_macs_per_s: float, bandwidth_bytes_per_s: fl
         ridge = peak_macs_per_s / bandwidth_bytes_per_s
         ax.plot([lo, ridge, hi], [lo * bandwidth_bytes_per_s, peak_macs_per_s, peak_macs_per_s], color="#333333",
                 linewidth=1.2, label="ceiling (DRAM bandwidth, then MAC array)")
-        colours = ["#3b6fb6" if p[2].bound == "compute" else "#c0392b" for p in points]
-        ax.scatter(xs, [p[1] for p in points], s=12, c=colours, alpha=0.8)
+        # coloured by the side of the drawn ridge, so colour and picture agree; the estimate's own per-layer
+        # "bound" also counts on-chip reuse and fixed overheads, and can differ (the per-layer table shows it)
+        for side, colour, label in (("memory", MEMORY_COLOUR, "left of the ridge: DRAM-bound"),
+                                    ("compute", COMPUTE_COLOUR, "right of the ridge: MAC-bound")):
+            chosen = [p for p in points if roofline_side(p[0], ridge) == side]
+            if chosen:
+                ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], s=12, c=colour, alpha=0.8, label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (MAC per DRAM byte)")

@@ -129,10 +129,15 @@ class Catalog:
     default_platform: str
 
     def platform(self, key: str | None) -> Platform:
-        wanted = (key or self.default_platform).lower()
+        wanted = (key or self.default_platform).lower().strip().replace("_", "-")
         if wanted not in self.platforms:
+            close = _closest(wanted, list(self.platforms))
+            if close is not None and _compact(close) == _compact(wanted):
+                return self.platforms[close]  # agx_orin_64GB, AGX-Orin-64gb: the same platform
             known = ", ".join(self.platforms)
-            raise DlakitError(f"--platform: unknown platform '{key}'; choose one of: {known} (see dlakit targets)")
+            hint = f" (did you mean {close}?)" if close else ""
+            raise DlakitError(f"platform (--platform): unknown platform '{key}'{hint}; choose one of: {known} "
+                              "(see dlakit targets)")
         return self.platforms[wanted]
 
     def release(self, key: str) -> Release:
@@ -140,8 +145,29 @@ class Catalog:
         for release in self.releases.values():
             if wanted == release.key or wanted in release.aliases:
                 return release
+        names = [n for r in self.releases.values() for n in (r.key, *r.aliases)]
+        close = _closest(wanted, names)
+        if close is not None and _compact(close) == _compact(wanted):
+            return self.release(close)
         known = ", ".join(self.releases)
-        raise DlakitError(f"--release: unknown release '{key}'; choose one of: {known} (see dlakit targets)")
+        hint = f" (did you mean {close}?)" if close else ""
+        raise DlakitError(f"release (--release): unknown release '{key}'{hint}; choose one of: {known} "
+                          "(see dlakit targets)")
+
+
+def _compact(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _closest(text: str, names: list[str]) -> str | None:
+    """The known name ``text`` most likely meant (case, ``-``/``_`` and dots ignored first), or None."""
+    import difflib
+
+    for name in names:
+        if _compact(name) == _compact(text):
+            return name
+    close = difflib.get_close_matches(_compact(text), [_compact(n) for n in names], n=1, cutoff=0.6)
+    return next((n for n in names if close and _compact(n) == close[0]), None)
 
 
 def resolve_target(platform: str | None = None, release: str | None = None) -> Target:

@@ -11,7 +11,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.zoo.layers import FORMS, BuildConfig, GraphBuilder
-from dlakit.zoo.registry import NETWORKS, Network, canonical, is_zoo_name
+from dlakit.zoo.registry import NETWORKS, Network, canonical, is_zoo_name, suggestion
 from dlakit.zoo.weights import ParamSource, load_weights
 
 Weights = str | os.PathLike[str] | Mapping[str, np.ndarray] | None
@@ -21,7 +21,7 @@ def get(name: str) -> Network:
     """The registry entry for a zoo name, or a one-line error that lists the names."""
     key = canonical(name)
     if key not in NETWORKS:
-        raise DlakitError(f"unknown zoo network '{name}'; known networks: {', '.join(NETWORKS)}")
+        raise DlakitError(f"unknown zoo network '{name}'{suggestion(name)}; known networks: {', '.join(NETWORKS)}")
     return NETWORKS[key]
 
 
@@ -36,10 +36,10 @@ def build(name: str, form: str = "prepared", batch: int | None = None, weights: 
     """
     spec = get(name)
     if form not in FORMS:
-        raise DlakitError(f"--form: '{form}' is not one of {', '.join(FORMS)}")
+        raise DlakitError(f"form (--form): '{form}' is not one of {', '.join(FORMS)}")
     batch = spec.default_batch if batch is None else batch
     if not isinstance(batch, int) or batch < 1:
-        raise DlakitError(f"--batch: {batch!r} is not a positive integer")
+        raise DlakitError(f"batch (--batch): {batch!r} is not a positive integer")
     if not 0.0 < width <= 1.0:
         raise DlakitError(f"width {width!r} must be in (0, 1]: it scales the channel counts down for tests")
     hw = spec.input_hw if input_size is None else tuple(input_size)
@@ -82,7 +82,7 @@ def resolve(arg: str | os.PathLike[str] | onnx.ModelProto, form: str = "prepared
     if path.exists() or os.sep in text or "/" in text or path.suffix:
         return text
     raise DlakitError(
-        f"'{text}' is neither a file nor a zoo network; zoo networks: {', '.join(NETWORKS)}"
+        f"'{text}' is neither a file nor a zoo network{suggestion(text)}; zoo networks: {', '.join(NETWORKS)}"
     )
 
 

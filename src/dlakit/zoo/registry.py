@@ -149,5 +149,26 @@ def canonical(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+def closest_name(text: str, names: list[str] | tuple[str, ...]) -> str | None:
+    """The name ``text`` most likely meant: equal once case, ``-``, ``_``, spaces and dots are ignored
+    (``resnet-50`` → ``resnet50``), else the nearest spelling; None when nothing is close."""
+    import difflib
+
+    def compact(name: str) -> str:
+        return "".join(ch for ch in name.lower() if ch.isalnum())
+
+    for name in names:
+        if compact(name) == compact(text):
+            return name
+    close = difflib.get_close_matches(compact(text), [compact(n) for n in names], n=1, cutoff=0.75)
+    return next((n for n in names if close and compact(n) == close[0]), None)
+
+
+def suggestion(text: str) -> str:
+    """`` (did you mean NAME?)`` for a near-miss of a zoo name, else empty."""
+    close = closest_name(text, list(NETWORKS))
+    return f" (did you mean {close}?)" if close else ""
+
+
 def is_zoo_name(text: object) -> bool:
     return isinstance(text, str) and canonical(text) in NETWORKS
