@@ -37,8 +37,22 @@ LITE_MEAN = 127.0
 LITE_STD = 128.0
 
 
+def _tensor(weights: dict[str, np.ndarray], key: str, ndim: int, first: int | None = None) -> np.ndarray:
+    """``weights[key]`` if it is there with ``ndim`` non-empty axes (and ``first`` rows), else a one-line error."""
+    if key not in weights:
+        raise DlakitError(f"state dict lacks {key}")
+    value = weights[key]
+    if value.ndim != ndim or 0 in value.shape or (first is not None and value.shape[0] != first):
+        want = f"({first},)" if ndim == 1 and first else f"{ndim}-D" + (f" with {first} rows" if first else "")
+        want += ", no empty axis" if 0 in value.shape else ""
+        raise DlakitError(f"{key} has shape {tuple(value.shape)}, expected {want}")
+    return value
+
+
 def _fold(weights: dict[str, np.ndarray], conv: str, bn: str, eps: float = BN_EPS) -> tuple[np.ndarray, np.ndarray]:
-    w = weights[f"{conv}.weight"].astype(np.float64)
+    w = _tensor(weights, f"{conv}.weight", 4).astype(np.float64)
+    for n in ("weight", "bias", "running_mean", "running_var"):
+        _tensor(weights, f"{bn}.{n}", 1, w.shape[0])
     gamma, beta = weights[f"{bn}.weight"].astype(np.float64), weights[f"{bn}.bias"].astype(np.float64)
     mean, var = weights[f"{bn}.running_mean"].astype(np.float64), weights[f"{bn}.running_var"].astype(np.float64)
     factor = gamma / np.sqrt(var + eps)
@@ -53,10 +67,15 @@ class _Builder:
         self.tf_same = tf_same
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        #: channels of each tensor made so far, so a weight that does not chain is refused by name
+        self.channels: dict[str, int] = {"input": 3}
 
     def conv(self, x: str, size: int, conv: str, bn: str, stride: int, group: bool, act: bool, name: str) -> str:
         w, b = _fold(self.weights, conv, bn, self.eps)
-        k = w.shape[-1]
+        k, cin = w.shape[-1], self.channels[x]
+        want = (cin, 1, k, k) if group else (w.shape[0], cin, k, k)
+        if w.shape[-2] != k or (w.shape[0], w.shape[1]) != want[:2]:
+            raise DlakitError(f"{conv}.weight has shape {w.shape}, expected {want} for its {cin}-channel input")
         out_size = math.ceil(size / stride)
         total = max((out_size - 1) * stride + k - size, 0)
         pads = [total // 2, total // 2, total - total // 2, total - total // 2] if self.tf_same else [k // 2] * 4
@@ -65,6 +84,7 @@ class _Builder:
         self.nodes.append(helper.make_node(
             "Conv", [x, f"{name}.weight", f"{name}.bias"], [y], name=name, kernel_shape=[k, k],
             strides=[stride, stride], pads=pads, group=w.shape[0] if group else 1))
+        self.channels[y] = self.channels[f"{name}_relu6"] = w.shape[0]
         if not act:
             return y
         self.nodes.append(helper.make_node("Clip", [y, "relu6_min", "relu6_max"], [f"{name}_relu6"],
@@ -83,7 +103,10 @@ class _Builder:
 
 
 def build_efficientnet_lite0(weights: dict[str, np.ndarray], opset: int = 13) -> onnx.ModelProto:
-    """The Lite0 graph for a 1x3x224x224 input already normalised as (x - 127) / 128."""
+    """The Lite0 graph for a 1x3x224x224 input already normalised as (x - 127) / 128.
+
+    A missing tensor or one whose shape does not chain is a one-line :class:`DlakitError` naming its key.
+    """
     b = _Builder(weights)
     b.inits += [numpy_helper.from_array(np.array(0.0, np.float32), "relu6_min"),
                 numpy_helper.from_array(np.array(6.0, np.float32), "relu6_max")]
@@ -103,6 +126,10 @@ def build_efficientnet_lite0(weights: dict[str, np.ndarray], opset: int = 13) ->
             x = b.conv(x, size, f"{p}._project_conv", f"{p}._bn2", 1, False, False, f"block{index}_project")
             if s == 1 and weights[f"{p}._project_conv.weight"].shape[0] == weights[
                     f"{p}._depthwise_conv.weight"].shape[0] // expand:
+                if b.channels[x] != b.channels[inp]:
+                    raise DlakitError(f"{p}._project_conv.weight has {b.channels[x]} outputs, expected "
+                                      f"{b.channels[inp]} for the residual sum")
+                b.channels[f"block{index}_add"] = b.channels[x]
                 b.nodes.append(helper.make_node("Add", [x, inp], [f"block{index}_add"], name=f"block{index}_add"))
                 x = f"block{index}_add"
             index += 1
@@ -110,8 +137,11 @@ def build_efficientnet_lite0(weights: dict[str, np.ndarray], opset: int = 13) ->
     b.nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"),
                 helper.make_node("Flatten", ["pool"], ["flat"], name="flatten", axis=1),
                 helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1)]
-    b.inits += [numpy_helper.from_array(weights["_fc.weight"].astype(np.float32), "fc.weight"),
-                numpy_helper.from_array(weights["_fc.bias"].astype(np.float32), "fc.bias")]
+    fc_weight, fc_bias = _tensor(weights, "_fc.weight", 2, 1000), _tensor(weights, "_fc.bias", 1, 1000)
+    if fc_weight.shape[1] != b.channels[x]:
+        raise DlakitError(f"_fc.weight has shape {fc_weight.shape}, expected (1000, {b.channels[x]})")
+    b.inits += [numpy_helper.from_array(fc_weight.astype(np.float32), "fc.weight"),
+                numpy_helper.from_array(fc_bias.astype(np.float32), "fc.bias")]
     return b.model("efficientnet_lite0", "logits", 1000, opset)
 
 
@@ -120,7 +150,10 @@ def efficientnet_lite0_from_file(path: str | os.PathLike[str]) -> onnx.ModelProt
     weights = load_torch_legacy(path)
     if "_conv_stem.weight" not in weights:
         raise DlakitError(f"{path}: not an EfficientNet-Lite state dict (no _conv_stem.weight)")
-    return build_efficientnet_lite0(weights)
+    try:
+        return build_efficientnet_lite0(weights)
+    except DlakitError as exc:  # a missing tensor or a shape that does not fit the architecture
+        raise DlakitError(f"{path}: EfficientNet-Lite0 {exc.message}") from None
 
 
 def _mobilenetv2_shapes() -> dict[str, tuple[int, ...]]:
@@ -177,6 +210,7 @@ def build_mobilenetv2(weights: dict[str, np.ndarray], opset: int = 13) -> onnx.M
             x = b.conv(x, size, f"{p}.{layers[0] + 3}", f"{p}.{layers[1] + 3}", 1, False, False,
                        f"block{index}_project")
             if s == 1 and channels == out_channels:
+                b.channels[f"block{index}_add"] = b.channels[x]
                 b.nodes.append(helper.make_node("Add", [x, inp], [f"block{index}_add"], name=f"block{index}_add"))
                 x = f"block{index}_add"
             channels = out_channels
