@@ -72,17 +72,10 @@ class CheckReport:
             "fully_on_dla": self.fully_on_dla,
         }
 
-    def sparsity(self) -> dict[str, dict[str, Any]]:
-        """Per convolution: can it run 2:4 sparse on this target, and does it already hold the pattern."""
-        from dlakit.sparsity import sparsity_column
-
-        return sparsity_column(self)
-
     def as_dict(self) -> dict[str, Any]:
+        """Placement as JSON; the check command adds each convolution's sparsity (``dlakit.analysis``)."""
         release = self.target.release
-        sparsity = self.sparsity()
-        nodes = [dict(n.as_dict(), sparsity=sparsity.get(n.name)) for n in self.nodes]
-        eligible = [v for v in sparsity.values() if v["eligible"]]
+        nodes = [n.as_dict() for n in self.nodes]
         return {
             "model": self.source,
             "target": {
@@ -95,8 +88,7 @@ class CheckReport:
                 "defaulted": list(self.target.defaulted),
                 "confidence": release.confidence,
             },
-            "summary": {**self.summary, "sparse_eligible_convs": len(eligible),
-                        "sparse_2to4_convs": sum(1 for v in eligible if v["has_2to4_pattern"])},
+            "summary": dict(self.summary),
             "subgraphs": [s.as_dict() for s in self.subgraphs],
             "nodes": nodes,
             "notes": self.notes,

@@ -72,10 +72,8 @@ def layer_of(node: ir.Node, spec: OpSpec) -> str:
 
 def _fix_refusal(node: ir.Node, reasons: list[Reason]) -> Reason | None:
     """A note when a named fix rule would refuse this node, else None (see :mod:`dlakit.rewrite.feasibility`)."""
-    try:
-        from dlakit.rewrite.feasibility import fix_refusal
-    except ImportError:  # check without the rewrite package installed: keep the data's verdict
-        return None
+    from dlakit.rewrite.feasibility import fix_refusal  # late: rewrite's rules import check's data
+
     for rule_id in dict.fromkeys(r.fix for r in reasons if r.fix):
         reason = fix_refusal(rule_id, node)
         if reason is not None:

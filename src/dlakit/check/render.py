@@ -57,7 +57,8 @@ def _header(report: CheckReport) -> list[str]:
     return lines
 
 
-def render_table(report: CheckReport, all_nodes: bool = False, console: Console | None = None) -> None:
+def render_table(report: CheckReport, all_nodes: bool = False, console: Console | None = None,
+                 extra_notes: list[str] | None = None) -> None:
     console = console or Console()
     parts: list = [Text(line) for line in _header(report)]
     groups = reason_groups(report)
@@ -93,20 +94,14 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
             table.add_row(Text(n.name), Text(n.op), n.layer, Text(n.placement, style=STYLE[n.placement]),
                           "" if n.subgraph is None else str(n.subgraph), f"{n.macs / 1e6:.1f}", Text(text))
         parts.append(table)
-    notes = _notes(report)
+    notes = _notes(report, extra_notes or [])
     if notes:
         parts.append(Text("\n".join(notes), style="dim"))
     console.print(Group(*parts))
 
 
-def _notes(report: CheckReport) -> list[str]:
-    notes = list(report.notes)
-    sparsity = report.sparsity()
-    if sparsity:
-        eligible = [v for v in sparsity.values() if v["eligible"]]
-        already = sum(1 for v in eligible if v["has_2to4_pattern"])
-        notes.append(f"2:4 sparsity: {len(eligible)} of {len(sparsity)} convolutions can run sparse on this target, "
-                     f"{already} already hold the pattern (dlakit sparsify)")
+def _notes(report: CheckReport, extra: list[str]) -> list[str]:
+    notes = [*report.notes, *extra]
     counts: dict[str, int] = defaultdict(int)
     messages: dict[str, str] = {}
     for n in report.nodes:
@@ -126,7 +121,7 @@ def _notes(report: CheckReport) -> list[str]:
     return notes
 
 
-def render_markdown(report: CheckReport, all_nodes: bool = False) -> str:
+def render_markdown(report: CheckReport, all_nodes: bool = False, extra_notes: list[str] | None = None) -> str:
     lines = [f"# dlakit check: {report.source}", ""]
     lines += [f"- {line}" for line in _header(report)]
     lines.append("")
@@ -151,5 +146,5 @@ def render_markdown(report: CheckReport, all_nodes: bool = False) -> str:
             text = "; ".join(f"{r.rule}: {r.message}" for r in n.reasons).replace("|", "\\|")
             lines.append(f"| `{n.name}` | {n.op} | {n.layer} | {n.placement} | {text} |")
         lines.append("")
-    lines += [f"> {note}" for note in _notes(report)]
+    lines += [f"> {note}" for note in _notes(report, extra_notes or [])]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from dlakit.analysis import check_json, check_notes
 from dlakit.check import check_model
 from dlakit.check.render import render_markdown, render_table
 from dlakit.cli.common import (
@@ -37,11 +38,11 @@ def check(
     target = resolve_target(platform, release)
     report = check_model(load_input(model, shapes, allow_dynamic=True), target, precision)
     if fmt == "json":
-        print_json(report.as_dict())
+        print_json(check_json(report))
     elif fmt == "markdown":
-        typer.echo(render_markdown(report, all_nodes), nl=False)
+        typer.echo(render_markdown(report, all_nodes, check_notes(report)), nl=False)
     else:
-        render_table(report, all_nodes)
+        render_table(report, all_nodes, extra_notes=check_notes(report))
     if require_full_dla and not report.fully_on_dla:
         raise typer.Exit(EXIT_NOT_FULL_DLA)
 
