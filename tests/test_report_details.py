@@ -63,3 +63,31 @@ def test_report_names_the_file_it_wrote_and_the_folder_it_created(tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(out.resolve()) in result.stdout and "created folder" in result.stdout
     assert "slowest" in out.read_text() or "all " in out.read_text()
+
+
+def _chain_then_fan_out(chain: int, fan: int) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"], name=f"relu{i}") for i in range(chain)]
+    nodes += [helper.make_node("Relu", [f"t{chain}"], [f"f{j}"], name=f"fan{j}") for j in range(fan)]
+    if fan:
+        nodes.append(helper.make_node("Concat", [f"f{j}" for j in range(fan)], ["y"], name="cat", axis=1))
+    else:
+        nodes.append(helper.make_node("Relu", [f"t{chain}"], ["y"], name="last"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _svg_height(model: onnx.ModelProto) -> float:
+    from dlakit.check import check_model
+    from dlakit.report.plots import placement_graph
+
+    svg = placement_graph(check_model(load_model(model), resolve_target(None, None)))
+    return float(re.search(r'<svg[^>]*height="([\d.]+)pt"', svg).group(1))
+
+
+def test_placement_rows_are_as_tall_as_their_own_widest_depth():
+    # 120 nodes in a chain wrap into three rows; a 12-wide fan-out at the end must only make the last row tall
+    plain, fanned = _svg_height(_chain_then_fan_out(120, 0)), _svg_height(_chain_then_fan_out(120, 12))
+    assert fanned < 2.5 * plain  # one row of 12 lanes; stretching every row to 12 lanes made it 4.6 times taller

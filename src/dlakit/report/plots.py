@@ -48,16 +48,22 @@ def placement_graph(report: CheckReport, columns: int = 48) -> str:
     for d in depth:
         lane.append(lanes.get(d, 0))
         lanes[d] = lane[-1] + 1
-    width = max(lanes.values(), default=1)
     rows = max(depth, default=0) // columns + 1
-    row_height = width + 1.5
-    positions = [(d % columns, (d // columns) * row_height + ln) for d, ln in zip(depth, lane, strict=True)]
-    fig, ax = plt.subplots(figsize=(min(12, 0.25 * columns + 1), max(1.5, 0.22 * rows * row_height + 0.8)))
+    # each row is as tall as its own widest depth (a detector's head fan-out does not stretch the backbone's rows)
+    heights = [0] * rows
+    for d, count in lanes.items():
+        heights[d // columns] = max(heights[d // columns], count)
+    tops = [0.0] * rows
+    for r in range(1, rows):
+        tops[r] = tops[r - 1] + heights[r - 1] + 1.0
+    total_height = tops[-1] + heights[-1] + 0.5 if rows else 1.0
+    positions = [(d % columns, tops[d // columns] + ln) for d, ln in zip(depth, lane, strict=True)]
+    fig, ax = plt.subplots(figsize=(min(12, 0.25 * columns + 1), max(1.5, 0.22 * total_height + 0.8)))
     for i, n in enumerate(nodes):
         x, y = positions[i]
         for v in n.node.inputs:
             p = index.get(id(v.producer())) if v is not None and v.producer() is not None else None
-            if p is not None and positions[p][1] // row_height == y // row_height:
+            if p is not None and depth[p] // columns == depth[i] // columns:
                 ax.plot([positions[p][0] + 0.4, x + 0.4], [positions[p][1] + 0.4, y + 0.4], color="#999999",
                         linewidth=0.4, zorder=1)
     titles = {}
@@ -71,7 +77,7 @@ def placement_graph(report: CheckReport, columns: int = 48) -> str:
         sub = f", DLA subgraph {n.subgraph}" if n.subgraph is not None else ""
         titles[f"node{i}"] = f"{n.name} ({n.op} → {n.layer}): {n.placement}{sub}{why}"
     ax.set_xlim(-0.5, columns + 0.5)
-    ax.set_ylim(rows * row_height, -0.5)
+    ax.set_ylim(total_height, -0.5)
     ax.axis("off")
     ax.legend(handles=[Patch(color=COLOURS[p], label=p) for p in (DLA, GPU, FIXABLE)], loc="lower center",
               bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
