@@ -92,7 +92,8 @@ def _performance(data: ReportData) -> list[str]:
         _table(["power mode", "images/s (dense)", "latency ms / batch", "images/s (2:4 sparse)", "sparse gain"],
                rows, numeric={1, 2, 3, 4}),
         f"<p class='note'>{first.cores} DLA core(s), batch {first.batch}; error band ±{first.error_band_pct:.0f}% "
-        f"from leave-one-network-out cross-validation. {escape(out_of_region)}</p></section>",
+        f"(the 90th percentile of leave-one-network-out errors, widened where the model extrapolates). "
+        f"{escape(out_of_region)}</p></section>",
     ]
 
 
