@@ -112,6 +112,20 @@ def _sessions(model: onnx.ModelProto, level: ort.GraphOptimizationLevel) -> ort.
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def _assert_emulator_agrees(data, level: ort.GraphOptimizationLevel, label: str) -> None:
+    reference_model, emulated, integer = _integer_model_and_emulator(data)
+    ints_session = _sessions(integer, level)
+    x = np.load(data[1])[:8]
+    fake = ort_run(emulated, x)
+    ints = np.concatenate([ints_session.run(["logits"], {"input": s[None]})[0] for s in x])
+    reference = ort_run(reference_model, x)
+    print(f"\nemulator vs {label}: {sqnr_db(ints, fake):.1f} dB; vs FP32: emulator "
+          f"{sqnr_db(reference, fake):.2f} dB, integer {sqnr_db(reference, ints):.2f} dB")
+    assert np.mean(ints.argmax(1) == fake.argmax(1)) >= 0.85
+    assert sqnr_db(ints, fake) > 20.0
+    assert abs(sqnr_db(reference, fake) - sqnr_db(reference, ints)) < 1.5
+
+
 def test_emulator_agrees_with_the_integer_qdq_model_run_exactly(data):
     """The emulator (fake-quantized weights, float bias) against the INT8-weight, INT32-bias Q/DQ model.
 
@@ -119,17 +133,7 @@ def test_emulator_agrees_with_the_integer_qdq_model_run_exactly(data):
     the integer arithmetic is defined (integer values times a scale, round half to even, saturate) and the same on
     every host, unlike its fused integer kernels (see the next test).
     """
-    reference_model, emulated, integer = _integer_model_and_emulator(data)
-    exact = _sessions(integer, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    x = np.load(data[1])[:8]
-    fake = ort_run(emulated, x)
-    ints = np.concatenate([exact.run(["logits"], {"input": s[None]})[0] for s in x])
-    reference = ort_run(reference_model, x)
-    print(f"\nemulator vs integer Q/DQ model: {sqnr_db(ints, fake):.1f} dB; vs FP32: emulator "
-          f"{sqnr_db(reference, fake):.2f} dB, integer {sqnr_db(reference, ints):.2f} dB")
-    assert np.mean(ints.argmax(1) == fake.argmax(1)) >= 0.85
-    assert sqnr_db(ints, fake) > 20.0
-    assert abs(sqnr_db(reference, fake) - sqnr_db(reference, ints)) < 1.5
+    _assert_emulator_agrees(data, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "integer Q/DQ model")
 
 
 def _integer_kernels_are_exact() -> bool:
@@ -163,17 +167,7 @@ def test_emulator_agrees_with_onnx_runtime_integer_kernels(data):
     """ORT's fused integer kernels, only where the host's kernels compute the exact integer result."""
     if not _integer_kernels_are_exact():
         pytest.skip("this host's ONNX Runtime integer kernels saturate (x86 without VNNI); exact reference above")
-    reference_model, emulated, integer = _integer_model_and_emulator(data)
-    real = _sessions(integer, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    x = np.load(data[1])[:8]
-    fake = ort_run(emulated, x)
-    ints = np.concatenate([real.run(["logits"], {"input": s[None]})[0] for s in x])
-    reference = ort_run(reference_model, x)
-    print(f"\nemulator vs integer kernels: {sqnr_db(ints, fake):.1f} dB; vs FP32: emulator "
-          f"{sqnr_db(reference, fake):.2f} dB, integer {sqnr_db(reference, ints):.2f} dB")
-    assert np.mean(ints.argmax(1) == fake.argmax(1)) >= 0.85
-    assert sqnr_db(ints, fake) > 20.0
-    assert abs(sqnr_db(reference, fake) - sqnr_db(reference, ints)) < 1.5
+    _assert_emulator_agrees(data, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "integer kernels")
 
 
 def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

@@ -142,3 +142,12 @@ def read_ort_style(text: str) -> dict[str, float]:
         name, _, value = line.partition(":")
         out[name] = hex_to_scale(value.strip())
     return out
+
+
+def is_cache_file(path: str | os.PathLike[str]) -> bool:
+    """A TensorRT calibration cache (its first line starts ``TRT-``), not calibration data."""
+    candidate = Path(path)
+    if not candidate.is_file() or candidate.suffix in (".npy", ".npz"):
+        return False
+    with candidate.open("rb") as handle:
+        return handle.read(4) == b"TRT-"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from dlakit.model import LoadedModel
-from dlakit.quantize.cache import read_cache
+from dlakit.quantize.cache import is_cache_file, read_cache
 from dlakit.quantize.calibrate import batch_size_for, calibrate
 from dlakit.quantize.data import DataSource, open_source
 from dlakit.quantize.emulate import Emulation, build_emulator, compare_layers, emulation_from_scales
@@ -33,7 +33,7 @@ def per_layer_error(loaded: LoadedModel, check_report: Any, calib: str, data: st
     off_dla = off_dla_of(check_report) if check_report is not None else frozenset()
     shapes, _ = input_specs(loaded)
     batch = batch_size_for(loaded)
-    if _is_cache(calib):
+    if is_cache_file(calib):
         emulation = emulation_from_scales(loaded, read_cache(calib).scales, off_dla=off_dla)
     else:
         result = calibrate(loaded, open_source(calib, shapes, num_samples=calibration_samples), progress=False,
@@ -55,14 +55,6 @@ def per_layer_error(loaded: LoadedModel, check_report: Any, calib: str, data: st
             row["inputs"] = kind
             rows.append(row)
     return rows
-
-
-def _is_cache(path: str) -> bool:
-    candidate = Path(path)
-    if not candidate.is_file() or candidate.suffix in (".npy", ".npz"):
-        return False
-    with candidate.open("rb") as handle:
-        return handle.read(4) == b"TRT-"
 
 
 def _synthetic(shapes: dict[str, tuple[int, ...]], amax: dict[str, float], count: int, folder: Path) -> DataSource:

@@ -15,6 +15,7 @@ from dlakit.check import FIXABLE, GPU, CheckReport, check_model
 from dlakit.deploy.trtexec import TrtexecCommand, TrtexecOptions, build_command
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel
+from dlakit.quantize.cache import is_cache_file
 from dlakit.targets import Target
 
 
@@ -62,7 +63,7 @@ def _trtexec(report: CheckReport, loaded: LoadedModel, precision: str, calib: st
     FP16 layers quantize would list); calibration data is not a cache, so the page says how to make one."""
     from dlakit.deploy.trtexec import with_calibration
 
-    is_cache = calib is not None and _is_cache(calib)
+    is_cache = calib is not None and is_cache_file(calib)
     options = TrtexecOptions(precision=precision, model_path=_model_path(report.source),
                              calib=calib if is_cache else None)
     extra = with_calibration(options, report, loaded.graph)
@@ -78,15 +79,6 @@ def _trtexec(report: CheckReport, loaded: LoadedModel, precision: str, calib: st
                      f"{_model_path(report.source).rsplit('/', 1)[-1][:-5]}.cache")
     command.warnings += extra
     return command
-
-
-def _is_cache(path: str) -> bool:
-    """A TensorRT calibration cache (its first line starts ``TRT-``), not calibration data."""
-    candidate = Path(path)
-    if not candidate.is_file() or candidate.suffix in (".npy", ".npz"):
-        return False
-    with candidate.open("rb") as handle:
-        return handle.read(4) == b"TRT-"
 
 
 def _model_path(source: str) -> str:
