@@ -131,13 +131,20 @@ def _layers(data: ReportData) -> list[str]:
     return parts
 
 
+def _number(value: object, spec: str) -> str:
+    """A table cell for a measured number; "-" where none was measured (an all-constant tensor has no SQNR)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "-"
+
+
 def _int8(data: ReportData) -> list[str]:
     if data.int8_layers is None and data.int8_error is None:
         return []
     if data.int8_layers is None:
         return [f"<section id='int8'><h2>INT8 error per layer</h2><p class='note'>{escape(data.int8_error)}</p>"
                 "</section>"]
-    rows = [[escape(str(r.get("name"))), f"{r.get('sqnr_db', float('nan')):.1f}", f"{r.get('cosine', 0):.4f}"]
+    rows = [[escape(str(r.get("name"))), _number(r.get("sqnr_db"), ".1f"), _number(r.get("cosine"), ".4f")]
             for r in data.int8_layers[:40]]
     return ["<section id='int8'><h2>INT8 error per layer (emulated, worst first)</h2>",
             _table(["tensor", "SQNR dB", "cosine"], rows, numeric={1, 2}), "</section>"]
