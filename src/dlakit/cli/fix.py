@@ -203,8 +203,6 @@ def fix(
         raise DlakitError("give either --outputs or --cut-postprocess, not both")
     if not 0 < tolerance < float("inf"):
         raise DlakitError(f"--tolerance must be a positive number, not {tolerance}")
-    if Path(model).exists() and output.resolve() == Path(model).resolve():
-        raise DlakitError(f"-o {output}: refusing to overwrite the input model; write to another file")
     target = resolve_target(platform, release)
     if outputs is not None and not _ids(outputs):
         raise DlakitError(f"--outputs: '{outputs}' names no tensor; give tensor names a,b,... "

@@ -176,7 +176,8 @@ def qdq_translate(
         stem = Path(loaded_qdq.source).stem
         plain = Path(output) / f"{stem}_noqdq.onnx"
         write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
-        loaded = load_model(plain)
+        loaded = load_model(translation.model)  # not from `plain`: it is renamed into place only at the end
+        loaded.source = str(plain)
         emulation = emulation_from_scales(loaded, translation.scales, off_dla=off_dla_layers(loaded, target))
         info = {"model": loaded_qdq.source, "direction": "qdq -> cache", "model_without_qdq": str(plain),
                 "weights_checked": translation.weights_checked,
@@ -273,9 +274,6 @@ def emulate(
     source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
     batch = batch_size_for(loaded)
     if save:
-        if Path(save).exists() and Path(save).resolve() == Path(model).resolve():
-            raise DlakitError(f"--save-emulated {save}: is the input model; dlakit never overwrites its input, "
-                              "choose another path")
         write_with(save, lambda tmp: onnx.save(emulation.emulated.model, str(tmp)))
     summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
                                "scaled_tensors": len(emulation.emulated.scales),

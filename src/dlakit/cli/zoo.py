@@ -97,7 +97,7 @@ def build_network(
     record = {
         "name": net.name, "form": form, "output": str(output), "input": {"name": net.input_name, "shape": dims},
         "outputs": [o.name for o in model.graph.output], "nodes": len(model.graph.node),
-        "bytes": output.stat().st_size, "weights": str(weights) if weights else f"random (seed {seed})",
+        "bytes": model.ByteSize(), "weights": str(weights) if weights else f"random (seed {seed})",
     }
     if fmt == "json":
         print_json(record)
