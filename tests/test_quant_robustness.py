@@ -150,7 +150,7 @@ def test_input_files_are_never_overwritten(files, capsys):
     cache = tmp / "small.cache"
     before = _digest(model), _digest(cache)
     assert_one_line_error(run(capsys, "emulate", str(model), "--calib-cache", str(cache), "-i", str(data),
-                              "--save-emulated", str(model), "--no-progress"), "input model")
+                              "--save-emulated", str(model), "--no-progress"), "refusing to overwrite the input model")
     assert_one_line_error(run(capsys, "qdq-translate", str(model), "--calib-cache", str(cache), "-o", str(tmp)),
                           "overwrite the input cache")
     assert (_digest(model), _digest(cache)) == before

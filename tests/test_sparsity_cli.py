@@ -83,7 +83,7 @@ def test_layers_and_force_mode(chain_file, tmp_path):
 
 @pytest.mark.parametrize("args, fragments", [
     (["missing.onnx", "-o", "{tmp}/o.onnx"], ["missing.onnx", "no such file"]),
-    (["{model}", "-o", "{model}"], ["is the input model"]),
+    (["{model}", "-o", "{model}"], ["refusing to overwrite the input model"]),
     (["{model}", "-o", "{tmp}/o.onnx", "--mode", "random"], ["--mode", "random"]),
     (["{model}", "-o", "{tmp}/o.onnx", "--layers", "conv9"], ["conv9 is not a convolution"]),
     (["{model}", "-o", "{tmp}/o.onnx", "--layers", ","], ["--layers"]),

@@ -211,9 +211,10 @@ def fix(
         raise DlakitError("give either --outputs or --cut-postprocess, not both")
     if not 0 < tolerance < float("inf"):
         raise DlakitError(f"--tolerance must be a positive number, not {tolerance}")
-    if Path(model).exists() and output.resolve() == Path(model).resolve():
-        raise DlakitError(f"-o {output}: refusing to overwrite the input model; write to another file")
     target = resolve_target(platform, release)
+    if outputs is not None and not _ids(outputs):
+        raise DlakitError(f"--outputs: '{outputs}' names no tensor; give tensor names a,b,... "
+                          "(dlakit check lists them)")
     loaded = _load_cut_first(model, shapes, _ids(outputs)) if outputs else load_input(model, shapes)
     options = FixOptions(outputs=_ids(outputs), cut_postprocess=cut_postprocess, rules=_ids(rules),
                          skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision)

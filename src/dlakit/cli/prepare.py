@@ -96,8 +96,6 @@ def prepare(
     check_format(fmt, ("table", "json"))
     if network not in NETWORK_CHOICES:
         raise DlakitError(f"--network: '{network}' is not one of {', '.join(NETWORK_CHOICES)}")
-    if Path(model).exists() and output.resolve() == Path(model).resolve():
-        raise DlakitError(f"-o {output}: refusing to overwrite the input model; write to another file")
     result = prepare_model(model, None, network=network, shapes=shapes, platform=platform, release=release,
                            precision=precision, inputs=inputs, tolerance=tolerance)
     result.output = str(output)

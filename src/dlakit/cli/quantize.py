@@ -13,7 +13,7 @@ from rich.table import Table
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
 from dlakit.errors import DlakitError
 from dlakit.model import load_model
-from dlakit.quantize.cache import read_cache
+from dlakit.quantize.cache import check_cache_used, read_cache
 from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
 from dlakit.quantize.calibrators import METHODS
 from dlakit.quantize.data import PRESETS, Preset, check_image_input, make_preset, open_source
@@ -158,6 +158,7 @@ def qdq_translate(
             raise DlakitError(f"-o {output}: would overwrite the input cache {calib_cache}; choose another folder")
         cache = read_cache(calib_cache)
         emulation = emulation_from_scales(loaded, cache.scales, off_dla=off_dla_layers(loaded, target))
+        check_cache_used(calib_cache, model, cache.scales, emulation.ignored_scales, len(emulation.plan.observed))
         tied = emulation.amax
         info = {"model": loaded.source, "direction": "cache -> qdq", "calib_cache": calib_cache,
                 "ignored_cache_entries": emulation.ignored_scales}
@@ -175,7 +176,8 @@ def qdq_translate(
         stem = Path(loaded_qdq.source).stem
         plain = Path(output) / f"{stem}_noqdq.onnx"
         write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
-        loaded = load_model(plain)
+        loaded = load_model(translation.model)  # not from `plain`: it is renamed into place only at the end
+        loaded.source = str(plain)
         emulation = emulation_from_scales(loaded, translation.scales, off_dla=off_dla_layers(loaded, target))
         info = {"model": loaded_qdq.source, "direction": "qdq -> cache", "model_without_qdq": str(plain),
                 "weights_checked": translation.weights_checked,
@@ -228,6 +230,8 @@ def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: boo
         scales = read_cache(calib_cache).scales  # type: ignore[arg-type]
     loaded = upgrade_for_qdq(loaded)
     emulation = emulation_from_scales(loaded, scales, rounding=rounding, off_dla=off_dla_layers(loaded, target))
+    if calib_cache is not None:
+        check_cache_used(calib_cache, model, scales, emulation.ignored_scales, len(emulation.plan.observed))
     if unsigned:  # UINT8 Q/DQ (dlakit recover --allow-uint8): emulate the 255-level grid it was written for
         from dlakit.recover.ranges import make_unsigned
 
@@ -271,9 +275,6 @@ def emulate(
     source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
     batch = batch_size_for(loaded)
     if save:
-        if Path(save).exists() and Path(save).resolve() == Path(model).resolve():
-            raise DlakitError(f"--save-emulated {save}: is the input model; dlakit never overwrites its input, "
-                              "choose another path")
         write_with(save, lambda tmp: onnx.save(emulation.emulated.model, str(tmp)))
     summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
                                "scaled_tensors": len(emulation.emulated.scales),

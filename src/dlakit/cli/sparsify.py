@@ -13,7 +13,7 @@ from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, S
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
 from dlakit.sparsity.apply import PRUNED, LayerResult, SparsifyResult, sparsify_model
-from dlakit.sparsity.files import read_source, same_file, write_model
+from dlakit.sparsity.files import read_source, write_model
 from dlakit.sparsity.gain import default_gain_model
 from dlakit.sparsity.pattern import MODES
 from dlakit.targets import resolve_target
@@ -61,8 +61,6 @@ def sparsify(
     check_format(fmt, ("table", "json"))
     if mode not in MODES:
         raise DlakitError(f"--mode: '{mode}' is not one of {', '.join(MODES)}")
-    if same_file(model, output):
-        raise DlakitError(f"-o {output}: is the input model; dlakit never overwrites its input, choose another path")
     selected = _layers(layers)
     if (compare_int8 or per_layer) and compare is None:
         raise DlakitError("--compare-int8 and --per-layer need --compare DATA (images or .npy/.npz to run)")

@@ -41,6 +41,11 @@ def network_record(net: Network) -> dict[str, Any]:
     }
 
 
+#: the largest --batch accepted, a guard against typos: DLA engines run batches of a few images, and 2^32 folded
+#: into the graph's shapes overflows TensorRT's 32-bit dimensions
+MAX_BATCH = 65535
+
+
 @zoo_app.command("list")
 def list_networks(fmt: str = typer.Option("table", "--format", "-f", help="table or json.")) -> None:
     """List the reference networks: input, default batch, parameters and MACs of the build, GPU post-processing."""
@@ -81,6 +86,10 @@ def build_network(
         raise DlakitError(f"--form: '{form}' is not one of {', '.join(FORMS)}")
     if output.is_dir():
         raise DlakitError(f"{output}: is a directory; pass the path of the .onnx file to write")
+    if batch is not None and batch > MAX_BATCH:
+        raise DlakitError(f"--batch: {batch} is over {MAX_BATCH} (a DLA engine runs batches of a few images)")
+    if not 0 <= seed < 2**32:
+        raise DlakitError(f"--seed: {seed} is not in 0..{2**32 - 1}")
     net = get(name)
     model = build(net.name, form=form, batch=batch, weights=weights, seed=seed)
     write_with(output, lambda tmp: onnx.save(model, str(tmp)))
@@ -88,7 +97,7 @@ def build_network(
     record = {
         "name": net.name, "form": form, "output": str(output), "input": {"name": net.input_name, "shape": dims},
         "outputs": [o.name for o in model.graph.output], "nodes": len(model.graph.node),
-        "bytes": output.stat().st_size, "weights": str(weights) if weights else f"random (seed {seed})",
+        "bytes": model.ByteSize(), "weights": str(weights) if weights else f"random (seed {seed})",
     }
     if fmt == "json":
         print_json(record)

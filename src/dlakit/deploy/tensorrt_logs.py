@@ -8,6 +8,7 @@ Every parser tolerates trtexec's line prefixes (``[11/24/2026-10:00:00] [I] [TRT
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ FALLBACKS = [
     (re.compile(r"DLA Layer (?P<layer>.+?) does not support dynamic shapes in any dimension\."), "dynamic shapes"),
     (re.compile(r"DLA supports only (?P<limit>\d+) subgraphs per DLA core\. Switching to GPU for layer "
                 r"(?P<layer>.+?)\s*$"), "loadable limit"),
-    (re.compile(r"(?P<layer>[^\s:]+): (?P<why>(?:Unary operation: .*? is not supported on DLA|DLA only supports "
-                r"[^.]*|DLA does not support [^.]*|Concatenation on DLA requires [^.]*|DLA cores do not support "
-                r"[^.]*))\.?\s*$"), None),
+    # the look-behind starts a match only at a token's start: without it a long line with no space or colon is
+    # tried from each of its characters, quadratic (a 650 kB line took minutes)
+    (re.compile(r"(?<![^\s:])(?P<layer>[^\s:]+): (?P<why>(?:Unary operation: .*? is not supported on DLA|"
+                r"DLA only supports [^.]*|DLA does not support [^.]*|Concatenation on DLA requires [^.]*|"
+                r"DLA cores do not support [^.]*))\.?\s*$"), None),
 ]
 
 
@@ -95,14 +98,27 @@ def parse_build_log(text: str) -> BuildLog:
     return log
 
 
+#: a layer's average time beyond an hour is not a measurement (a unit mix-up or a corrupted file)
+MAX_LAYER_MS = 3.6e6
+MAX_PROFILE_ENTRIES = 1_000_000
+#: build logs and profiles are text of a few MB; beyond this it is the wrong file (an engine, a core dump)
+MAX_TEXT_BYTES = 512 << 20
+
+
 def read_text(path: str | Path, what: str) -> str:
     path = Path(path)
     if not path.is_file():
         raise DlakitError(f"{path}: no such {what} file")
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            raise DlakitError(f"{path}: {path.stat().st_size:,} bytes, over {MAX_TEXT_BYTES >> 20} MiB for a "
+                              f"{what}; is it the right file?")
+        data = path.read_bytes()
     except OSError as exc:
         raise DlakitError(f"{path}: cannot read the {what} ({exc.strerror})") from exc
+    if b"\0" in data[:65536]:
+        raise DlakitError(f"{path}: binary data, not a {what} (text); pass the file trtexec wrote")
+    return data.decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -124,25 +140,43 @@ def parse_profile(text: str, source: str = "profile") -> list[ProfileEntry]:
         raise DlakitError(
             f"{source}: not JSON (line {exc.lineno}: {exc.msg}); pass trtexec's --exportProfile file"
         ) from None
+    except RecursionError:
+        raise DlakitError(f"{source}: JSON nested too deeply; pass trtexec's --exportProfile file") from None
     if not isinstance(data, list):
         raise DlakitError(f"{source}: expected a JSON list as written by trtexec --exportProfile")
+    if len(data) > MAX_PROFILE_ENTRIES:
+        raise DlakitError(f"{source}: {len(data)} entries, over {MAX_PROFILE_ENTRIES:,}; pass the profile of one "
+                          "engine")
     entries = []
     for index, item in enumerate(data):
         if not isinstance(item, dict) or "name" not in item:
             continue
+        if not isinstance(item["name"], str):
+            raise DlakitError(f"{source}: entry {index} has a name that is not a string ({str(item['name'])[:40]}); "
+                              "pass trtexec's --exportProfile file")
         try:
             average = float(item.get("averageMs", item.get("timeMs", 0.0) / max(_count(data), 1)))
-        except (TypeError, ValueError):
-            raise DlakitError(f"{source}: entry {index} ('{item.get('name')}') has no numeric averageMs") from None
-        entries.append(ProfileEntry(item["name"], average, item.get("percentage")))
+        except (TypeError, ValueError, OverflowError):
+            raise DlakitError(f"{source}: entry {index} ('{item['name'][:60]}') has no numeric averageMs") from None
+        if not math.isfinite(average) or not 0 <= average < MAX_LAYER_MS:
+            raise DlakitError(f"{source}: entry {index} ('{item['name'][:60]}') has averageMs {average}, not a time "
+                              f"between 0 and {MAX_LAYER_MS:g} ms; pass the profile of a real run")
+        percentage = item.get("percentage")
+        if not isinstance(percentage, (int, float)) or isinstance(percentage, bool) or not math.isfinite(percentage):
+            percentage = None  # informative only; dlakit computes its own shares
+        entries.append(ProfileEntry(item["name"], average, percentage))
     if not entries:
         raise DlakitError(f"{source}: no layer entries; pass trtexec's --exportProfile file")
+    if sum(entry.average_ms for entry in entries) <= 0:
+        raise DlakitError(f"{source}: every layer takes 0 ms; pass the profile of a run (trtexec --exportProfile "
+                          "after inference iterations)")
     return entries
 
 
 def _count(data: list[Any]) -> int:
     first = data[0] if data else {}
-    return int(first.get("count", 1)) if isinstance(first, dict) else 1
+    count = first.get("count", 1) if isinstance(first, dict) else 1
+    return int(count) if isinstance(count, (int, float)) and math.isfinite(count) else 1
 
 
 def parse_layer_info(text: str, source: str = "layer info") -> list[dict[str, Any]]:
@@ -153,6 +187,8 @@ def parse_layer_info(text: str, source: str = "layer info") -> list[dict[str, An
         raise DlakitError(
             f"{source}: not JSON (line {exc.lineno}: {exc.msg}); pass trtexec's --exportLayerInfo file"
         ) from None
+    except RecursionError:
+        raise DlakitError(f"{source}: JSON nested too deeply; pass trtexec's --exportLayerInfo file") from None
     layers = data.get("Layers") if isinstance(data, dict) else None
     if not isinstance(layers, list):
         raise DlakitError(f"{source}: no 'Layers' list; pass trtexec's --exportLayerInfo file")

@@ -152,7 +152,7 @@ def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = No
     """Recognise, apply the recipe, verify; write ``output`` only when verification passes (else raise)."""
     if network not in NETWORK_CHOICES:
         raise DlakitError(f"--network: '{network}' is not one of {', '.join(NETWORK_CHOICES)}")
-    if not tolerance > 0:
+    if not 0 < tolerance < float("inf"):
         raise DlakitError(f"--tolerance must be positive, not {tolerance}")
     if output is not None and not isinstance(model, (onnx.ModelProto, LoadedModel)) and Path(model).exists() \
             and Path(output).resolve() == Path(model).resolve():

@@ -89,6 +89,9 @@ def parse_cache(text: str, source: str = "<cache>") -> CalibrationCache:
         scale = hex_to_scale(value)
         if not np.isfinite(scale) or scale < 0:
             raise DlakitError(f"{source}:{number}: scale {value} of '{name}' decodes to {scale}, not a positive number")
+        if scale * INT8_MAX > float(np.finfo(np.float32).max):
+            raise DlakitError(f"{source}:{number}: scale {value} of '{name}' ({scale:.3g}) gives a range beyond "
+                              "float32 (±127·scale overflows); re-create the cache with dlakit quantize")
         if name in cache.scales:
             raise DlakitError(f"{source}:{number}: tensor '{name}' appears twice")
         cache.scales[name] = scale
@@ -104,7 +107,24 @@ def read_cache(path: str | os.PathLike[str]) -> CalibrationCache:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DlakitError(f"{path}: not a text calibration cache (byte {exc.start} is not UTF-8)") from exc
+    except OSError as exc:
+        raise DlakitError(f"{path}: cannot read the calibration cache ({exc.strerror})") from exc
+    if "\0" in text:
+        raise DlakitError(f"{path}: not a text calibration cache (it holds NUL bytes)")
     return parse_cache(text, str(path))
+
+
+def check_cache_used(path: str | os.PathLike[str], model: str, scales: dict[str, float], ignored: list[str],
+                     int8_tensors: int) -> None:
+    """Refuse a cache that gives the model no INT8 tensor at all: emulating it would silently measure FP16 and
+    report it as INT8 (a cache of another model, or of the model before ``dlakit fix`` renamed its tensors)."""
+    if int8_tensors == 0:
+        return
+    if not scales:
+        raise DlakitError(f"{path}: holds no tensor scales; create one with dlakit quantize {model}")
+    if len(ignored) == len(scales):
+        raise DlakitError(f"{path}: none of its {len(scales)} tensors (e.g. '{ignored[0][:60]}') is a DLA INT8 "
+                          f"tensor of {model}; is it the cache of another model? Re-create it with dlakit quantize")
 
 
 def format_cache(cache: CalibrationCache) -> str:

@@ -9,6 +9,8 @@ yields wrong ranges, and the scales are then wrong on the device too.
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +21,11 @@ from dlakit.errors import DlakitError, numpy_file_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 TENSOR_SUFFIXES = (".npy", ".npz")
+#: the largest image decoded (width x height): 64 megapixels, 8192 x 8192. A PNG or JPEG header can declare
+#: 100,000 x 100,000 pixels in a few bytes (a decompression bomb), which would need 30 GB to decode.
+MAX_IMAGE_PIXELS = 1 << 26
+#: what numpy raises on a file that is not an .npy/.npz (truncated, zero bytes, garbage, a pickle)
+_NUMPY_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,12 @@ def make_preset(
             changes[option[2:]] = tuple(float(v) for v in value)
     if std is not None and any(v == 0 for v in changes["std"]):  # type: ignore[union-attr]
         raise DlakitError("--std: values must be non-zero")
+    for option in ("mean", "std"):
+        if option in changes and not np.isfinite(changes[option]).all():  # type: ignore[arg-type]
+            raise DlakitError(f"--{option}: {','.join(map(str, changes[option]))} holds NaN or infinity; "  # type: ignore[arg-type]
+                              "give finite numbers")
+    if scale is not None and not (np.isfinite(scale) and scale != 0):
+        raise DlakitError(f"--scale: {scale} is not a finite non-zero factor; e.g. 0.0039216 (1/255)")
     if scale is not None:
         changes["scale"] = float(scale)
     if channels is not None:
@@ -92,9 +105,18 @@ def load_image(path: Path, preset: Preset, height: int, width: int) -> np.ndarra
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as raw:
-            image = raw.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below, in one line
+            with Image.open(path) as raw:  # reads the header only
+                w, h = raw.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DlakitError(f"{path}: declares {w} x {h} pixels, over dlakit's limit of "
+                                      f"{MAX_IMAGE_PIXELS:,} pixels (a decompression bomb, or a huge image); "
+                                      "resize it or remove it from the data folder")
+                if w * h == 0:
+                    raise DlakitError(f"{path}: declares an empty {w} x {h} image; remove or re-save it")
+                image = raw.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DlakitError(f"{path}: cannot read this image ({type(exc).__name__}); remove or re-save it") from exc
     resample = Image.BICUBIC if preset.interpolation == "bicubic" else Image.BILINEAR
     if preset.crop:
@@ -186,21 +208,43 @@ def _read_tensor_file(path: Path, inputs: dict[str, tuple[int, ...]]) -> Iterato
                     raise DlakitError(f"{path}: no array for model input(s) {', '.join(missing)}; "
                                       f"the file has {', '.join(npz.files) or 'none'}")
                 arrays = {n: npz[n] for n in inputs}
-    except (OSError, ValueError) as exc:
+    except _NUMPY_FILE_ERRORS as exc:
         raise DlakitError(f"{path}: not a readable {path.suffix} file ({numpy_file_problem(exc)})") from exc
+    count = _sample_count(path, {name: array.shape for name, array in arrays.items()}, inputs,
+                          {name: array.dtype for name, array in arrays.items()})
+    arrays = {name: array if array.shape != inputs[name] else array[None] for name, array in arrays.items()}
+    for i in range(count):
+        sample = {name: np.asarray(array[i], dtype=np.float32) for name, array in arrays.items()}
+        for name, value in sample.items():
+            if not np.isfinite(value).all():
+                raise DlakitError(f"{path}: sample {i} of input '{name}' holds NaN or infinity; calibration and "
+                                  "evaluation need finite values: remove that sample")
+        yield sample
+
+
+def _sample_count(path: Path, shapes: dict[str, tuple[int, ...]], inputs: dict[str, tuple[int, ...]],
+                  dtypes: dict[str, np.dtype]) -> int:
+    """Samples in a tensor file whose arrays have ``shapes``, or a one-line error naming what does not fit."""
     counts = set()
-    for name, array in arrays.items():
-        shape = inputs[name]
-        if array.shape == shape:
-            arrays[name] = array[None]
-        elif array.shape[1:] != shape:
-            raise DlakitError(f"{path}: array for input '{name}' has shape {list(array.shape)}, the model expects "
-                              f"{list(shape)} per sample (optionally with a leading sample axis)")
-        counts.add(arrays[name].shape[0])
+    for name, shape in shapes.items():
+        dtype = dtypes[name]
+        if dtype.kind not in "biuf":  # strings, complex, datetimes, structured records: not model inputs
+            raise DlakitError(f"{path}: array for input '{name}' has dtype {dtype}; give numbers (float32, or "
+                              "integers / booleans, which are converted to float32)")
+        expected = inputs[name]
+        if tuple(shape) == expected:
+            counts.add(1)
+        elif tuple(shape[1:]) == expected and len(shape) >= 1:
+            counts.add(shape[0])
+        else:
+            raise DlakitError(f"{path}: array for input '{name}' has shape {list(shape)}, the model expects "
+                              f"{list(expected)} per sample (optionally with a leading sample axis)")
     if len(counts) != 1:
         raise DlakitError(f"{path}: arrays hold different numbers of samples ({sorted(counts)})")
-    for i in range(counts.pop()):
-        yield {name: np.asarray(array[i], dtype=np.float32) for name, array in arrays.items()}
+    count = counts.pop()
+    if count == 0:
+        raise DlakitError(f"{path}: holds 0 samples; give at least one")
+    return count
 
 
 def open_source(
@@ -247,16 +291,37 @@ def check_image_input(name: str, shape: tuple[int, ...], preset: Preset) -> None
                           "image; pass --layout NHWC or feed .npy tensors")
 
 
+def _npz_header(npz: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one .npz member from its header, without decompressing the data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with npz.zip.open(f"{name}.npy") as member:
+        reader = readers.get(np.lib.format.read_magic(member))
+        if reader is not None:
+            shape, _, dtype = reader(member)
+            return tuple(shape), np.dtype(dtype)
+    array = npz[name]
+    return array.shape, array.dtype
+
+
 def _count_tensor_samples(path: Path, inputs: dict[str, tuple[int, ...]]) -> int:
+    """Samples in one tensor file, checked (readable, numeric, shaped for the model) before any batch is run."""
     try:
         if path.suffix == ".npy":
+            if len(inputs) != 1:
+                raise DlakitError(f"{path}: a .npy file feeds a single input; the model has {len(inputs)}, use .npz "
+                                  f"with arrays named {', '.join(inputs)}")
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-            shape = array.shape
+            name = next(iter(inputs))
+            shapes, dtypes = {name: array.shape}, {name: array.dtype}
         else:
             with np.load(path, allow_pickle=False) as npz:
-                first = next(iter(inputs))
-                shape = npz[first].shape if first in npz.files else ()
-    except (OSError, ValueError) as exc:
+                missing = [n for n in inputs if n not in npz.files]
+                if missing:
+                    raise DlakitError(f"{path}: no array for model input(s) {', '.join(missing)}; "
+                                      f"the file has {', '.join(npz.files) or 'none'}")
+                shapes, dtypes = {}, {}
+                for name in inputs:
+                    shapes[name], dtypes[name] = _npz_header(npz, name)
+    except _NUMPY_FILE_ERRORS as exc:
         raise DlakitError(f"{path}: not a readable {path.suffix} file ({numpy_file_problem(exc)})") from exc
-    expected = next(iter(inputs.values()))
-    return 1 if tuple(shape) == expected else (shape[0] if shape else 0)
+    return _sample_count(path, shapes, inputs, dtypes)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,7 +66,7 @@ def load_coco(path: str | os.PathLike[str]) -> dict:
         raise DlakitError(f"{path}: COCO annotation file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DlakitError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
                                                                                     "categories")):
@@ -85,12 +86,39 @@ def load_coco(path: str | os.PathLike[str]) -> dict:
             ann.setdefault("area", box[2] * box[3])
         for category in data["categories"]:
             category["id"] = int(category["id"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise DlakitError(f"{path}: malformed COCO entry (missing or bad {exc}); images need id, file_name, width, "
                           "height; annotations image_id, category_id, bbox [x,y,w,h]; categories id") from None
     if not data["categories"]:
         raise DlakitError(f"{path}: no categories")
+    _check_coco_references(path, data)
     return data
+
+
+def _check_coco_references(path: Path, data: dict) -> None:
+    """Ids that are unique and resolve, sizes and boxes that are finite: pycocotools assumes all of it and fails
+    with a traceback (or silently scores nonsense) otherwise."""
+    image_ids: set[int] = set()
+    for image in data["images"]:
+        if image["id"] in image_ids:
+            raise DlakitError(f"{path}: image id {image['id']} appears twice in images[]; ids must be unique")
+        if image["width"] <= 0 or image["height"] <= 0:
+            raise DlakitError(f"{path}: image {image['id']} ('{image['file_name']}') has size {image['width']} x "
+                              f"{image['height']}; width and height must be positive")
+        image_ids.add(image["id"])
+    category_ids = {category["id"] for category in data["categories"]}
+    if len(category_ids) != len(data["categories"]):
+        raise DlakitError(f"{path}: a category id appears twice in categories[]; ids must be unique")
+    for ann in data["annotations"]:
+        if ann["image_id"] not in image_ids:
+            raise DlakitError(f"{path}: annotation {ann['id']} refers to image_id {ann['image_id']}, which is not in "
+                              "images[]")
+        if ann["category_id"] not in category_ids:
+            raise DlakitError(f"{path}: annotation {ann['id']} has category_id {ann['category_id']}, which is not in "
+                              "categories[]")
+        if not all(math.isfinite(v) for v in ann["bbox"]) or ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+            raise DlakitError(f"{path}: annotation {ann['id']} has bbox {ann['bbox']}; give finite [x, y, width, "
+                              "height] with width, height >= 0")
 
 
 def match_images(folder: str | os.PathLike[str], coco: dict, annotations: str = "annotations") -> list[CocoImage]:

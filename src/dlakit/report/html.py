@@ -138,6 +138,13 @@ def _layers(data: ReportData) -> list[str]:
     return parts
 
 
+def _number(value: object, spec: str) -> str:
+    """A table cell for a measured number; "-" where none was measured (an all-constant tensor has no SQNR)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "-"
+
+
 def _int8(data: ReportData) -> list[str]:
     if data.int8_layers is None and data.int8_error is None:
         return []
@@ -146,7 +153,7 @@ def _int8(data: ReportData) -> list[str]:
                 "</section>"]
     ordered = worst_first(data.int8_layers)
     rows = [[escape(str(r.get("name"))), _db(r.get("layer_sqnr_db")), _db(r.get("sqnr_db")),
-             "-" if r.get("cosine") is None else f"{r['cosine']:.4f}"] for r in ordered[:40]]
+             _number(r.get("cosine"), ".4f")] for r in ordered[:40]]
     shown = f"the worst {len(rows)} of {len(ordered)}" if len(rows) < len(ordered) else f"all {len(rows)}"
     return [f"<section id='int8'><h2>INT8 error per layer (emulated, worst first: {shown})</h2>",
             _table(["tensor", "layer SQNR dB (error it adds)", "SQNR dB (accumulated)", "cosine"], rows,
@@ -155,8 +162,8 @@ def _int8(data: ReportData) -> list[str]:
             "also carries the error of the layers before it.</p></section>"]
 
 
-def _db(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _db(value: object) -> str:
+    return _number(value, ".1f")
 
 
 def worst_first(rows: list[dict]) -> list[dict]:

@@ -11,6 +11,7 @@ sum in another order, which moves FP16's last bit.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -76,7 +77,7 @@ def load_inputs(path: str | os.PathLike[str], loaded: LoadedModel) -> dict[str, 
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise DlakitError(f"--inputs: cannot read {path} as .npz ({numpy_file_problem(exc)}); save it with "
                           "numpy.savez") from exc
     feeds = {}
@@ -89,6 +90,9 @@ def load_inputs(path: str | os.PathLike[str], loaded: LoadedModel) -> dict[str, 
             raise DlakitError(f"--inputs: '{value.name}' in {path} has shape {list(array.shape)}, the model "
                               f"expects {list(want)}")
         dtype = value.dtype.numpy() if value.dtype is not None else array.dtype
+        if array.dtype.kind not in "biuf" and array.dtype != dtype:  # strings, complex: no numeric conversion
+            raise DlakitError(f"--inputs: '{value.name}' in {path} has dtype {array.dtype}, the model expects "
+                              f"{np.dtype(dtype)}")
         feeds[value.name] = array.astype(dtype)
     return feeds
 
