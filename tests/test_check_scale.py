@@ -75,9 +75,10 @@ def reference_subgraphs(placements: list[NodePlacement]) -> list[list[str]]:
                 members[group] = []
             members[group].append(p)
             group_of[id(p.node)] = group
-        own = {group} if group is not None else set()
+        own = {find(group)} if group is not None else set()
         reach[id(p.node)] = reach_in | own
-        left[id(p.node)] = left_in | (reach_in - own)
+        # by class: a subgraph merged into this node's own at this node does not reach it from outside
+        left[id(p.node)] = left_in | {r for r in map(find, reach_in) if r not in own}
     position = {id(p.node): i for i, p in enumerate(placements)}
     ordered = sorted(members.values(), key=lambda ms: position[id(ms[0].node)])
     return [[n.name for n in sorted(ms, key=lambda n: position[id(n.node)])] for ms in ordered]

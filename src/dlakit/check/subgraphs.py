@@ -136,7 +136,8 @@ def form_subgraphs(placements: list[NodePlacement]) -> list[DlaSubgraph]:
             p.subgraph = group
         own = {group} if group is not None else set()
         reach[id(p.node)] = reach_in | own
-        left[id(p.node)] = left_in | (reach_in - own)
+        # by class: a subgraph merged into this node's own at this node does not reach it from outside
+        left[id(p.node)] = left_in | {r for r in map(find, reach_in) if r not in own}
         if group is not None:
             group_left[group] |= left[id(p.node)]
     buckets: dict[int, list[NodePlacement]] = {}
