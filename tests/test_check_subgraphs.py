@@ -107,3 +107,19 @@ def test_mac_fraction_counts_gpu_macs():
     dla_macs = 4 * 4 * 18 * 18
     gpu_macs = 4 * 4 * 2 * 2
     assert report.summary["dla_mac_fraction"] == round(dla_macs / (dla_macs + gpu_macs), 6)
+
+
+def test_layer_after_a_merge_stays_in_the_merged_loadable():
+    # c1 and c2 start two subgraphs that the Concat merges; the Relu after it must join the merged one (it once
+    # saw the merged-away subgraph as "reaching it from outside" and split off into a loadable of its own).
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["x", "w2"], ["b"], name="c2", kernel_shape=[1, 1]),
+        helper.make_node("Concat", ["a", "b"], ["c"], name="cat", axis=1),
+        helper.make_node("Relu", ["c"], ["y"], name="relu"),
+    ]
+    model = make_model(nodes, [tensor("x", [1, 4, 8, 8])], [tensor("y", None)],
+                       [weights("w1", [4, 4, 1, 1]), weights("w2", [4, 4, 1, 1], seed=1)])
+    _, report = place(model)
+    assert report.summary["dla_subgraphs"] == 1 and report.summary["transitions"] == 0
+    assert [n.subgraph for n in report.nodes] == [0, 0, 0, 0]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import onnx_ir as ir
 
 from dlakit.check import registry
 from dlakit.check.context import NodeContext
-from dlakit.check.registry import OpSpec, Reason, load_ops, load_rules
+from dlakit.check.registry import OpSpec, Reason, RuleSpec, load_ops, load_rules
 from dlakit.model import is_constant, is_folded, node_macs, node_params
 from dlakit.targets import Target
 
@@ -82,6 +83,13 @@ def _fix_refusal(node: ir.Node, reasons: list[Reason]) -> Reason | None:
     return None
 
 
+@cache
+def rules_for(layer: str) -> tuple[RuleSpec, ...]:
+    """The rules that apply to ``layer``, in data order: decided once per layer, not once per node and rule."""
+    return tuple(spec for spec in load_rules()
+                 if spec.applies_to(layer) and (layer != "unknown" or spec.name == "op.unknown"))
+
+
 def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
     macs, params = node_macs(node), node_params(node)
     if is_folded(node):
@@ -95,9 +103,7 @@ def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
     ctx = NodeContext(node=node, layer=layer, target=target, precision=precision, op_spec=spec)
     reasons: list[Reason] = []
     notes: list[Reason] = []
-    for rule_spec in load_rules():
-        if not rule_spec.applies_to(layer) or (layer == "unknown" and rule_spec.name != "op.unknown"):
-            continue
+    for rule_spec in rules_for(layer):
         for reason in rule_spec.evaluate(ctx):
             (reasons if reason.blocking else notes).append(reason)
     if not reasons:

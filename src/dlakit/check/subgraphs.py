@@ -44,10 +44,50 @@ class DlaSubgraph:
         }
 
 
-def form_subgraphs(placements: list[NodePlacement]) -> list[DlaSubgraph]:
-    """Assign ``subgraph`` to every DLA placement (topologically ordered list) and return the subgraphs."""
+def placed_producers(placements: list[NodePlacement]) -> dict[int, list[NodePlacement]]:
+    """Per layer node (by ``id``): the placed producers of its inputs, looking through nodes TensorRT removes.
+
+    Identity and Dropout (``noop``) vanish at build time, so a layer after them depends on what feeds them. One pass
+    in topological order with the look-through memoised per removed node: linear, and no recursion on long chains
+    of removed nodes."""
     by_node = {id(p.node): p for p in placements}
+    through: dict[int, list[NodePlacement]] = {}  # removed node → the layers it stands for
+    found: dict[int, list[NodePlacement]] = {}
+    for p in placements:
+        preds: list[NodePlacement] = []
+        for value in p.node.inputs:
+            producer = value.producer() if value is not None else None
+            q = by_node.get(id(producer)) if producer is not None else None
+            if q is None:
+                continue
+            if q.layer == NOOP:
+                preds.extend(through.get(id(producer), ()))
+            else:
+                preds.append(q)
+        (through if p.layer == NOOP else found)[id(p.node)] = preds
+    return found
+
+
+def form_subgraphs(placements: list[NodePlacement]) -> list[DlaSubgraph]:
+    """Assign ``subgraph`` to every DLA placement (topologically ordered list) and return the subgraphs.
+
+    Every layer carries ``reach`` (the subgraphs it is reachable from) and ``left`` (those that reach it through a
+    layer outside them: joining one of those would make it depend on itself). Both sets hold only *live* subgraphs,
+    those with a member whose consumers are not all placed yet: a subgraph none of whose members feeds a later
+    layer can never be joined or merged again, so dropping it changes no decision. This keeps the sets as small as
+    the graph is wide, not as long as it is deep: a chain of any length costs O(1) per node, and a graph costs
+    O((nodes + edges) x live subgraphs), with union-find (path halving, union by size) for the merges."""
+    preds_of = placed_producers(placements)
+    position = {id(p.node): i for i, p in enumerate(placements)}
+    last_use: dict[int, int] = {}  # layer → position of its last consumer layer
+    for p in placements:
+        for q in preds_of.get(id(p.node), ()):
+            last_use[id(q.node)] = position[id(p.node)]
     parent: dict[int, int] = {}
+    expiry: dict[int, int] = {}  # root → last position at which a member still feeds a layer
+    first: dict[int, int] = {}  # root → position of its first member (the subgraphs' order)
+    size: dict[int, int] = {}
+    group_left: dict[int, set[int]] = {}  # root → union of its members' ``left`` sets
 
     def find(group: int) -> int:
         while parent[group] != group:
@@ -55,62 +95,62 @@ def form_subgraphs(placements: list[NodePlacement]) -> list[DlaSubgraph]:
             group = parent[group]
         return group
 
-    def producers(node: ir.Node) -> list[NodePlacement]:
-        """Placed producers of the node's inputs, looking through nodes TensorRT removes (Identity, Dropout)."""
-        found = []
-        for value in node.inputs:
-            producer = value.producer() if value is not None else None
-            if producer is None or id(producer) not in by_node:
-                continue
-            q = by_node[id(producer)]
-            found.extend(producers(producer) if q.layer == NOOP else [q])
-        return found
+    def depends(a: int, b: int, now: int) -> bool:
+        """True when subgraph ``b`` has a node that ``a`` reaches through a node outside ``a``."""
+        live = {r for r in map(find, group_left[b]) if expiry[r] >= now}
+        group_left[b] = live
+        return a in live
 
-    reach: dict[int, set[int]] = {}  # node → subgraphs it is reachable from
-    left: dict[int, set[int]] = {}  # node → subgraphs that reach it through a node outside them
-    members: dict[int, list[NodePlacement]] = {}
-    for p in placements:
+    reach: dict[int, set[int]] = {}
+    left: dict[int, set[int]] = {}
+    for now, p in enumerate(placements):
         if p.layer == NOOP:
             continue
-        preds = producers(p.node)
-        reach_in = {find(g) for q in preds for g in reach[id(q.node)]}
-        left_in = {find(g) for q in preds for g in left[id(q.node)]}
+        preds = preds_of[id(p.node)]
+        reach_in = {r for q in preds for r in map(find, reach[id(q.node)]) if expiry[r] >= now}
+        left_in = {r for q in preds for r in map(find, left[id(q.node)]) if expiry[r] >= now}
         group = None
         if p.placement == DLA:
-            candidates = []
+            candidates: list[int] = []
+            seen: set[int] = set()
             for q in preds:
                 if q.placement == DLA and q.subgraph is not None:
                     g = find(q.subgraph)
-                    if g not in left_in and g not in candidates:
+                    if g not in left_in and g not in seen:
+                        seen.add(g)
                         candidates.append(g)
             if candidates:
                 group = candidates[0]
                 for other in candidates[1:]:
-                    if not _depends(other, group, members, left, find) and not _depends(group, other, members, left,
-                                                                                        find):
-                        parent[other] = group
-                        members[group].extend(members.pop(other))
+                    if not depends(other, group, now) and not depends(group, other, now):
+                        group = _union(group, other, parent, size, first, expiry, group_left)
             else:
                 group = len(parent)
                 parent[group] = group
-                members[group] = []
-            members[group].append(p)
+                size[group] = 0
+                first[group] = now
+                expiry[group] = now
+                group_left[group] = set()
+            size[group] += 1
+            expiry[group] = max(expiry[group], last_use.get(id(p.node), now))
             p.subgraph = group
         own = {group} if group is not None else set()
         reach[id(p.node)] = reach_in | own
-        left[id(p.node)] = left_in | (reach_in - own)
-    ordered = sorted(members.values(), key=lambda ms: placements.index(ms[0]))
+        # by class: a subgraph merged into this node's own at this node does not reach it from outside
+        left[id(p.node)] = left_in | {r for r in map(find, reach_in) if r not in own}
+        if group is not None:
+            group_left[group] |= left[id(p.node)]
+    buckets: dict[int, list[NodePlacement]] = {}
+    for p in placements:
+        if p.placement == DLA and p.subgraph is not None:
+            buckets.setdefault(find(p.subgraph), []).append(p)
+    ordered = sorted(buckets.items(), key=lambda item: first[item[0]])
     subgraphs = []
-    for index, nodes in enumerate(ordered):
+    for index, (_, nodes) in enumerate(ordered):
         for n in nodes:
             n.subgraph = index
-        subgraphs.append(DlaSubgraph(index=index, nodes=sorted(nodes, key=placements.index)))
+        subgraphs.append(DlaSubgraph(index=index, nodes=nodes))
     return subgraphs
-
-
-def _depends(a: int, b: int, members: dict, left: dict, find) -> bool:
-    """True when subgraph ``b`` has a node that ``a`` reaches through a node outside ``a``."""
-    return any(a in {find(g) for g in left[id(n.node)]} for n in members[b])
 
 
 def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSubgraph],
@@ -160,13 +200,15 @@ def boundaries(placements: list[NodePlacement], subgraphs: list[DlaSubgraph], gr
     by_node = {id(p.node): p for p in placements}
 
     def consumers(value: ir.Value) -> list[ir.Node]:
-        found = []
-        for user, _ in value.uses():
-            p = by_node.get(id(user))
-            if p is not None and p.layer == NOOP:
-                found.extend(c for out in user.outputs for c in consumers(out))
-            else:
-                found.append(user)
+        """Users of ``value``, looking through removed nodes (iteratively: chains of them may be long)."""
+        found, stack = [], [value]
+        while stack:
+            for user, _ in stack.pop().uses():
+                p = by_node.get(id(user))
+                if p is not None and p.layer == NOOP:
+                    stack.extend(reversed(user.outputs))
+                else:
+                    found.append(user)
         return found
 
     transitions = io = 0
@@ -193,3 +235,21 @@ def boundaries(placements: list[NodePlacement], subgraphs: list[DlaSubgraph], gr
             subgraphs[int(target[3:])].inputs.append(value.name)
             io += 1
     return transitions, io
+
+
+def _union(keep: int, other: int, parent: dict[int, int], size: dict[int, int], first: dict[int, int],
+           expiry: dict[int, int], group_left: dict[int, set[int]]) -> int:
+    """Merge roots ``keep`` and ``other`` (union by size) and return the new root; the merged subgraph keeps
+    ``keep``'s first member, which orders the subgraphs."""
+    root, child = (keep, other) if size[keep] >= size[other] else (other, keep)
+    parent[child] = root
+    size[root] += size.pop(child)
+    first[root] = first.pop(keep) if root != keep else first[keep]
+    first.pop(child, None)
+    expiry[root] = max(expiry[root], expiry.pop(child))
+    mine, theirs = group_left.pop(root), group_left.pop(child)
+    if len(mine) < len(theirs):
+        mine, theirs = theirs, mine
+    mine |= theirs
+    group_left[root] = mine
+    return root

@@ -60,6 +60,10 @@ def load_for_estimate(model: str, shapes: str | None, batch: int | None) -> Load
     return loaded
 
 
+#: Layers shown by default; beyond this the table holds the slowest ones only.
+TABLE_LAYERS = 500
+
+
 def estimate(
     model: str = ModelArg,
     platform: str | None = PlatformOpt,
@@ -79,12 +83,13 @@ def estimate(
     emc_mhz: float | None = typer.Option(None, "--emc-mhz", help="Override the DRAM (EMC) clock (MHz)."),
     shapes: str | None = ShapesOpt,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
-    top: int = typer.Option(0, "--top", help="Show only the N slowest layers in the table (0 = all)."),
+    top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers in the table (0 = all; "
+                                   f"default: all, or the {TABLE_LAYERS} slowest of a larger network)."),
     profile: str | None = typer.Option(None, "--profile", help="Local calibration profile (dlakit compare --refit)."),
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
     check_format(fmt, ("table", "json"))
-    if top < 0:
+    if top is not None and top < 0:
         raise DlakitError(f"--top: {top} is negative; give N >= 0 (0 = every layer)")
     calib = None
     if profile is not None:
@@ -136,8 +141,12 @@ def _band(e: Estimate) -> str:
     return f"±{e.error_band_pct:.0f}%" + ("" if not e.out_of_region else " (extrapolated)")
 
 
-def render_estimate(e: Estimate, top: int = 0) -> None:
+def render_estimate(e: Estimate, top: int | None = 0) -> None:
+    """The estimate as text; ``top`` None shows every layer of a network of up to :data:`TABLE_LAYERS` layers and
+    the slowest ones of a larger one (a terminal table of 100,000 rows takes minutes to lay out and is unreadable)."""
     console = Console()
+    if top is None:
+        top = TABLE_LAYERS if len(e.layers) > TABLE_LAYERS else 0
     a = e.assumptions
     console.print(f"[bold]{e.network}[/] on {a['platform']} ({a['release']}), power mode {e.power_mode}: "
                   f"DLA {a['dla_mhz']:g} MHz, EMC {a['emc_mhz']:g} MHz ({a['dram_gbps_peak']:g} GB/s peak, "
@@ -163,6 +172,9 @@ def render_estimate(e: Estimate, top: int = 0) -> None:
                       f"{layer.time_us:.1f}", f"{100 * layer.share:.1f}%", layer.bound,
                       f"{layer.macs / 1e6:.1f}", f"{layer.bytes / 1024:.0f}")
     console.print(table)
+    if top and len(e.layers) > top:
+        console.print(f"(the {top:,} slowest of {len(e.layers):,} layers; --top 0 shows all, --format json gives "
+                      "every layer to scripts)")
     _render_trust(console, e)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from dlakit.model.shapes import infer_node, static_dims
+from dlakit.model.shapes import InferenceCache, infer_node, static_dims
 
 #: Evaluate a folded node's outputs only up to this many elements (4 MiB of float32).
 VALUE_LIMIT = 1 << 20
@@ -26,7 +26,9 @@ FOLDED_META = "dlakit.folded"
 
 
 def is_folded(node: ir.Node) -> bool:
-    return bool(node.meta.get(FOLDED_META, False))
+    # the store's plain dict: MetadataStore.get goes through UserDict's generic Mapping.get, and placement asks
+    # this for every input of every node
+    return bool(node.meta.data.get(FOLDED_META, False))
 
 
 def is_constant(value: ir.Value | None) -> bool:
@@ -56,9 +58,10 @@ def propagate(model: ir.Model) -> None:
     data: dict[str, onnx.TensorProto] = {}
     for value in graph.initializers.values():
         _remember(value, data)
+    inferred: InferenceCache = {}
     for node in graph:
         _fold_constant_node(node)
-        infer_node(node, opset, data)
+        infer_node(node, opset, data, inferred)
         if _foldable(node):
             node.meta[FOLDED_META] = True
             _evaluate(node, opset)

@@ -60,9 +60,13 @@ def format_shape(shape: ir.Shape | None) -> str:
 def static_dims(value: ir.Value) -> tuple[int, ...] | None:
     """The value's dimensions if every one is a known integer, else None."""
     shape = value.shape
-    if shape is None or not shape.is_static():
+    if shape is None:
         return None
-    return tuple(int(d) for d in shape)
+    dims = shape.dims  # rules ask this many times per node: one tuple, one type test per axis
+    for d in dims:
+        if not isinstance(d, int):
+            return None
+    return dims
 
 
 def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], source: str,
@@ -119,12 +123,23 @@ def _axis_name(dim: object, axis: int, rank: int) -> str:
     return {2: "H", 3: "W"}.get(axis, f"axis{axis}") if rank == 4 else f"axis{axis}"
 
 
-def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto]) -> None:
-    """Infer the output types of one node from its inputs (and the values of its constant inputs)."""
+#: What :func:`infer_node` learned, by signature: the same op with the same attributes, input types and constant
+#: inputs always infers the same output types, and networks repeat such nodes by the thousand (a stage of equal
+#: convolutions, a chain of activations). A hit skips serialising the node and calling ONNX's inference.
+InferenceCache = dict[tuple, tuple | None]
+_SIMPLE_ATTRIBUTES = frozenset({ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING,
+                                ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS})
+
+
+def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto],
+               cache: InferenceCache | None = None) -> None:
+    """Infer the output types of one node from its inputs (and the values of its constant inputs).
+
+    ``cache`` (one per model pass) memoises the result by the node's signature (:data:`InferenceCache`)."""
     if not node.outputs:
         return
     try:
-        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+        schema = _schema(node.op_type, opset, node.domain)
     except onnx.defs.SchemaError:
         return
     input_types = {}
@@ -133,28 +148,97 @@ def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto]) 
             continue
         if value.dtype is None:
             return
-        input_types[value.name] = _typed(value)
+        input_types[value.name] = value
+    key = _signature(node, opset, input_types, data) if cache is not None else None
+    if key is not None and key in cache:
+        inferred = cache[key]
+    else:
+        inferred = _infer(schema, node, opset, input_types, data)
+        if key is not None:
+            cache[key] = inferred
+    if inferred is None:
+        return
+    for value, out in zip(node.outputs, inferred, strict=True):
+        if out is None:
+            continue
+        elem_type, dims = out
+        if value.dtype is None and elem_type:
+            value.dtype = ir.DataType(elem_type)
+        if dims is not None and (value.shape is None or not value.shape.is_static()):
+            value.shape = ir.Shape(dims)
+
+
+def _infer(schema: onnx.defs.OpSchema, node: ir.Node, opset: int, inputs: Mapping[str, ir.Value],
+           data: Mapping[str, onnx.TensorProto]) -> tuple | None:
+    """ONNX's inference for one node: per output, (element type, dims or None) or None; None when it fails."""
     proto = ir.serde.serialize_node(node)
     try:
         out_types = onnx.shape_inference.infer_node_outputs(
             schema,
             proto,
-            input_types,
-            {k: v for k, v in data.items() if k in input_types},
+            {name: _typed(value) for name, value in inputs.items()},
+            {name: data[name] for name in inputs if name in data},  # not a scan of every constant
             opset_imports=[onnx.helper.make_opsetid("", opset)],
         )
     except Exception:
-        return
+        return None
+    result = []
     for value in node.outputs:
         out = out_types.get(value.name)
         if out is None or not out.HasField("tensor_type"):
+            result.append(None)
             continue
         tensor_type = out.tensor_type
-        if value.dtype is None and tensor_type.elem_type:
-            value.dtype = ir.DataType(tensor_type.elem_type)
-        if tensor_type.HasField("shape") and (value.shape is None or not value.shape.is_static()):
-            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim]
-            value.shape = ir.Shape(dims)
+        dims = None
+        if tensor_type.HasField("shape"):
+            dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                         for d in tensor_type.shape.dim)
+        result.append((tensor_type.elem_type, dims))
+    return tuple(result)
+
+
+def _signature(node: ir.Node, opset: int, inputs: Mapping[str, ir.Value],
+               data: Mapping[str, onnx.TensorProto]) -> tuple | None:
+    """Everything ONNX's inference reads of the node, without names; None when an attribute is not a plain
+    number/string (or a list of them), which is then inferred every time."""
+    attributes = []
+    for name, attr in node.attributes.items():
+        if attr.type not in _SIMPLE_ATTRIBUTES:
+            return None
+        value = attr.value
+        attributes.append((name, attr.type, tuple(value) if isinstance(value, list | tuple) else value))
+    operands = []
+    for value in node.inputs:
+        if value is None or not value.name:
+            operands.append(None)
+            continue
+        shape = value.shape
+        dims = None if shape is None else tuple(d if isinstance(d, int) else (d.value or None) for d in shape)
+        operands.append((int(value.dtype), dims, _constant_key(data.get(value.name))))
+    # an input named twice (Add(x, x)) is seen as two operands of equal type, so names need not be in the key;
+    # empty output names are (ONNX keeps a place for them)
+    outputs = tuple(bool(v.name) for v in node.outputs)
+    return (node.domain, node.op_type, opset, tuple(attributes), tuple(operands), outputs)
+
+
+def _constant_key(tensor: onnx.TensorProto | None) -> tuple | bytes | None:
+    """A constant operand's value without its name (the name would make every weight a different key)."""
+    if tensor is None:
+        return None
+    if tensor.raw_data:
+        return tuple(tensor.dims), tensor.data_type, tensor.raw_data
+    return tensor.SerializeToString(deterministic=True)
+
+
+_SCHEMAS: dict[tuple[str, int, str], onnx.defs.OpSchema] = {}
+
+
+def _schema(op_type: str, opset: int, domain: str) -> onnx.defs.OpSchema:
+    key = (op_type, opset, domain)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        schema = _SCHEMAS[key] = onnx.defs.get_schema(op_type, opset, domain)
+    return schema
 
 
 def _typed(value: ir.Value) -> onnx.TypeProto:

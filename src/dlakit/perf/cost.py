@@ -162,7 +162,10 @@ class Residency:
                 if op.device != "dla":
                     gpu_read.add(t.name)
         self.resident: set[str] = set()
-        live: dict[str, float] = {}
+        # the live tensors' total and, per op index, those freed after it: O(1) per op however many are live
+        # (sizes are whole bytes, so the running total is exact)
+        used = 0.0
+        frees: dict[int, list[tuple[str, float]]] = {}
         for index, op in enumerate(ops):
             out = op.output
             if out is not None and op.device == "dla" and not out.graph_output and out.name not in gpu_read:
@@ -171,11 +174,12 @@ class Residency:
                         self.resident.add(out.name)
                 else:
                     size = tensor_bytes(out, cond, spec)
-                    if size + sum(live.values()) <= limit:
+                    if size + used <= limit:
                         self.resident.add(out.name)
-                        live[out.name] = size
-            for name in [n for n in live if last_use.get(n, -1) <= index]:
-                del live[name]
+                        used += size
+                        frees.setdefault(max(last_use.get(out.name, -1), index), []).append((out.name, size))
+            for _, size in frees.pop(index, ()):
+                used -= size
 
     def dram(self, t: Tensor) -> bool:
         return t.name not in self.resident

@@ -80,7 +80,7 @@ def _tensor(value: ir.Value, graph: ir.Graph) -> Tensor | None:
     if len(dims) > 4:
         dims = (dims[0], math.prod(dims[1:-2]), dims[-2], dims[-1])
     n, c, h, w = (*dims, 1, 1, 1)[:4]
-    is_output = any(v is value for v in graph.outputs)
+    is_output = value.is_graph_output()  # a flag on the value, not a scan of the outputs per tensor
     return Tensor(value.name or "?", (n, c, h, w), value.is_graph_input(), is_output)
 
 

@@ -211,14 +211,16 @@ def cut_postprocess(graph: ir.Graph, opsets: dict[str, int] | None = None, ir_ve
             "Reshape", "Transpose", "Concat"}))) + ")"
     kept_outputs = [v for v in graph.outputs if v.producer() not in cut]
     crossing: list[ir.Value] = []
+    taken = set(kept_outputs)  # membership by set: a cut may cross thousands of tensors
     for node in nodes:
         if node not in cut:
             continue
         for value in node.inputs:
-            if value is None or value in crossing or value in kept_outputs or is_constant(value):
+            if value is None or value in taken or is_constant(value):
                 continue
             if value.producer() not in cut:
                 crossing.append(value)
+                taken.add(value)
     outputs = kept_outputs + crossing
     if not outputs:
         return None
