@@ -112,8 +112,11 @@ def _axis_name(dim: object, axis: int, rank: int) -> str:
     return {2: "H", 3: "W"}.get(axis, f"axis{axis}") if rank == 4 else f"axis{axis}"
 
 
-def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto]) -> None:
-    """Infer the output types of one node from its inputs (and the values of its constant inputs)."""
+def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto], source: str | None = None) -> None:
+    """Infer the output types of one node from its inputs (and the values of its constant inputs).
+
+    With ``source`` (a model being loaded), a node ONNX's inference rejects (input count, types, shapes that do not
+    fit) is refused with a DlakitError naming it; without, inference just leaves its outputs unknown."""
     if not node.outputs:
         return
     try:
@@ -136,6 +139,15 @@ def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto]) 
             {k: v for k, v in data.items() if k in input_types},
             opset_imports=[onnx.helper.make_opsetid("", opset)],
         )
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        text = " ".join(str(exc).split())
+        if source is None or "deprecated" in text:  # a deprecated op still runs in TensorRT's parser
+            return
+        from dlakit.model.validate import show
+
+        text = text.split("] ", 1)[1] if text.startswith("[") and "] " in text else text
+        raise DlakitError(f"{source}: node '{show(node.name)}' ({node.op_type}) is malformed: ONNX shape inference "
+                          f"says: {show(text[:300])}; fix its attributes or inputs, or re-export the model") from exc
     except Exception:
         return
     for value in node.outputs:
