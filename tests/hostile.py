@@ -1068,8 +1068,8 @@ def _valid(folder: Path) -> Path:
 def _no_dla(folder: Path) -> Path:
     """Only a layer DLA cannot run (TopK): the INT8 commands have nothing to quantize."""
     nodes = [helper.make_node("TopK", ["x", "k"], ["y", "i"], name="topk", axis=1)]
-    return save(model_of(nodes, [tensor("x", [1, 3, 8, 8])], [tensor("y", None), tensor("i", None)],
-                         [i64("k", [2])]), folder)
+    return save(model_of(nodes, [tensor("x", [1, 3, 8, 8])],
+                         [tensor("y", None), tensor("i", None, TensorProto.INT64)], [i64("k", [2])]), folder)
 
 
 @case("valid.identity_only")

@@ -95,10 +95,13 @@ def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], s
             # the batch axis gets 1; every other unknown axis is named so that it is filled in, not copied as 1
             parts = [str(d) if isinstance(d, int) else "1" if axis == 0 else f"<{_axis_name(d, axis, len(dims))}>"
                      for axis, d in enumerate(dims)]
-            name = f"'{value.name}'" if ":" in value.name or "," in value.name else value.name
+            from dlakit.model.validate import show
+
+            shown = show(value.name)
+            name = f"'{shown}'" if ":" in shown or "," in shown else shown
             fill = " (replace each <...> with your size)" if any(p.startswith("<") for p in parts) else ""
             raise DlakitError(
-                f"{source}: input '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs static "
+                f"{source}: input '{shown}' has dynamic shape {format_shape(value.shape)}; DLA needs static "
                 f"shapes, so give them like trtexec: --shapes {name}:{'x'.join(parts)}{fill}"
             )
 
@@ -107,7 +110,7 @@ def _axis_name(dim: object, axis: int, rank: int) -> str:
     """A readable name for an unknown axis: its symbolic name when the model has a short one, H/W of an image-like
     4-D input, else axis<N>."""
     text = str(getattr(dim, "value", None) or "").strip()
-    if text and text.replace("_", "").isalnum() and len(text) <= 16:
+    if text and text.isascii() and text.replace("_", "").isalnum() and len(text) <= 16:
         return text
     return {2: "H", 3: "W"}.get(axis, f"axis{axis}") if rank == 4 else f"axis{axis}"
 

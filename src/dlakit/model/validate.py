@@ -27,6 +27,8 @@ from dlakit.errors import DlakitError
 TENSOR_BYTES_LIMIT = 2 << 30
 #: TensorRT dimensions are 32-bit signed integers.
 MAX_DIM = (1 << 31) - 1
+#: TensorRT tensors have at most 8 dimensions (``Dims::MAX_DIMS``).
+MAX_RANK = 8
 NAME_LIMIT = 120
 STANDARD_DOMAINS = ("", "ai.onnx")
 SPATIAL_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "MaxPool", "AveragePool", "LpPool", "QLinearConv",
@@ -131,7 +133,11 @@ def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
         elem = value.type.tensor_type.elem_type
         if elem and elem not in TensorProto.DataType.values():
             raise DlakitError(f"{source}: input '{name}' has unknown element type {elem}; re-export the model")
-        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) > MAX_RANK:
+            raise DlakitError(f"{source}: input '{name}' has {len(dims)} dimensions; TensorRT tensors have at most "
+                              f"{MAX_RANK}: reshape it at export time")
+        for axis, dim in enumerate(dims):
             if dim.HasField("dim_value") and dim.dim_value > MAX_DIM:
                 raise DlakitError(f"{source}: input '{name}' has size {dim.dim_value:,} on axis {axis}, over "
                                   f"TensorRT's {MAX_DIM:,} (dimensions are 32-bit); give a real size with --shapes "
@@ -150,7 +156,12 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
             raise DlakitError(f"{source}: two weights are named '{show(tensor.name)}'; each initializer needs a "
                               "unique name: re-export the model")
         produced[tensor.name] = f"weight '{show(tensor.name)}'"
+    names: dict[str, int] = {}
     for index, node in enumerate(graph.node):
+        if node.name and names.setdefault(node.name, index) != index:
+            raise DlakitError(f"{source}: nodes #{names[node.name]} and #{index} are both named '{show(node.name)}'; "
+                              "TensorRT layer names (the calibration cache, --layerPrecisions, dlakit's report) must "
+                              "be unique: rename one of them")
         if not node.op_type:
             raise DlakitError(f"{source}: node #{index} ('{show(node.name)}') has no op type; the file is damaged: "
                               "re-export the model")
@@ -316,6 +327,7 @@ def validate_inferred(model: ir.Model, source: str) -> None:
     """Axes within ranks, once shapes are known (tensor sizes are checked as they are inferred, in folding)."""
     for node in model.graph:
         _check_axes(node, source)
+        _check_values(node, source)
 
 
 def value_elements(value: ir.Value) -> int | None:
@@ -336,6 +348,9 @@ def value_itemsize(value: ir.Value) -> int:
 def check_value_size(value: ir.Value, source: str) -> None:
     """Refuse a value whose static shape puts it over :data:`TENSOR_BYTES_LIMIT` (from its shape: nothing is
     allocated)."""
+    if value.shape is not None and len(value.shape) > MAX_RANK:
+        raise DlakitError(f"{source}: tensor '{show(value.name)}' has {len(value.shape)} dimensions; TensorRT tensors "
+                          f"have at most {MAX_RANK}: reshape it at export time")
     elements = value_elements(value)
     if elements is None:
         return
@@ -369,3 +384,60 @@ def _check_axes(node: ir.Node, source: str) -> None:
         if sorted(values) != list(range(rank)):
             raise DlakitError(f"{source}: {label}: perm {values} is not a permutation of the {rank} axes of its input; "
                               "re-export the model")
+
+
+def _const(value: ir.Value | None):
+    return None if value is None or value.const_value is None else value.const_value.numpy()
+
+
+def _dims(value: ir.Value | None) -> tuple[int, ...] | None:
+    if value is None or value.shape is None or not value.shape.is_static():
+        return None
+    return tuple(int(d) for d in value.shape)
+
+
+def _check_values(node: ir.Node, source: str) -> None:
+    """Constant operands and shapes that make a node fail at build or run time (ONNX Runtime and TensorRT refuse
+    them), told here in one line instead of as ORT's error on the first batch."""
+    import numpy as np
+
+    label = f"{source}: node '{show(node.name)}' ({node.op_type})"
+    op, inputs = node.op_type, list(node.inputs)
+    if op in ("Resize", "Upsample"):
+        scales = _const(inputs[2] if op == "Resize" and len(inputs) > 2 else inputs[1] if len(inputs) > 1 else None)
+        if scales is not None and scales.size and not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+            raise DlakitError(f"{label}: scales {scales.tolist()} must be finite and positive; re-export the model")
+        sizes = _const(inputs[3]) if op == "Resize" and len(inputs) > 3 else None
+        if sizes is not None and sizes.size and np.any(sizes < 1):
+            raise DlakitError(f"{label}: sizes {sizes.tolist()} must all be 1 or more; re-export the model")
+    if op in ("Conv", "ConvTranspose") and len(inputs) > 1:
+        data, weight = _dims(inputs[0]), _dims(inputs[1])
+        group = node.attributes.get_int("group", 1)
+        if data and weight and len(data) == len(weight) and len(data) > 2:
+            channels = weight[1] * group if op == "Conv" else weight[0]
+            if data[1] != channels or (op == "Conv" and weight[0] % group):
+                raise DlakitError(f"{label}: its input has {data[1]} channels but its weights {list(weight)} with "
+                                  f"group {group} expect {channels}; fix the weights or group, or re-export")
+    if op in SPATIAL_OPS and node.outputs:
+        out = _dims(node.outputs[0])
+        if out is not None and any(d < 1 for d in out):
+            raise DlakitError(f"{label}: its output would be {'x'.join(map(str, out))} (empty): the kernel is larger "
+                              "than the padded input; fix kernel_shape/pads or the input size")
+    if op == "Gather" and len(inputs) > 1:
+        data, indices = _dims(inputs[0]), _const(inputs[1])
+        axis = node.attributes.get_int("axis", 0)
+        if data and indices is not None and indices.size and -len(data) <= axis < len(data):
+            size = data[axis]
+            if indices.dtype.kind in "iu" and (indices.max() >= size or indices.min() < -size):
+                raise DlakitError(f"{label}: index {int(indices.max() if indices.max() >= size else indices.min())} "
+                                  f"is out of range for axis {axis} of size {size}; re-export the model")
+    if op == "Reshape" and len(inputs) > 1:
+        data, shape = _dims(inputs[0]), _const(inputs[1])
+        if data is not None and shape is not None and shape.dtype.kind in "iu":
+            target = [data[i] if int(d) == 0 and not node.attributes.get_int("allowzero", 0) and i < len(data)
+                      else int(d) for i, d in enumerate(shape.ravel())]
+            total, known = math.prod(data), math.prod(d for d in target if d != -1)
+            if target.count(-1) > 1 or any(d < -1 for d in target) or (
+                    -1 not in target and known != total) or (-1 in target and (known == 0 or total % known)):
+                raise DlakitError(f"{label}: cannot reshape {'x'.join(map(str, data))} ({total} elements) to "
+                                  f"{shape.ravel().tolist()}; fix the target shape or re-export the model")
