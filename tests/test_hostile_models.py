@@ -1,9 +1,8 @@
 """Every command that reads an ONNX model answers a malformed or hostile one (tests/hostile.py) with success or one
 line and exit 2: never a traceback, a memory exhaustion or a hang.
 
-The fast matrix runs every case through the commands that load models differently (check, fix, prepare, estimate,
-sparsify, quantize, trtexec) and one case per category through all of them; the full matrix (every case × every
-command) is marked slow.
+The fast matrix runs every case through check, fix (which reads the protobuf before loading it) and quantize, and one
+case per category through every command; the full matrix (every case × every command, ~2,300 runs) is marked slow.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from tests import hostile
 from tests.cli import run
 
 LOG = str(Path(__file__).parent / "data" / "trt85_build.log")
-FAST = ("check", "fix", "prepare", "estimate", "sparsify", "quantize", "trtexec")
+FAST = ("check", "fix", "quantize")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def _representatives() -> list[str]:
     first: dict[str, str] = {}
     for name in hostile.CASES:
         first.setdefault(name.split(".")[0], name)
-    return sorted(set(first.values()) | {n for n in hostile.CASES if n.startswith("valid.")})
+    return sorted(set(first.values()) | {n for n in hostile.CASES if n in ("valid.base", "valid.no_dla_layer")})
 
 
 @pytest.mark.parametrize("name", sorted(hostile.CASES))
@@ -130,7 +129,7 @@ def _error(tmp_path: Path, name: str, *args: str) -> str:
     ("attr.conv_strides_empty", ("strides has 0 values",)),
     ("attr.conv_pads_short", ("pads has 2 values",)),
     ("attr.gather_axis_range", ("node 'gather_node'", "axis")),
-    ("attr.softmax_axis_range", ("node 'softmax_node'", "axis 9 is out of range")),
+    ("attr.softmax_axis_range", ("node 'softmax_node'", "axis", "9")),
     ("attr.pool_kernel_missing", ("lacks its required attribute 'kernel_shape'",)),
     ("ir.zero", ("IR version 0",)),
     ("opset.zero", ("opset 0",)),

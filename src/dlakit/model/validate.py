@@ -54,8 +54,12 @@ for _name in ("INT2", "UINT2"):
         SUB_BYTE_BITS[getattr(TensorProto, _name)] = 2
 
 
-def show(name: str) -> str:
-    """A node or tensor name made safe for one line of a terminal: control characters escaped, long names cut."""
+def show(name: str | bytes) -> str:
+    """A node or tensor name made safe for one line of a terminal: control characters escaped, long names cut.
+    (protobuf hands back bytes for a string field that is not valid UTF-8.)"""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="backslashreplace")
+    name = str(name)
     text = name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
     if len(text) > NAME_LIMIT:
         text = f"{text[:NAME_LIMIT // 2]}...{text[-20:]} ({len(name)} characters)"
@@ -90,6 +94,7 @@ def validate_model_proto(proto: onnx.ModelProto, source: str) -> None:
     if not graph.output:
         raise DlakitError(f"{source}: the graph has no outputs, so nothing would be computed; re-export it with the "
                           "network's outputs marked as graph outputs")
+    _check_text(graph, source)
     _check_inputs(graph, source)
     _check_names(graph, source)
     _check_acyclic(graph, source)
@@ -116,6 +121,20 @@ def _check_versions(proto: onnx.ModelProto, source: str) -> None:
     if defaults and defaults[0] < 1:
         raise DlakitError(f"{source}: ONNX opset {defaults[0]} does not exist; re-export with a standard opset "
                           "(13 to 17 are what TensorRT parsers know best)")
+
+
+def _check_text(graph: onnx.GraphProto, source: str) -> None:
+    """protobuf returns bytes for a string field that is not valid UTF-8 (a damaged or hostile file)."""
+    fields = [(v.name, "tensor name") for v in (*graph.input, *graph.output, *graph.value_info)]
+    fields += [(t.name, "weight name") for t in graph.initializer]
+    for node in graph.node:
+        fields += [(node.name, "node name"), (node.op_type, "op type"), (node.domain, "domain")]
+        fields += [(name, "tensor name") for name in (*node.input, *node.output)]
+        fields += [(a.name, "attribute name") for a in node.attribute]
+    for value, what in fields:
+        if isinstance(value, bytes):
+            raise DlakitError(f"{source}: {what} '{show(value)}' is not valid UTF-8 text; the file is damaged: "
+                              "re-export the model")
 
 
 def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
