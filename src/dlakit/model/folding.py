@@ -149,7 +149,7 @@ def _evaluate(node: ir.Node, opset: int, source: str = "<model>") -> None:
     if bound is None:
         return  # the result's size cannot be told before computing it: leave it unevaluated
     itemsize = value_itemsize(node.outputs[0]) if node.outputs else 4
-    if bound * itemsize > TENSOR_BYTES_LIMIT:
+    if node.op_type in GENERATORS and bound * itemsize > TENSOR_BYTES_LIMIT:  # exact sizes: refuse, never allocate
         out = node.outputs[0].name if node.outputs else ""
         raise budget_error(source, f"tensor '{show(out)}' (output of node '{show(node.name)}', {node.op_type}, "
                            "folded at build time)", bound, itemsize)
@@ -189,6 +189,9 @@ def _run_reference(node: ir.Node, inputs: list[np.ndarray | None], opset: int) -
     return ReferenceEvaluator(model).run(None, feeds)
 
 
+#: Ops whose output size :func:`output_bound` computes exactly from their constant inputs; for the others the bound is
+#: a loose product of input sizes, used only to skip evaluation.
+GENERATORS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot"})
 #: Ops whose output size depends on input values or attributes in ways :func:`output_bound` does not model.
 UNBOUNDED = frozenset({"BlackmanWindow", "HannWindow", "HammingWindow", "MelWeightMatrix", "Col2Im", "MaxUnpool",
                        "DFT", "STFT", "CenterCropPad", "TfIdfVectorizer", "StringSplit", "RegexFullMatch",

@@ -442,14 +442,6 @@ def _check_values(node: ir.Node, source: str) -> None:
         if out is not None and any(d < 1 for d in out):
             raise DlakitError(f"{label}: its output would be {'x'.join(map(str, out))} (empty): the kernel is larger "
                               "than the padded input; fix kernel_shape/pads or the input size")
-    if op == "Gather" and len(inputs) > 1:
-        data, indices = _dims(inputs[0]), _const(inputs[1])
-        axis = node.attributes.get_int("axis", 0)
-        if data and indices is not None and indices.size and -len(data) <= axis < len(data):
-            size = data[axis]
-            if indices.dtype.kind in "iu" and (indices.max() >= size or indices.min() < -size):
-                raise DlakitError(f"{label}: index {int(indices.max() if indices.max() >= size else indices.min())} "
-                                  f"is out of range for axis {axis} of size {size}; re-export the model")
     if op == "Reshape" and len(inputs) > 1:
         data, shape = _dims(inputs[0]), _const(inputs[1])
         if data is not None and shape is not None and shape.dtype.kind in "iu":
