@@ -19,8 +19,10 @@ class DlakitError(Exception):
         super().__init__(message)
         self.message = message
 
-    def __str__(self) -> str:  # one line, always
-        return " ".join(self.message.split())
+    def __str__(self) -> str:  # one line, always; control characters in names (ANSI escapes) shown escaped
+        text = " ".join(self.message.split())
+        return text if text.isprintable() else "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def numpy_file_problem(exc: BaseException) -> str:

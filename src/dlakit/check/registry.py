@@ -86,7 +86,18 @@ class RuleSpec:
         return "*" in self.layers or layer in self.layers
 
     def evaluate(self, ctx: NodeContext) -> Iterator[Reason]:
-        for finding in self.function(ctx, self) or ():
+        try:
+            findings = list(self.function(ctx, self) or ())
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            # the loader validates attributes and shapes (dlakit.model.validate); a node that still trips a rule is
+            # malformed in a way it does not know: name the node and the rule instead of showing a traceback
+            from dlakit.errors import DlakitError
+            from dlakit.model.validate import show
+
+            raise DlakitError(f"node '{show(ctx.node.name)}' ({ctx.node.op_type}): rule {self.name} cannot read it "
+                              f"({type(exc).__name__}: {show(str(exc)[:200])}); its attributes or inputs are "
+                              "malformed: fix them or re-export the model") from exc
+        for finding in findings:
             trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
             yield Reason(
                 trt_message=trt,

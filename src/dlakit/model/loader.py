@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from dlakit.errors import DlakitError
 from dlakit.model.folding import propagate
 from dlakit.model.shapes import Shapes, apply_input_shapes
+from dlakit.model.validate import show, tensor_problem, validate_inferred, validate_model_proto
 
 STANDARD_DOMAINS = ("", "ai.onnx")
 CONTROL_FLOW_OPS = ("If", "Loop", "Scan", "SequenceMap")
@@ -63,26 +64,49 @@ def read_model_proto(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not proto.graph.node and not proto.graph.input and not proto.graph.output:
         raise DlakitError(f"{path}: not an ONNX model (no graph found); export the network to ONNX first")
     _load_external_data(proto, path)
+    validate_model_proto(proto, str(path))
     return proto
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read weights kept beside the model. onnx refuses, for safety, locations outside the model's folder, absolute
+    paths and symbolic links; dlakit keeps that refusal and says so."""
     base = path.parent
-    tensors = list(onnx.external_data_helper._get_all_tensors(proto))
-    for tensor in tensors:
-        if not onnx.external_data_helper.uses_external_data(tensor):
+    helper = onnx.external_data_helper
+    for tensor in helper._get_all_tensors(proto):
+        if not helper.uses_external_data(tensor):
             continue
-        info = onnx.external_data_helper.ExternalDataInfo(tensor)
-        location = base / info.location
-        if not location.is_file():
+        name = show(tensor.name)
+        try:
+            info = helper.ExternalDataInfo(tensor)
+        except (ValueError, TypeError) as exc:
+            raise DlakitError(f"{path}: tensor '{name}' has a malformed external data entry ({_first_line(exc)}); "
+                              "re-save the model with onnx.save(..., save_as_external_data=True)") from exc
+        location = base / info.location if info.location else None
+        if location is None or not location.is_file():
             raise DlakitError(
-                f"{path}: tensor '{tensor.name}' keeps its data in external file '{info.location}', "
+                f"{path}: tensor '{name}' keeps its data in external file '{show(info.location)}', "
                 f"which was not found in {base}; copy it next to the model"
             )
-    try:
-        onnx.external_data_helper.load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError) as exc:
-        raise DlakitError(f"{path}: could not read external data ({_first_line(exc)})") from exc
+        try:
+            helper.load_external_data_for_tensor(tensor, str(base))
+        except onnx.checker.ValidationError as exc:
+            text = _first_line(exc)
+            why = ("is a symbolic link" if "symbolic link" in text else "is an absolute path"
+                   if "absolute path" in text else "points outside the model's folder")
+            raise DlakitError(
+                f"{path}: tensor '{name}' keeps its data in '{show(info.location)}', which {why}; onnx refuses such "
+                f"external data for safety (and so does dlakit): copy the file itself into {base} and name it "
+                "relative to the model"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise DlakitError(f"{path}: could not read the external data of tensor '{name}' from "
+                              f"'{show(info.location)}' ({_first_line(exc)}); the file is truncated or the model's "
+                              "offset/length are wrong: re-save the model") from exc
+        problem = tensor_problem(tensor)
+        if problem:
+            raise DlakitError(f"{path}: tensor '{name}' read from '{show(info.location)}' {problem}; the external "
+                              "file is truncated or does not belong to this model")
 
 
 def validate_proto(proto: onnx.ModelProto, source: str) -> None:
@@ -153,13 +177,15 @@ def load_model(
         proto = onnx.ModelProto()
         proto.CopyFrom(source)  # never touch the caller's model
         label = label or proto.graph.name or "<model>"
+        validate_model_proto(proto, label)
     else:
         proto = read_model_proto(source)
         label = str(source)
     validate_proto(proto, label)
     model = to_ir(proto)
     hints = apply_input_shapes(model, shapes or {}, label, allow_dynamic)
-    propagate(model)
+    propagate(model, label)
+    validate_inferred(model, label)
     return LoadedModel(model=model, source=label, dynamic_inputs=hints)
 
 

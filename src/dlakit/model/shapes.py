@@ -104,9 +104,12 @@ def apply_input_shapes(model: ir.Model, shapes: Mapping[str, tuple[int, ...]], s
             # the batch axis gets 1; every other unknown axis is named so that it is filled in, not copied as 1
             parts = [str(d) if isinstance(d, int) else "1" if axis == 0 else f"<{_axis_name(d, axis, len(dims))}>"
                      for axis, d in enumerate(dims)]
-            name = f"'{value.name}'" if ":" in value.name or "," in value.name else value.name
+            from dlakit.model.validate import show
+
+            shown = show(value.name)
+            name = f"'{shown}'" if ":" in shown or "," in shown else shown
             fill = " (replace each <...> with your size)" if any(p.startswith("<") for p in parts) else ""
-            message = (f"{source}: input '{value.name}' has dynamic shape {format_shape(value.shape)}; DLA needs "
+            message = (f"{source}: input '{shown}' has dynamic shape {format_shape(value.shape)}; DLA needs "
                        f"static shapes, so give them like trtexec: --shapes {name}:{'x'.join(parts)}{fill}")
             if not allow_dynamic:
                 raise DlakitError(message)
@@ -118,7 +121,7 @@ def _axis_name(dim: object, axis: int, rank: int) -> str:
     """A readable name for an unknown axis: its symbolic name when the model has a short one, H/W of an image-like
     4-D input, else axis<N>."""
     text = str(getattr(dim, "value", None) or "").strip()
-    if text and text.replace("_", "").isalnum() and len(text) <= 16:
+    if text and text.isascii() and text.replace("_", "").isalnum() and len(text) <= 16:
         return text
     return {2: "H", 3: "W"}.get(axis, f"axis{axis}") if rank == 4 else f"axis{axis}"
 
@@ -132,10 +135,12 @@ _SIMPLE_ATTRIBUTES = frozenset({ir.AttributeType.INT, ir.AttributeType.FLOAT, ir
 
 
 def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto],
-               cache: InferenceCache | None = None) -> None:
+               cache: InferenceCache | None = None, source: str | None = None) -> None:
     """Infer the output types of one node from its inputs (and the values of its constant inputs).
 
-    ``cache`` (one per model pass) memoises the result by the node's signature (:data:`InferenceCache`)."""
+    ``cache`` (one per model pass) memoises the result by the node's signature (:data:`InferenceCache`). With
+    ``source`` (a model being loaded), a node ONNX's inference rejects (input count, types, shapes that do not fit)
+    is refused with a DlakitError naming it; without, inference just leaves its outputs unknown."""
     if not node.outputs:
         return
     try:
@@ -153,7 +158,7 @@ def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto],
     if key is not None and key in cache:
         inferred = cache[key]
     else:
-        inferred = _infer(schema, node, opset, input_types, data)
+        inferred = _infer(schema, node, opset, input_types, data, source)
         if key is not None:
             cache[key] = inferred
     if inferred is None:
@@ -169,7 +174,7 @@ def infer_node(node: ir.Node, opset: int, data: Mapping[str, onnx.TensorProto],
 
 
 def _infer(schema: onnx.defs.OpSchema, node: ir.Node, opset: int, inputs: Mapping[str, ir.Value],
-           data: Mapping[str, onnx.TensorProto]) -> tuple | None:
+           data: Mapping[str, onnx.TensorProto], source: str | None = None) -> tuple | None:
     """ONNX's inference for one node: per output, (element type, dims or None) or None; None when it fails."""
     proto = ir.serde.serialize_node(node)
     try:
@@ -180,6 +185,15 @@ def _infer(schema: onnx.defs.OpSchema, node: ir.Node, opset: int, inputs: Mappin
             {name: data[name] for name in inputs if name in data},  # not a scan of every constant
             opset_imports=[onnx.helper.make_opsetid("", opset)],
         )
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        text = " ".join(str(exc).split())
+        if source is None or "deprecated" in text:  # a deprecated op still runs in TensorRT's parser
+            return None
+        from dlakit.model.validate import show
+
+        text = text.split("] ", 1)[1] if text.startswith("[") and "] " in text else text
+        raise DlakitError(f"{source}: node '{show(node.name)}' ({node.op_type}) is malformed: ONNX shape inference "
+                          f"says: {show(text[:300])}; fix its attributes or inputs, or re-export the model") from exc
     except Exception:
         return None
     result = []

@@ -52,6 +52,15 @@ def batch_size_for(loaded: LoadedModel, requested: int | None = None) -> int:
     return batch or requested or 1
 
 
+def require_int8_layers(plan: QuantPlan, source: str) -> None:
+    """Refuse a model where no layer would run on the DLA in INT8: there is nothing to calibrate, and every INT8
+    file would be empty."""
+    if not plan.observed:
+        raise DlakitError(f"{source}: no layer runs on the DLA in INT8 (dlakit check shows where each layer runs), so "
+                          "there is nothing to calibrate or quantize; fix the model for DLA first (dlakit fix) or "
+                          "build it in FP16")
+
+
 def calibrate(
     loaded: LoadedModel,
     source: DataSource,
@@ -72,6 +81,7 @@ def calibrate(
         raise DlakitError(f"--fp16-layers: no layer named {', '.join(unknown)} in {loaded.source}; use node names "
                           "as dlakit check lists them")
     plan = plan or build_plan(loaded.graph, fp16_layers or set(), off_dla=off_dla)
+    require_int8_layers(plan, loaded.source)
     model = to_proto(loaded)
     calibrator = Calibrator(method=method, percentile=percentile)
     batch = batch_size_for(loaded)

@@ -80,7 +80,46 @@ def input_specs(loaded: LoadedModel) -> tuple[dict[str, tuple[int, ...]], int | 
     return shapes, batch
 
 
-def session(model: onnx.ModelProto, quantized: bool = False, threads: int = 0) -> ort.InferenceSession:
+class Session:
+    """An ONNX Runtime session whose failures are :class:`DlakitError` lines naming the model and ORT's reason.
+
+    ORT raises its own exception types for a model it cannot load, or for a node that fails on the data (an index out
+    of range, a Reshape whose sizes do not match, an allocation too big): the user's model or data is at fault, so
+    they become one line instead of a traceback. Everything else is ORT's ``InferenceSession``."""
+
+    def __init__(self, inner: ort.InferenceSession, label: str) -> None:
+        self._inner = inner
+        self._label = label
+
+    def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._inner.run(names, feeds)
+        except Exception as exc:
+            if not _from_ort(exc):
+                raise
+            raise DlakitError(f"ONNX Runtime failed running model '{self._label}' on your data: {_ort_reason(exc)}; "
+                              "the model is malformed for these input shapes or the data does not fit it "
+                              "(check it with dlakit check, or re-export it)") from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+def _from_ort(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("onnxruntime")
+
+
+def _ort_reason(exc: BaseException) -> str:
+    from dlakit.model.validate import show
+
+    text = " ".join(str(exc).split())
+    for prefix in ("[ONNXRuntimeError] :",):
+        if text.startswith(prefix):
+            text = text.split(":", 3)[-1].strip()
+    return show(text[:300])
+
+
+def session(model: onnx.ModelProto, quantized: bool = False, threads: int = 0) -> Session:
     """A CPU session; Q/DQ models get basic optimizations only and never ``WeightBiasQuantization``."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -88,11 +127,14 @@ def session(model: onnx.ModelProto, quantized: bool = False, threads: int = 0) -
         options.intra_op_num_threads = threads
     if quantized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    label = model.graph.name or "<model>"
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=UNSAFE_QDQ_OPTIMIZERS if quantized else None)
+        inner = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                                     disabled_optimizers=UNSAFE_QDQ_OPTIMIZERS if quantized else None)
     except Exception as exc:  # ORT raises its own exception types for models it cannot run
-        raise DlakitError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from exc
+        raise DlakitError(f"ONNX Runtime cannot load model '{label}': {_ort_reason(exc)}; re-export the model "
+                          "with standard ONNX ops and shapes") from exc
+    return Session(inner, label)
 
 
 def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:

@@ -16,6 +16,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model
+from dlakit.quantize.calibrate import require_int8_layers
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan, off_dla_layers
 from dlakit.quantize.runtime import input_specs, tensor_bytes, to_proto
 from dlakit.recover.bias_correction import BiasCorrection, correct_biases
@@ -143,6 +144,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     original = to_proto(loaded)
     off_dla = off_dla_layers(loaded, resolve_target(options.platform, options.release))
     plan = build_plan(loaded.graph, off_dla=off_dla)
+    require_int8_layers(plan, loaded.source)
     notes: list[str] = []
     equalized = None
     verification = relu6_effect = None
