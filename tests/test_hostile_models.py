@@ -147,9 +147,12 @@ def test_message_names_the_problem(tmp_path, name, fragments):
 
 
 def test_hostile_names_are_escaped(tmp_path):
-    line = _error(tmp_path, "names.dynamic_hostile_input")
+    # estimate refuses a dynamic input (check places its layers on the GPU instead, with the same hint as a note)
+    line = _error(tmp_path, "names.dynamic_hostile_input", "estimate")
     assert "\x1b" not in line and "\\x1b" in line
     assert len(line) < 700  # a 5000-character name is shortened
+    shown = run("check", str(hostile.CASES["names.dynamic_hostile_input"](tmp_path)))
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout and "\\x1b" in shown.stdout
 
 
 def test_no_dla_layer_int8_commands_say_so(tmp_path, workdir):

@@ -20,9 +20,14 @@ class DlakitError(Exception):
         self.message = message
 
     def __str__(self) -> str:  # one line, always; control characters in names (ANSI escapes) shown escaped
-        text = " ".join(self.message.split())
-        return text if text.isprintable() else "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        return printable(" ".join(self.message.split()))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, newlines in a node name from the file) shown escaped, so
+    that a hostile name cannot drive the terminal or break a line."""
+    return text if text.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def numpy_file_problem(exc: BaseException) -> str:

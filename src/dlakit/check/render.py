@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlakit.check import DLA, FIXABLE, FOLDED, GPU, CheckReport
+from dlakit.errors import printable
 
 STYLE = {DLA: "green", GPU: "red", FIXABLE: "yellow", FOLDED: "dim"}
 
@@ -57,10 +58,15 @@ def _header(report: CheckReport) -> list[str]:
     return lines
 
 
+def _text(value: str, **style: str) -> Text:
+    """A cell for text that comes from the model (names, reasons that quote them): control characters escaped."""
+    return Text(printable(value), **style)
+
+
 def render_table(report: CheckReport, all_nodes: bool = False, console: Console | None = None,
                  extra_notes: list[str] | None = None) -> None:
     console = console or Console()
-    parts: list = [Text(line) for line in _header(report)]
+    parts: list = [_text(line) for line in _header(report)]
     groups = reason_groups(report)
     if groups:
         table = Table(title="Not on the DLA, by reason (most MACs first)", title_justify="left", expand=False)
@@ -69,8 +75,8 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
         for g in groups:
             rule = g.rule + (" (low confidence)" if g.confidence == "low" else "")
             example = f"{g.nodes[0]}: {g.message}"
-            table.add_row(Text(g.placement, style=STYLE[g.placement]), Text(g.op), Text(rule), str(len(g.nodes)),
-                          f"{g.macs / 1e6:.1f}", Text(example), Text(g.fix or ""))
+            table.add_row(Text(g.placement, style=STYLE[g.placement]), _text(g.op), _text(rule), str(len(g.nodes)),
+                          f"{g.macs / 1e6:.1f}", _text(example), _text(g.fix or ""))
         parts.append(table)
     else:
         parts.append(Text("Every computing node runs on the DLA.", style="green"))
@@ -80,10 +86,10 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
             table.add_column(column, overflow="fold")
         total = report.total_macs or 1
         for sg in report.subgraphs:
-            table.add_row(str(sg.index), str(len(sg.nodes)), Text(f"{sg.nodes[0].name} ... {sg.nodes[-1].name}"),
+            table.add_row(str(sg.index), str(len(sg.nodes)), _text(f"{sg.nodes[0].name} ... {sg.nodes[-1].name}"),
                           f"{sg.macs / total:.1%}",
-                          Text(", ".join(sg.inputs[:3]) + (" ..." if len(sg.inputs) > 3 else "")),
-                          Text(", ".join(sg.outputs[:3]) + (" ..." if len(sg.outputs) > 3 else "")))
+                          _text(", ".join(sg.inputs[:3]) + (" ..." if len(sg.inputs) > 3 else "")),
+                          _text(", ".join(sg.outputs[:3]) + (" ..." if len(sg.outputs) > 3 else "")))
         parts.append(table)
     if all_nodes:
         table = Table(title="Every node", title_justify="left")
@@ -91,12 +97,12 @@ def render_table(report: CheckReport, all_nodes: bool = False, console: Console 
             table.add_column(column, overflow="fold")
         for n in report.nodes:
             text = "; ".join(f"[{r.rule}] {r.message}" for r in (*n.reasons, *n.notes))
-            table.add_row(Text(n.name), Text(n.op), n.layer, Text(n.placement, style=STYLE[n.placement]),
-                          "" if n.subgraph is None else str(n.subgraph), f"{n.macs / 1e6:.1f}", Text(text))
+            table.add_row(_text(n.name), _text(n.op), n.layer, Text(n.placement, style=STYLE[n.placement]),
+                          "" if n.subgraph is None else str(n.subgraph), f"{n.macs / 1e6:.1f}", _text(text))
         parts.append(table)
     notes = _notes(report, extra_notes or [])
     if notes:
-        parts.append(Text("\n".join(notes), style="dim"))
+        parts.append(Text("\n".join(printable(note) for note in notes), style="dim"))
     console.print(Group(*parts))
 
 
@@ -147,4 +153,4 @@ def render_markdown(report: CheckReport, all_nodes: bool = False, extra_notes: l
             lines.append(f"| `{n.name}` | {n.op} | {n.layer} | {n.placement} | {text} |")
         lines.append("")
     lines += [f"> {note}" for note in _notes(report, extra_notes or [])]
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"

@@ -54,7 +54,9 @@ def _split_items(text: str) -> list[str]:
 def format_shape(shape: ir.Shape | None) -> str:
     if shape is None:
         return "?"
-    return "x".join(str(d) if isinstance(d, int) else (str(d.value) if d.value else "?") for d in shape)
+    from dlakit.model.validate import show  # a symbolic dim's name comes from the file: escape it like any name
+
+    return "x".join(str(d) if isinstance(d, int) else (show(str(d.value)) if d.value else "?") for d in shape)
 
 
 def static_dims(value: ir.Value) -> tuple[int, ...] | None:

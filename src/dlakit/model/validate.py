@@ -37,8 +37,10 @@ SPATIAL_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "MaxPool", "Ave
 ENUMS = {
     "auto_pad": ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"),
     "mode": None,  # per op below
+    # tf_half_pixel_for_nn left the specification with opset 13, but converters still write it and ONNX Runtime
+    # and TensorRT's parser still run it
     "coordinate_transformation_mode": ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
-                                       "asymmetric", "tf_crop_and_resize"),
+                                       "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn"),
     "nearest_mode": ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"),
 }
 MODES = {"Resize": ("nearest", "linear", "cubic"), "Upsample": ("nearest", "linear", "bilinear"),
