@@ -68,6 +68,21 @@ def show(name: str | bytes) -> str:
     return text or "<empty>"
 
 
+class _Label:
+    """A node's label, made only when a message needs it (validation sees every node, errors are rare)."""
+
+    __slots__ = ("index", "node")
+
+    def __init__(self, node: onnx.NodeProto, index: int) -> None:
+        self.node, self.index = node, index
+
+    def __str__(self) -> str:
+        return node_label(self.node, self.index)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def node_label(node: onnx.NodeProto, index: int) -> str:
     return f"node '{show(node.name)}' ({show(node.op_type)})" if node.name else f"node #{index} ({show(node.op_type)})"
 
@@ -127,16 +142,25 @@ def _check_versions(proto: onnx.ModelProto, source: str) -> None:
 
 def _check_text(graph: onnx.GraphProto, source: str) -> None:
     """protobuf returns bytes for a string field that is not valid UTF-8 (a damaged or hostile file)."""
-    fields = [(v.name, "tensor name") for v in (*graph.input, *graph.output, *graph.value_info)]
-    fields += [(t.name, "weight name") for t in graph.initializer]
-    for node in graph.node:
-        fields += [(node.name, "node name"), (node.op_type, "op type"), (node.domain, "domain")]
-        fields += [(name, "tensor name") for name in (*node.input, *node.output)]
-        fields += [(a.name, "attribute name") for a in node.attribute]
-    for value, what in fields:
+    for value, what in _text_fields(graph):
         if isinstance(value, bytes):
             raise DlakitError(f"{source}: {what} '{show(value)}' is not valid UTF-8 text; the file is damaged: "
                               "re-export the model")
+
+
+def _text_fields(graph: onnx.GraphProto) -> Iterator[tuple[str | bytes, str]]:
+    for v in (*graph.input, *graph.output, *graph.value_info):
+        yield v.name, "tensor name"
+    for t in graph.initializer:
+        yield t.name, "weight name"
+    for node in graph.node:
+        yield node.name, "node name"
+        yield node.op_type, "op type"
+        yield node.domain, "domain"
+        for name in (*node.input, *node.output):
+            yield name, "tensor name"
+        for a in node.attribute:
+            yield a.name, "attribute name"
 
 
 def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
@@ -167,7 +191,7 @@ def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
 
 def _check_names(graph: onnx.GraphProto, source: str) -> None:
     """Every tensor has one producer: a graph input, a weight, or one node output; every use has a producer."""
-    produced: dict[str, str] = {}
+    produced: dict[str, str | _Label] = {}
     for value in graph.input:
         if value.name in produced:
             raise DlakitError(f"{source}: graph input '{show(value.name)}' is listed twice; give each input once")
@@ -192,7 +216,7 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
             if out in produced:
                 raise DlakitError(f"{source}: tensor '{show(out)}' is produced twice (by {produced[out]} and by "
                                   f"{node_label(node, index)}); ONNX tensors are assigned once: re-export the model")
-            produced[out] = node_label(node, index)
+            produced[out] = _Label(node, index)
     for index, node in enumerate(graph.node):
         for name in node.input:
             if name and name not in produced:
@@ -287,7 +311,7 @@ def _schema(op: str, opset: int) -> onnx.defs.OpSchema | None:
 def _check_attributes(node: onnx.NodeProto, index: int, opset: int, source: str) -> None:
     if node.domain not in STANDARD_DOMAINS:
         return
-    label = node_label(node, index)
+    label = _Label(node, index)
     schema = _schema(node.op_type, opset)
     attrs = {a.name: a for a in node.attribute}
     if schema is not None:
