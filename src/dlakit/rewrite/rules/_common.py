@@ -15,8 +15,8 @@ import onnx_ir as ir
 
 from dlakit.model import constant_array, is_constant, static_dims
 from dlakit.rewrite.engine import RuleContext
+from dlakit.rewrite.rules._limits import channels_max, conv_kernel_max, pool_window_max
 
-MAX_CHANNELS = 8192  # DLA convolution input/output channel limit (facts/dla.md §1.2)
 FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
 
 
@@ -80,9 +80,9 @@ def scalar(ctx: RuleContext, like: ir.Value, number: float, hint: str = "scalar"
 
 
 def selection_limit(depth: int, count: int) -> str | None:
-    if depth > MAX_CHANNELS or count > MAX_CHANNELS:
+    if depth > channels_max() or count > channels_max():
         return (f"the selection convolution would need {depth} input / {count} output channels, above DLA's "
-                f"{MAX_CHANNELS}")
+                f"{channels_max()}")
     return None
 
 
@@ -172,8 +172,6 @@ def pool_factors(size: int, limit: int | None = None) -> list[int] | None:
     """Split ``size`` into factors each ≤ ``limit`` (default DLA's pool window, from rules.toml; largest first);
     None if a prime factor exceeds it."""
     if limit is None:
-        from dlakit.rewrite.rules._limits import pool_window_max
-
         limit = pool_window_max()
     factors: list[int] = []
     rest = size
@@ -209,7 +207,6 @@ def pool_chain_reason(height: int, width: int) -> str | None:
     return None
 
 
-MAX_CONV_KERNEL = 32  # DLA convolution kernel limit per spatial dim
 
 
 def spatial_mean_conv(ctx: RuleContext, x: ir.Value, channels: int, height: int, width: int) -> ir.Value:
@@ -221,8 +218,8 @@ def spatial_mean_conv(ctx: RuleContext, x: ir.Value, channels: int, height: int,
 
 
 def spatial_mean_conv_reason(channels: int, height: int, width: int) -> str | None:
-    if max(height, width) > MAX_CONV_KERNEL:
-        return f"a {height}x{width} mean kernel exceeds DLA's convolution kernel limit of {MAX_CONV_KERNEL}"
-    if channels > MAX_CHANNELS:
-        return f"{channels} channels exceed DLA's {MAX_CHANNELS} groups"
+    if max(height, width) > conv_kernel_max():
+        return f"a {height}x{width} mean kernel exceeds DLA's convolution kernel limit of {conv_kernel_max()}"
+    if channels > channels_max():
+        return f"{channels} channels exceed DLA's {channels_max()} groups"
     return None

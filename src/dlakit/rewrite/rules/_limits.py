@@ -44,3 +44,11 @@ def conv_pad_max() -> int:
 
 def channels_max() -> int:
     return int(limit("deconv.channels", "max"))
+
+
+def deconv_kernel_max() -> int:
+    return int(limit("deconv.kernel", "max"))
+
+
+def batch_max() -> int:
+    return int(limit("general.batch", "max"))

@@ -10,9 +10,8 @@ import numpy as np
 import onnx_ir as ir
 
 from dlakit.rewrite.engine import Rule, RuleContext
-from dlakit.rewrite.rules._common import MAX_CHANNELS, dims, need_float, numpy_dtype
-
-MAX_DECONV_KERNEL = 32
+from dlakit.rewrite.rules._common import dims, need_float, numpy_dtype
+from dlakit.rewrite.rules._limits import channels_max, deconv_kernel_max
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
@@ -24,10 +23,10 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if shape is None or len(shape) != 4:
         return "the input is not a static 4-D NCHW tensor"
     block = node.attributes.get_int("blocksize")
-    if block > MAX_DECONV_KERNEL:
-        return f"blocksize {block} exceeds DLA's deconvolution kernel/stride limit of {MAX_DECONV_KERNEL}"
-    if shape[1] > MAX_CHANNELS:
-        return f"{shape[1]} input channels exceed DLA's {MAX_CHANNELS}"
+    if block > deconv_kernel_max():
+        return f"blocksize {block} exceeds DLA's deconvolution kernel/stride limit of {deconv_kernel_max()}"
+    if shape[1] > channels_max():
+        return f"{shape[1]} input channels exceed DLA's {channels_max()}"
     return None
 
 

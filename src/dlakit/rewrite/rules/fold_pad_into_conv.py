@@ -14,8 +14,7 @@ import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_ints, const_of, dims
-
-CONV_MAX_PAD, POOL_MAX_PAD = 31, 7
+from dlakit.rewrite.rules._limits import conv_pad_max, pool_pad_max
 
 
 def _pad_amounts(pad: ir.Node, rank: int) -> list[int] | str:
@@ -75,7 +74,7 @@ def _merged(node: ir.Node) -> tuple[ir.Node, list[int]] | str:
         if weight is None:
             return "the kernel size is unknown"
         kernel = list(weight[2:])
-    limit = CONV_MAX_PAD if node.op_type == "Conv" else POOL_MAX_PAD
+    limit = conv_pad_max() if node.op_type == "Conv" else pool_pad_max()
     for p, k in zip(new, kernel * 2, strict=True):
         if p >= k or p > limit:
             return f"the merged padding {new} would not stay below the kernel {kernel} and ≤ {limit} as DLA requires"

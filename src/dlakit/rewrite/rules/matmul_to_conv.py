@@ -17,7 +17,6 @@ import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
 from dlakit.rewrite.rules._common import (
-    MAX_CHANNELS,
     axis_linear_map,
     const_of,
     dims,
@@ -25,9 +24,7 @@ from dlakit.rewrite.rules._common import (
     numpy_dtype,
     reshape,
 )
-
-MAX_BATCH = 4096
-MAX_KERNEL = 32
+from dlakit.rewrite.rules._limits import batch_max, channels_max, conv_kernel_max
 
 
 def _kernel_rows(k: int) -> int | None:
@@ -36,9 +33,9 @@ def _kernel_rows(k: int) -> int | None:
     ``[M, K] → [M, K/s, s, 1]`` puts k = c·s + h, so an s×1 kernel sums exactly the same products: the way
     TensorRT runs a large fully-connected layer as a convolution with a spatial kernel.
     """
-    if k <= MAX_CHANNELS:
+    if k <= channels_max():
         return 1
-    return next((s for s in range(2, MAX_KERNEL + 1) if k % s == 0 and k // s <= MAX_CHANNELS), None)
+    return next((s for s in range(2, conv_kernel_max() + 1) if k % s == 0 and k // s <= channels_max()), None)
 
 
 def _weights(node: ir.Node) -> tuple[np.ndarray, np.ndarray | None] | str:
@@ -111,15 +108,15 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if isinstance(weights, str):
         return weights
     k, n = weights[0].shape
-    if n > MAX_CHANNELS or _kernel_rows(k) is None:
-        return (f"K={k}, N={n}: a convolution on DLA allows at most {MAX_CHANNELS} channels (K may be folded into "
-                f"a kernel of up to {MAX_KERNEL} rows when it divides evenly)")
+    if n > channels_max() or _kernel_rows(k) is None:
+        return (f"K={k}, N={n}: a convolution on DLA allows at most {channels_max()} channels (K may be folded into "
+                f"a kernel of up to {conv_kernel_max()} rows when it divides evenly)")
     if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
         shape = shape[::-1]
     if len(shape) > 2:
-        return None if k <= MAX_CHANNELS else f"K={k} exceeds DLA's {MAX_CHANNELS} channels"
-    if shape[0] > MAX_BATCH:
-        return f"{shape[0]} rows would become the batch, above DLA's {MAX_BATCH}"
+        return None if k <= channels_max() else f"K={k} exceeds DLA's {channels_max()} channels"
+    if shape[0] > batch_max():
+        return f"{shape[0]} rows would become the batch, above DLA's {batch_max()}"
     return None
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import onnx_ir as ir
 
 from dlakit.rewrite.engine import Rule, RuleContext
-from dlakit.rewrite.rules._common import MAX_CHANNELS, dims, need_float, numpy_dtype
-
-MAX_STRIDE = 8
+from dlakit.rewrite.rules._common import dims, need_float, numpy_dtype
+from dlakit.rewrite.rules._limits import channels_max, conv_stride_max
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
@@ -24,10 +23,10 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if shape is None or len(shape) != 4:
         return "the input is not a static 4-D NCHW tensor"
     block = node.attributes.get_int("blocksize")
-    if block > MAX_STRIDE:
-        return f"blocksize {block} exceeds DLA's convolution stride limit of {MAX_STRIDE}"
-    if shape[1] * block * block > MAX_CHANNELS:
-        return f"{shape[1] * block * block} output channels exceed DLA's {MAX_CHANNELS}"
+    if block > conv_stride_max():
+        return f"blocksize {block} exceeds DLA's convolution stride limit of {conv_stride_max()}"
+    if shape[1] * block * block > channels_max():
+        return f"{shape[1] * block * block} output channels exceed DLA's {channels_max()}"
     return None
 
 
