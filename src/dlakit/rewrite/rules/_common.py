@@ -44,6 +44,18 @@ def need_static(*values: ir.Value | None) -> str | None:
     return None
 
 
+def float_nchw_io(node: ir.Node) -> tuple[tuple[int, ...], tuple[int, ...]] | str:
+    """(input dims, output dims) of a node on a static 4-D float NCHW tensor, or why it is not one."""
+    x = node.inputs[0]
+    reason = need_float(x)
+    if reason:
+        return reason
+    shape, out = dims(x), dims(node.outputs[0])
+    if shape is None or len(shape) != 4 or out is None:
+        return "the input is not a static 4-D NCHW tensor (give --shapes)"
+    return shape, out
+
+
 def const_of(value: ir.Value | None) -> np.ndarray | None:
     """The value of a build-time constant, or None if it is not constant or its value is unknown."""
     if value is None or not is_constant(value):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from dlakit.rewrite.rules._common import attr_int, attr_ints, dims, need_float, pool_factors
+from dlakit.rewrite.rules._common import attr_int, attr_ints, float_nchw_io, pool_factors
 from dlakit.rewrite.rules._limits import pool_pad_max, pool_stride_max, pool_window_max
 
 
@@ -38,13 +38,10 @@ def pool_shape(node: ir.Node) -> PoolShape | str:
     limit = pool_window_max()
     if len(kernel) != 2 or all(k <= limit for k in kernel):
         return ""
-    x = node.inputs[0]
-    reason = need_float(x)
-    if reason:
-        return reason
-    shape, out = dims(x), dims(node.outputs[0])
-    if shape is None or len(shape) != 4 or out is None:
-        return "the input is not a static 4-D NCHW tensor (give --shapes)"
+    io = float_nchw_io(node)
+    if isinstance(io, str):
+        return io
+    shape, out = io
     if any(d != 1 for d in attr_ints(node, "dilations", [1, 1]) or [1, 1]):
         return "the pool is dilated"
     if len([v for v in node.outputs if v.uses() or v.is_graph_output()]) > 1:

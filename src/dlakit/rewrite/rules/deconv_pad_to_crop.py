@@ -13,11 +13,10 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
-from dlakit.rewrite.rules._common import attr_ints, dims, need_float, slice_
+from dlakit.rewrite.rules._common import attr_ints, float_nchw_io, slice_
 
 
 def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | str:
-    x = node.inputs[0]
     pads = attr_ints(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0]
     extra = attr_ints(node, "output_padding", [0, 0]) or [0, 0]
     if node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
@@ -26,12 +25,10 @@ def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | str:
         return "the deconvolution gives output_shape; export it with explicit pads"
     if not any(pads) and not any(extra):
         return NO_MATCH
-    reason = need_float(x)
-    if reason:
-        return reason
-    shape, out = dims(x), dims(node.outputs[0])
-    if shape is None or len(shape) != 4 or out is None:
-        return "the input is not a static 4-D NCHW tensor (give --shapes)"
+    io = float_nchw_io(node)
+    if isinstance(io, str):
+        return io
+    _, out = io
     if len(pads) != 4 or len(extra) != 2 or any(p < 0 for p in pads):
         return f"pads {pads} / output_padding {extra} are not those of a 2-D deconvolution"
     for axis, (end, more) in enumerate(zip(pads[2:], extra, strict=True)):
