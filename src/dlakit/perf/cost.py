@@ -28,6 +28,8 @@ class Conditions:
     precision: str = "int8"
     sparse: bool = False
     gpu_mhz: float = 612.0
+    #: SMs the power mode leaves on (data/gpu.toml); GPU fallback layers run on them
+    gpu_sms: int = 8
     #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);
     #: None = every eligible convolution (the what-if of trtexec --sparsity=force).
     sparse_nodes: frozenset[str] | None = None
@@ -314,13 +316,3 @@ def op_times(
     time = np.maximum(compute, streamed) + (1.0 - overlap) * np.minimum(compute, streamed) + serial
     time = time + counted * overhead_seconds(overhead, emc_mhz)
     return time, compute, memory
-
-
-def gpu_time(op: DlaOp, raw: RawCost, data: PerfData, cond: Conditions) -> float:
-    """A fallback layer on the GPU: roofline of its MACs (or elements) and DRAM bytes, plus a kernel launch."""
-    g = data.gpu
-    rate = (g["int8_macs_per_clk"] if cond.precision == "int8" else g["fp16_macs_per_clk"]).value
-    work = op.macs or (op.output.elements if op.output else 0) / 64
-    compute = work / (rate * cond.gpu_mhz * 1e6 * g["efficiency"].value)
-    memory = raw.dram_bytes / (cond.dram_gbps * 1e9 * g["dram_efficiency"].value)
-    return max(compute, memory) + g["layer_overhead_us"].value * 1e-6

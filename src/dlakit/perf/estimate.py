@@ -19,12 +19,12 @@ from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
     core_bandwidth,
-    gpu_time,
     op_times,
     overhead_seconds,
     raw_costs,
     tensor_bytes,
 )
+from dlakit.perf.gpu import fallback_times, gpu_mode_for, load_gpu_data
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 from dlakit.targets import Target
@@ -188,8 +188,11 @@ def conditions_for(target: Target, power_mode: str | None = None, cores: int | N
         raise DlakitError(f"--sparse: {plat.name} has no structured sparsity on its DLA (Orin only)")
     label = mode.name if dla_mhz is None and emc_mhz is None else f"{mode.name} (custom clocks)"
     emc = emc_mhz or mode.emc_mhz
+    gmode = gpu_mode_for(plat.key, mode.name)
     cond = Conditions(dla_mhz=dla_mhz or mode.dla_mhz, emc_mhz=emc, dram_gbps=plat.dram_gbps(emc), cores=cores,
-                      precision=precision, sparse=sparse, gpu_mhz=data.gpu_clock(plat.key, mode.name))
+                      precision=precision, sparse=sparse,
+                      gpu_mhz=gmode.mhz if gmode else data.gpu["default_mhz"].value,
+                      gpu_sms=gmode.sms if gmode else 8)
     return cond, label
 
 
@@ -208,11 +211,11 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     bandwidth = core_bandwidth(spec, cond)
     times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch)
     streamed = memory * np.divide(dram - refetch, dram, out=np.ones_like(dram), where=dram > 0)
-    gpu = np.array([gpu_time(op, r, data, cond) if op.device == "gpu" and r.counted else 0.0
-                    for op, r in zip(prep.ops, raws, strict=True)])
+    gpu = (fallback_times(prep.ops, spec, cond, prep.target.platform.key) if not on_dla.all()
+           else np.zeros(len(prep.ops)))
     times = np.where(on_dla, times, gpu)
     crossings, crossing_bytes = _transitions(prep.ops, cond, spec)
-    reformat_bw = cond.dram_gbps * 1e9 * data.gpu["dram_efficiency"].value
+    reformat_bw = cond.dram_gbps * 1e9 * load_gpu_data().calibration.dram_efficiency
     transition_s = crossings * data.gpu["transition_us"].value * 1e-6 + crossing_bytes / reformat_bw
     latency = float(times.sum()) + transition_s
     gpu_s = float(gpu.sum()) + transition_s
@@ -254,7 +257,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
         "macs_per_clk": spec.int8_macs_per_clk if cond.precision == "int8" else spec.fp16_macs_per_clk,
         "atomic_c": spec.atomic_c, "atomic_k": spec.atomic_k, "sram_bytes": spec.sram_bytes,
         "cbuf_bytes": spec.cbuf_bytes, "placement": prep.placement_source,
-        "gpu_mhz": cond.gpu_mhz, "transitions": crossings, "fixable_layers_on_gpu": prep.fixable,
+        "gpu_mhz": cond.gpu_mhz, "gpu_sms": cond.gpu_sms, "transitions": crossings, "fixable_layers_on_gpu": prep.fixable,
         "calibration": {"version": calib.version, "fitted": calib.fitted, "compute_efficiency":
                         calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
                         "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},
@@ -316,5 +319,6 @@ def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[
     if missing:
         reasons.append(f"layer types absent from the fit data: {', '.join(missing)}")
     if any(op.device == "gpu" and op.kind != "free" for op in prep.ops):
-        reasons.append("GPU fallback layers: GPU roofline and transition costs are not calibrated")
+        reasons.append("GPU fallback layers: the GPU model is calibrated on whole networks on the GPU (data/gpu.toml); "
+                       "transition costs are not calibrated")
     return reasons

@@ -1,0 +1,123 @@
+"""Fit and cross-validation of the GPU model and of the DLA/GPU perf-per-watt model (``dlakit estimate --vs-gpu``).
+
+    python benchmarks/bench_gpu.py            # GPU fit vs public GPU-only measurements, power fit vs the seed table
+    python benchmarks/bench_gpu.py --write    # ... and store both fits (data/gpu.toml, data/power.toml)
+
+Targets (issue 17): leave-one-network-out median error of the perf/W ratio <= 15% against NVIDIA's table
+(shared/facts/dla.md 3.7); the GPU model's own fit and held-out error are printed for what they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dlakit.perf import gpu, power
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared(relative: str) -> Path:
+    """../shared beside the checkout, or two levels up for a worktree in a folder of worktrees."""
+    for base in (ROOT.parent / "shared", ROOT.parents[1] / "shared"):
+        if (base / relative).is_file():
+            return base / relative
+    return ROOT.parent / "shared" / relative
+
+
+def gpu_report(csv: Path, write: bool) -> None:
+    rows = gpu.load_gpu_measurements(csv)
+    cases = gpu.build_gpu_cases(rows)
+    params, value = gpu.fit(cases)
+    errs = gpu.errors_pct(cases, params)
+    lono = gpu.leave_one_network_out(cases)
+    held = {net: iter(e) for net, (_, e) in lono.items()}
+    print(f"# GPU model: {len(rows)} rows from {csv}; loss {value:.4f}")
+    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(gpu.PARAM_NAMES, params, strict=True)))
+    head = f"{'network':20s} {'b':>2s} {'platform':14s} {'mode':22s} {'SMs':>3s} {'measured':>9s} {'predicted':>9s} " \
+           f"{'err%':>7s} {'LONO%':>7s}"
+    print(head)
+    print("-" * len(head))
+    all_held = []
+    for case, err in zip(cases, errs, strict=True):
+        r = case.row
+        h = next(held[r.network])
+        all_held.append(h)
+        print(f"{r.network:20s} {r.batch:>2d} {r.platform:14s} {r.mode:22s} {r.sms:>3d} {r.images_per_second:9.1f} "
+              f"{case.images_per_second(params):9.1f} {err:+7.1f} {h:+7.1f}")
+    a, h = np.abs(errs), np.abs(all_held)
+    print(f"\nGPU fit: median |err| {np.median(a):.2f}%, max {a.max():.2f}%")
+    print(f"GPU leave-one-network-out: median |err| {np.median(h):.2f}%, p90 {np.percentile(h, 90):.2f}%, "
+          f"max {h.max():.2f}%")
+    for net, (p, e) in lono.items():
+        print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params " + ", ".join(f"{v:.4g}" for v in p))
+    if write:
+        today = datetime.date.today().isoformat()
+        digest = hashlib.sha1(csv.read_bytes()).hexdigest()[:8]
+        section = gpu.calibration_toml(cases, params, lono, f"{today}+csv.{digest}", today,
+                                       f"shared/data/orin_gpu_measured.csv ({len(rows)} rows used, sha1 {digest})")
+        print(f"wrote GPU calibration to {gpu.write_calibration(section)}")
+
+
+def power_report(table: Path, write: bool) -> None:
+    rows = power.load_seed_ratios(table)
+    cases = power.build_power_cases(rows)
+    params, value = power.fit(cases)
+    errs = power.errors_pct(cases, params)
+    lono = power.leave_one_network_out(cases)
+    held = {net: iter(e) for net, (_, e) in lono.items()}
+    print(f"\n# perf/W model: {len(rows)} ratios from {table} (section 3.7); loss {value:.4f}")
+    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(power.PARAM_NAMES, params, strict=True)))
+    head = f"{'network':22s} {'weights':7s} {'mode':5s} {'DLA ips':>8s} {'GPU ips':>8s} {'GPU b':>5s} {'DLA W':>6s} " \
+           f"{'GPU W':>6s} {'NVIDIA':>7s} {'fit':>6s} {'err%':>6s} {'LONO':>6s} {'LONO%':>6s}"
+    print(head)
+    print("-" * len(head))
+    all_held = []
+    for case, err in zip(cases, errs, strict=True):
+        r = case.row
+        h = next(held[r.network])
+        all_held.append(h)
+        dla_w, gpu_w = power.engine_watts(case, params)
+        print(f"{r.network:22s} {r.weights:7s} {r.power_mode:5s} {case.dla_ips:8.1f} {case.gpu_ips:8.1f} "
+              f"{r.gpu_batch:5d} {dla_w:6.2f} {gpu_w:6.2f} {r.ratio:6.1f}x {case.ratio(params):5.2f}x {err:+6.1f} "
+              f"{r.ratio * (1 + h / 100):5.2f}x {h:+6.1f}")
+    a, h = np.abs(errs), np.abs(all_held)
+    print(f"\nperf/W ratio fit: median |err| {np.median(a):.2f}%, max {a.max():.2f}%")
+    print(f"perf/W ratio leave-one-network-out: median |err| {np.median(h):.2f}% (target <= 15%), "
+          f"p90 {np.percentile(h, 90):.2f}%, max {h.max():.2f}%")
+    for net, (p, e) in lono.items():
+        print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params " + ", ".join(f"{v:.4g}" for v in p))
+    print("\nper power mode (LONO median |err|): " + ", ".join(
+        f"{m} {np.median([abs(x) for c, x in zip(cases, all_held, strict=True) if c.row.power_mode == m]):.1f}%"
+        for m in dict.fromkeys(c.row.power_mode for c in cases)))
+    print("per weights (LONO median |err|): " + ", ".join(
+        f"{w} {np.median([abs(x) for c, x in zip(cases, all_held, strict=True) if c.row.weights == w]):.1f}%"
+        for w in ("dense", "sparse")))
+    if write:
+        today = datetime.date.today().isoformat()
+        digest = hashlib.sha1(table.read_bytes()).hexdigest()[:8]
+        section = power.calibration_toml(cases, params, lono, f"{today}+md.{digest}", today,
+                                         f"shared/facts/dla.md 3.7 ({len(rows)} ratios, sha1 {digest})")
+        print(f"wrote power calibration to {power.write_calibration(section)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=shared("data/orin_gpu_measured.csv"))
+    parser.add_argument("--table", type=Path, default=shared("facts/dla.md"))
+    parser.add_argument("--write", action="store_true", help="store the fits in data/gpu.toml and data/power.toml")
+    parser.add_argument("--skip-gpu", action="store_true", help="only the perf/W fit")
+    args = parser.parse_args()
+    if not args.skip_gpu:
+        gpu_report(args.csv, args.write)
+    power_report(args.table, args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
