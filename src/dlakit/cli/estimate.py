@@ -86,6 +86,10 @@ def estimate(
     top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers in the table (0 = all; "
                                    f"default: all, or the {TABLE_LAYERS} slowest of a larger network)."),
     profile: str | None = typer.Option(None, "--profile", help="Local calibration profile (dlakit compare --refit)."),
+    vs_gpu: bool = typer.Option(False, "--vs-gpu", help="Also the network on the GPU alone: images/s, watts and "
+                                "the DLA/GPU images-per-watt ratio (with --all-power-modes: NVIDIA's table layout)."),
+    gpu_batch: int | None = typer.Option(None, "--gpu-batch", help="GPU batch for --vs-gpu (default: the batch of "
+                                         "NVIDIA's perf/W table for zoo networks, else the DLA batch)."),
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
     check_format(fmt, ("table", "json"))
@@ -109,10 +113,16 @@ def estimate(
             for is_sparse in variants:
                 cond, label = conditions_for(target, mode.name, cores, is_sparse, precision)
                 rows.append(evaluate(prep, cond, label, calib=calib))
+                if vs_gpu:
+                    rows[-1].assumptions["vs_gpu"] = _vs_gpu(prep, rows[-1], cond, gpu_batch)
         if fmt == "json":
-            print_json({"network": model, "estimates": [e.as_dict() for e in rows]})
+            print_json({"network": model, "estimates": [_with_vs_gpu(e) for e in rows]})
         else:
             render_modes(rows)
+            if vs_gpu:
+                from dlakit.cli.vs_gpu import render_vs_gpu_modes
+
+                render_vs_gpu_modes(rows)
         return
     cond, label = conditions_for(target, power_mode, cores, sparse or sparse_force, precision, dla_mhz, emc_mhz)
     notes = []
@@ -129,12 +139,34 @@ def estimate(
     result.assumptions["sparse_weights"] = ("none" if not (sparse or sparse_force) else
                                             "every eligible convolution (what-if)" if sparse_force else
                                             f"the model's 2:4 pattern ({len(cond.sparse_nodes)} convolutions)")
+    if vs_gpu:
+        result.assumptions["vs_gpu"] = _vs_gpu(prep, result, cond, gpu_batch)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if fmt == "json":
-        print_json(result.as_dict())
+        print_json(_with_vs_gpu(result))
     else:
         render_estimate(result, top)
+        if vs_gpu:
+            from dlakit.cli.vs_gpu import render_vs_gpu
+
+            render_vs_gpu(result)
+
+
+def _vs_gpu(prep, estimate, cond, gpu_batch):  # type: ignore[no-untyped-def]
+    from dlakit.perf.power import vs_gpu
+
+    return vs_gpu(prep, estimate, cond, gpu_batch)
+
+
+def _with_vs_gpu(e: Estimate) -> dict:
+    """The estimate's JSON with ``vs_gpu`` at the top level (kept out of the assumptions)."""
+    comparison = e.assumptions.pop("vs_gpu", None)
+    out = e.as_dict()
+    if comparison is not None:
+        out["vs_gpu"] = comparison.as_dict()
+        e.assumptions["vs_gpu"] = comparison
+    return out
 
 
 def _band(e: Estimate) -> str:

@@ -16,7 +16,7 @@ import math
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -318,3 +318,66 @@ def seed_ratio(network: str, weights: str, power_mode: str) -> float | None:
         if row.get("network") == network and row.get("weights") == weights and row.get("power_mode") == power_mode:
             return float(row["measured"])
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DLA versus GPU for one estimate (dlakit estimate --vs-gpu)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VsGpu:
+    """The same network on the GPU alone, and images/s per watt on each engine."""
+
+    dla_images_per_second: float
+    gpu_images_per_second: float
+    gpu_batch: int
+    gpu_latency_ms: float
+    gpu_sms: int
+    gpu_mhz: float
+    dla_watts: float
+    gpu_watts: float
+    measured_ratio: float | None = None
+
+    @property
+    def perf_per_watt_ratio(self) -> float:
+        return (self.dla_images_per_second / self.dla_watts) / (self.gpu_images_per_second / self.gpu_watts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gpu_images_per_second": round(self.gpu_images_per_second, 2), "gpu_batch": self.gpu_batch,
+                "gpu_latency_ms": round(self.gpu_latency_ms, 4), "gpu_sms": self.gpu_sms, "gpu_mhz": self.gpu_mhz,
+                "gpu_watts": round(self.gpu_watts, 3), "dla_watts": round(self.dla_watts, 3),
+                "dla_images_per_watt": round(self.dla_images_per_second / self.dla_watts, 3),
+                "gpu_images_per_watt": round(self.gpu_images_per_second / self.gpu_watts, 3),
+                "perf_per_watt_ratio": round(self.perf_per_watt_ratio, 3),
+                "measured_perf_per_watt_ratio": self.measured_ratio}
+
+
+def default_gpu_batch(network: str, dla_batch: int) -> int:
+    """The GPU batch of NVIDIA's perf/W table for a zoo network, else the DLA batch."""
+    entry = load_power_data().seed_batches.get(network)
+    return entry["gpu"] if entry else dla_batch
+
+
+def vs_gpu(prep: Any, estimate: Any, cond: Any, gpu_batch: int | None = None) -> VsGpu:
+    """``estimate`` (DLA, from :func:`dlakit.perf.evaluate`) against the whole network on the GPU of the same power
+    mode, at ``gpu_batch`` (default :func:`default_gpu_batch`); 2:4 sparse on both engines when the estimate is."""
+    from dlakit.perf.gpu import all_on_gpu, estimate_gpu, gpu_conditions, load_gpu_data
+    from dlakit.perf.hardware import load_perf_data
+
+    platform = prep.target.platform
+    gplat = load_gpu_data().platform(platform.key)
+    if gplat.arch.key != "ampere":
+        raise DlakitError(f"--vs-gpu: the power model covers Orin's Ampere GPU only, not {platform.name}")
+    batch = gpu_batch if gpu_batch is not None else default_gpu_batch(prep.name, prep.batch)
+    if batch < 1:
+        raise DlakitError(f"--gpu-batch: {batch} must be at least 1")
+    mode = estimate.power_mode.split(" (")[0]
+    gcond = gpu_conditions(platform, mode, cond.precision, cond.sparse, batch, emc_mhz=cond.emc_mhz)
+    gcond = replace(gcond, sparse_nodes=cond.sparse_nodes)
+    spec = load_perf_data().spec(platform.dla_generation)
+    g = estimate_gpu(all_on_gpu(prep.ops), spec, gplat.arch, gcond)
+    weights = "sparse" if cond.sparse else "dense"
+    measured = seed_ratio(prep.name, weights, mode) if platform.key == PLATFORM and cond.cores == 2 else None
+    return VsGpu(estimate.images_per_second, g.images_per_second, batch, g.latency_ms, gcond.sms, gcond.mhz,
+                 dla_watts(cond.cores, cond.dla_mhz), gpu_watts(gcond.sms, gcond.mhz), measured)
