@@ -257,7 +257,8 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
         "macs_per_clk": spec.int8_macs_per_clk if cond.precision == "int8" else spec.fp16_macs_per_clk,
         "atomic_c": spec.atomic_c, "atomic_k": spec.atomic_k, "sram_bytes": spec.sram_bytes,
         "cbuf_bytes": spec.cbuf_bytes, "placement": prep.placement_source,
-        "gpu_mhz": cond.gpu_mhz, "gpu_sms": cond.gpu_sms, "transitions": crossings, "fixable_layers_on_gpu": prep.fixable,
+        "gpu_mhz": cond.gpu_mhz, "gpu_sms": cond.gpu_sms, "transitions": crossings,
+        "fixable_layers_on_gpu": prep.fixable,
         "calibration": {"version": calib.version, "fitted": calib.fitted, "compute_efficiency":
                         calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
                         "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},

@@ -38,7 +38,8 @@ from dlakit.perf.hardware import DlaSpec, Param, _params, load_perf_data
 from dlakit.perf.ops import DlaOp
 
 ARCH_KEYS = ("tensor_int8_macs_per_clk", "tensor_fp16_macs_per_clk", "cuda_int8_macs_per_clk",
-             "cuda_fp16_macs_per_clk", "depthwise_macs_per_clk", "elems_per_clk", "channel_tile_int8", "channel_tile_fp16", "image_channels",
+             "cuda_fp16_macs_per_clk", "depthwise_macs_per_clk", "elems_per_clk", "channel_tile_int8",
+             "channel_tile_fp16", "image_channels",
              "sparse_speedup", "sparse_weight_bytes", "sparse_min_channels", "l2_resident_bytes")
 PARAM_NAMES = ("compute_efficiency", "dram_efficiency", "layer_overhead_us")
 
@@ -125,7 +126,8 @@ def parse_gpu_data(data: dict[str, Any]) -> GpuData:
     for key, entry in data.get("arch", {}).items():
         params = _params(f"arch.{key}", entry, ARCH_KEYS, "gpu.toml")
         for k in ("tensor_int8_macs_per_clk", "tensor_fp16_macs_per_clk", "cuda_int8_macs_per_clk",
-                  "cuda_fp16_macs_per_clk", "depthwise_macs_per_clk", "elems_per_clk", "channel_tile_int8", "channel_tile_fp16",
+                  "cuda_fp16_macs_per_clk", "depthwise_macs_per_clk", "elems_per_clk", "channel_tile_int8",
+                  "channel_tile_fp16",
                   "image_channels", "sparse_speedup"):
             if params[k].value <= 0:
                 raise ValueError(f"gpu.toml: arch.{key}.{k} must be positive")

@@ -4,15 +4,17 @@ Each network is one stream of frames: every frame runs through every network, so
 frame rate of the slowest engine (``frames/s = 1 / max over engines of the seconds per frame it is given``). The
 options of a network are: whole on the GPU; whole on a DLA core (layers ``check`` leaves on the GPU stay there);
 or split, its first part (backbone) on a DLA core and the rest (head) on the GPU, at a few boundaries where at most
-:data:`MAX_CROSSING` tensors cross; a DLA part may also run as two instances, one per core, taking alternate frames. Every option is priced with the calibrated models (DLA: :mod:`dlakit.perf.cost`,
-one core per instance; GPU: :mod:`dlakit.perf.gpu`), per op as compute, DRAM traffic and fixed costs.
+:data:`MAX_CROSSING` tensors cross; a DLA part may also run as two instances, one per core, taking alternate
+frames. Every option is priced with the calibrated models (DLA: :mod:`dlakit.perf.cost`, one core per instance;
+GPU: :mod:`dlakit.perf.gpu`), per op as compute, DRAM traffic and fixed costs.
 
 Shared-DRAM contention: the engines draw on one memory system. At frame rate ``F`` each engine asks for
-``F x bytes per frame`` of DRAM traffic; in units of what it could draw alone at its calibrated DRAM efficiency
-these demands add to ``rho``. When ``rho > 1`` every op's DRAM time is stretched by ``k = rho`` (the memory system
-shared in proportion to demand), which lowers ``F`` and so ``rho``; the fixed point ``k = rho(k)`` is found by
-bisection. Two DLA cores streaming alone each at their 60% bus share reproduce the DLA model's two-core estimate.
-Compute-bound engines barely slow down; memory-bound ones slow down by up to ``k``.
+``F x bytes per frame`` of DRAM traffic; as shares of what the memory system serves that engine's traffic at (peak
+bandwidth x the engine's calibrated DRAM efficiency) these demands add to ``rho``. When ``rho > 1`` every op's DRAM
+time is stretched by the least ``k`` that brings ``rho`` (which falls as the engines slow down) back to 1
+(:func:`contention_factor`, bisection). Two DLA cores streaming at their 60% bus share each reproduce the DLA model's
+two-core estimate (k = 1.2, each core at half the bus). Compute-bound engines barely slow down; memory-bound ones
+slow down by up to ``k``.
 
 The search is exhaustive over every network's options (and which DLA core) up to :data:`MAX_COMBINATIONS`, then
 greedy. With ``targets`` (ms per network) an assignment must meet every latency target, latency being the
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,7 +64,8 @@ class Segment:
     serial: np.ndarray
     fixed: float
     dram_bytes: float
-    alone_bandwidth: float  # bytes/s this engine draws alone at full demand (peak share x calibrated efficiency)
+    #: bytes/s the whole memory system serves this engine's traffic at (peak x the engine's calibrated efficiency)
+    capacity: float
     batch: int
     ops: tuple[int, int] = (0, 0)
 
@@ -96,7 +99,7 @@ def _dla_segment(prep: Prepared, ops: list[DlaOp], part: str, mode: str, span: t
     streamed = np.where(on, (dram - refetch) / (calib.dram_efficiency * bw), 0.0)
     fixed = float((counted * on).sum()) * overhead_seconds(calib.op_overhead_us, cond.emc_mhz)
     return Segment(prep.name, part, "dla", compute, streamed, serial, fixed, float((dram * on).sum()),
-                   bw * calib.dram_efficiency, prep.batch, span)
+                   cond.dram_gbps * 1e9 * calib.dram_efficiency, prep.batch, span)
 
 
 def _gpu_segment(prep: Prepared, ops: list[DlaOp], part: str, mode: str, span: tuple[int, int],
@@ -234,16 +237,10 @@ def _evaluate(choice: Sequence[tuple[Option, str]], peak_bytes: float) -> PlanRe
 
     def rho(k: float) -> float:
         fps = 1.0 / max(loads(k).values())
-        return sum(fps * p.share * p.segment.dram_bytes / p.segment.batch / p.segment.alone_bandwidth
-                   for p in placed if p.segment.alone_bandwidth > 0)
+        return sum(fps * p.share * p.segment.dram_bytes / p.segment.batch / p.segment.capacity
+                   for p in placed if p.segment.capacity > 0)
 
-    k = 1.0
-    if rho(1.0) > 1.0:
-        lo, hi = 1.0, max(1.0, rho(1.0))
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if rho(mid) > mid else (lo, mid)
-        k = 0.5 * (lo + hi)
+    k = contention_factor(rho)
     under, alone = loads(k), loads(1.0)
     lat: dict[str, float] = {}
     lat_alone: dict[str, float] = {}
@@ -254,6 +251,20 @@ def _evaluate(choice: Sequence[tuple[Option, str]], peak_bytes: float) -> PlanRe
         lat_alone[p.segment.network] = lat_alone.get(p.segment.network, 0.0) + p.segment.seconds(1.0) * 1e3
     return PlanResult(1.0 / max(under.values()), k, placed, {o.network: o for o, _ in choice}, under, alone, lat,
                       lat_alone, peak_bytes / 1e9)
+
+
+def contention_factor(rho: Callable[[float], float], iters: int = 60) -> float:
+    """The least DRAM-time stretch ``k >= 1`` at which the engines' demand ``rho(k)`` (share of the memory system
+    they ask for, falling as ``k`` slows them) no longer exceeds 1."""
+    if rho(1.0) <= 1.0:
+        return 1.0
+    lo, hi = 1.0, 2.0
+    while rho(hi) > 1.0 and hi < 1e6:
+        hi *= 2.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rho(mid) > 1.0 else (lo, mid)
+    return hi
 
 
 def plan(preps: Sequence[Prepared], mode: str, targets: dict[str, float] | None = None) -> PlanResult:

@@ -82,7 +82,8 @@ def parse_power_data(data: dict[str, Any]) -> PowerData:
         calib = PowerCalibration(
             str(entry["version"]), str(entry["fitted"]), str(entry["data"]), str(entry["procedure"]),
             float(entry["dla_core_watts"]), float(entry["voltage_floor"]), float(entry["static_share"]),
-            float(entry.get("gpu_fixed_share", 0.0)), int(entry.get("rows", 0)), float(entry.get("median_abs_pct", 0.0)),
+            float(entry.get("gpu_fixed_share", 0.0)), int(entry.get("rows", 0)),
+            float(entry.get("median_abs_pct", 0.0)),
             float(entry.get("lono_median_abs_pct", 0.0)), float(entry.get("lono_p90_abs_pct", 0.0)),
             tuple(entry.get("networks", [])), tuple(entry.get("residuals", [])))
     except KeyError as exc:
@@ -152,7 +153,7 @@ def load_seed_ratios(path: str | Path) -> list[SeedRatio]:
         if line.startswith("## ") or line.startswith("### "):
             break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 6 or not cells[1] in ("Dense", "Sparse"):
+        if len(cells) < 6 or cells[1] not in ("Dense", "Sparse"):
             continue
         label = cells[0]
         net = next((key for prefix, key in SEED_NETWORKS if label.startswith(prefix)), None)
@@ -279,7 +280,8 @@ def calibration_toml(cases: Sequence[PowerCase], params: Sequence[float],
     held = np.abs(np.concatenate([e for _, e in lono.values()]))
     lines = [
         "[calibration]", f'version = "{version}"', f'fitted = "{fitted}"', f'data = "{label}"',
-        'procedure = "dlakit.perf.power.fit: 4 parameters (dla_core_watts at 1600 MHz, voltage_floor, static_share, gpu_fixed_share; '
+        'procedure = "dlakit.perf.power.fit: 4 parameters (dla_core_watts at 1600 MHz, voltage_floor, static_share, '
+        'gpu_fixed_share; '
         'GPU watts anchored by [gpu] ref_watts), Nelder-Mead on the squared log error of the DLA/GPU perf-per-watt '
         'ratio, images/s from the calibrated DLA model (2 cores, all layers on DLA) and GPU model (the table\'s GPU '
         'batch), sparse rows sparse on both engines"',
