@@ -24,6 +24,9 @@ class ModeEstimate:
     power_mode: str
     dense: Any  # dlakit.perf.Estimate
     sparse: Any | None
+    #: DLA vs GPU (dlakit.perf.power.VsGpu) for the dense and sparse estimates; None where not modelled
+    vs_gpu: Any | None = None
+    vs_gpu_sparse: Any | None = None
 
 
 @dataclass
@@ -102,7 +105,8 @@ def _estimates(data: ReportData, loaded: LoadedModel, target: Target, precision:
             if spec.sparse and precision == "int8":
                 cond_sparse, _ = conditions_for(target, mode.name, precision=precision, sparse=True)
                 sparse = evaluate(prepared, cond_sparse, label)
-            data.modes.append(ModeEstimate(mode.name, dense, sparse))
+            data.modes.append(ModeEstimate(mode.name, dense, sparse, *_vs_gpu(prepared, dense, cond, sparse,
+                                                                             cond_sparse if sparse else None)))
         default = target.platform.power_mode(None)
         data.default = next(m.dense for m in data.modes if m.power_mode == default.name)
         macs_per_clk = spec.int8_macs_per_clk if precision == "int8" else spec.fp16_macs_per_clk
@@ -110,6 +114,17 @@ def _estimates(data: ReportData, loaded: LoadedModel, target: Target, precision:
         data.ceilings = (macs_per_clk * cond.dla_mhz * 1e6, cond.dram_gbps * 1e9)
     except DlakitError as exc:
         data.estimate_error = str(exc)
+
+
+def _vs_gpu(prepared: Any, dense: Any, cond: Any, sparse: Any, cond_sparse: Any) -> tuple[Any, Any]:
+    """The DLA/GPU perf-per-watt comparison of ``estimate --vs-gpu``, or Nones where the GPU is not modelled."""
+    try:
+        from dlakit.perf.power import vs_gpu
+
+        return (vs_gpu(prepared, dense, cond),
+                vs_gpu(prepared, sparse, cond_sparse) if sparse is not None else None)
+    except (ImportError, DlakitError):
+        return None, None
 
 
 def _int8(data: ReportData, loaded: LoadedModel, calib: str) -> None:
