@@ -24,12 +24,9 @@ class Param:
     confidence: str = "high"
 
 
-@dataclass(frozen=True)
-class DlaSpec:
-    """One DLA core of a generation: MAC array geometry, buffers and the rates of the side units."""
+class ParamSet:
+    """Sourced parameters read as attributes (``spec.int8_macs_per_clk``)."""
 
-    generation: int
-    name: str
     params: dict[str, Param]
 
     def __getattr__(self, key: str) -> float:
@@ -37,6 +34,15 @@ class DlaSpec:
             return self.params[key].value
         except KeyError:
             raise AttributeError(key) from None
+
+
+@dataclass(frozen=True)
+class DlaSpec(ParamSet):
+    """One DLA core of a generation: MAC array geometry, buffers and the rates of the side units."""
+
+    generation: int
+    name: str
+    params: dict[str, Param]
 
     def low_confidence(self) -> list[str]:
         return sorted(k for k, p in self.params.items() if p.confidence == "low")
