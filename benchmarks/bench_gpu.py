@@ -30,36 +30,53 @@ def shared(relative: str) -> Path:
     return ROOT.parent / "shared" / relative
 
 
-def gpu_report(csv: Path, write: bool) -> None:
-    rows = gpu.load_gpu_measurements(csv)
-    cases = gpu.build_gpu_cases(rows)
-    params, value = gpu.fit(cases)
-    errs = gpu.errors_pct(cases, params)
-    lono = gpu.leave_one_network_out(cases)
+def fit_table(model, cases, title: str, head: str, line) -> tuple[list[float], np.ndarray, list[float], dict]:
+    """Fit ``model`` (dlakit.perf.gpu or .power) to ``cases``, print every row (``line(case, params, err, held)``)
+    with its fit and held-out error, and the summary; returns (params, errors, held-out errors, LONO)."""
+    params, value = model.fit(cases)
+    errs = model.errors_pct(cases, params)
+    lono = model.leave_one_network_out(cases)
     held = {net: iter(e) for net, (_, e) in lono.items()}
-    print(f"# GPU model: {len(rows)} rows from {csv}; loss {value:.4f}")
-    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(gpu.PARAM_NAMES, params, strict=True)))
-    head = f"{'network':20s} {'b':>2s} {'platform':14s} {'mode':22s} {'SMs':>3s} {'measured':>9s} {'predicted':>9s} " \
-           f"{'err%':>7s} {'LONO%':>7s}"
+    print(f"{title}; loss {value:.4f}")
+    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(model.PARAM_NAMES, params, strict=True)))
     print(head)
     print("-" * len(head))
     all_held = []
     for case, err in zip(cases, errs, strict=True):
-        r = case.row
-        h = next(held[r.network])
-        all_held.append(h)
-        print(f"{r.network:20s} {r.batch:>2d} {r.platform:14s} {r.mode:22s} {r.sms:>3d} {r.images_per_second:9.1f} "
-              f"{case.images_per_second(params):9.1f} {err:+7.1f} {h:+7.1f}")
+        all_held.append(next(held[case.row.network]))
+        print(line(case, params, err, all_held[-1]))
     a, h = np.abs(errs), np.abs(all_held)
-    print(f"\nGPU fit: median |err| {np.median(a):.2f}%, max {a.max():.2f}%")
-    print(f"GPU leave-one-network-out: median |err| {np.median(h):.2f}%, p90 {np.percentile(h, 90):.2f}%, "
+    what = "GPU images/s" if model is gpu else "perf/W ratio"
+    target = "" if model is gpu else " (target <= 15%)"
+    print(f"\n{what} fit: median |err| {np.median(a):.2f}%, max {a.max():.2f}%")
+    print(f"{what} leave-one-network-out: median |err| {np.median(h):.2f}%{target}, p90 {np.percentile(h, 90):.2f}%, "
           f"max {h.max():.2f}%")
     for net, (p, e) in lono.items():
         print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params " + ", ".join(f"{v:.4g}" for v in p))
+    return params, errs, all_held, lono
+
+
+def stamp(path: Path, kind: str) -> tuple[str, str, str]:
+    today = datetime.date.today().isoformat()
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:8]
+    return f"{today}+{kind}.{digest}", today, digest
+
+
+def gpu_report(csv: Path, write: bool) -> None:
+    rows = gpu.load_gpu_measurements(csv)
+    cases = gpu.build_gpu_cases(rows)
+    head = (f"{'network':20s} {'b':>2s} {'platform':14s} {'mode':22s} {'SMs':>3s} {'measured':>9s} {'predicted':>9s} "
+            f"{'err%':>7s} {'LONO%':>7s}")
+
+    def line(case, params, err, held):
+        r = case.row
+        return (f"{r.network:20s} {r.batch:>2d} {r.platform:14s} {r.mode:22s} {r.sms:>3d} {r.images_per_second:9.1f} "
+                f"{case.images_per_second(params):9.1f} {err:+7.1f} {held:+7.1f}")
+
+    params, _, _, lono = fit_table(gpu, cases, f"# GPU model: {len(rows)} rows from {csv}", head, line)
     if write:
-        today = datetime.date.today().isoformat()
-        digest = hashlib.sha1(csv.read_bytes()).hexdigest()[:8]
-        section = gpu.calibration_toml(cases, params, lono, f"{today}+csv.{digest}", today,
+        version, today, digest = stamp(csv, "csv")
+        section = gpu.calibration_toml(cases, params, lono, version, today,
                                        f"shared/data/orin_gpu_measured.csv ({len(rows)} rows used, sha1 {digest})")
         print(f"wrote GPU calibration to {gpu.write_calibration(section)}")
 
@@ -67,41 +84,27 @@ def gpu_report(csv: Path, write: bool) -> None:
 def power_report(table: Path, write: bool) -> None:
     rows = power.load_seed_ratios(table)
     cases = power.build_power_cases(rows)
-    params, value = power.fit(cases)
-    errs = power.errors_pct(cases, params)
-    lono = power.leave_one_network_out(cases)
-    held = {net: iter(e) for net, (_, e) in lono.items()}
-    print(f"\n# perf/W model: {len(rows)} ratios from {table} (section 3.7); loss {value:.4f}")
-    print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(power.PARAM_NAMES, params, strict=True)))
-    head = f"{'network':22s} {'weights':7s} {'mode':5s} {'DLA ips':>8s} {'GPU ips':>8s} {'GPU b':>5s} {'DLA W':>6s} " \
-           f"{'GPU W':>6s} {'NVIDIA':>7s} {'fit':>6s} {'err%':>6s} {'LONO':>6s} {'LONO%':>6s}"
-    print(head)
-    print("-" * len(head))
-    all_held = []
-    for case, err in zip(cases, errs, strict=True):
+    head = (f"{'network':22s} {'weights':7s} {'mode':5s} {'DLA ips':>8s} {'GPU ips':>8s} {'GPU b':>5s} {'DLA W':>6s} "
+            f"{'GPU W':>6s} {'NVIDIA':>7s} {'fit':>6s} {'err%':>6s} {'LONO':>6s} {'LONO%':>6s}")
+
+    def line(case, params, err, held):
         r = case.row
-        h = next(held[r.network])
-        all_held.append(h)
         dla_w, gpu_w = power.engine_watts(case, params)
-        print(f"{r.network:22s} {r.weights:7s} {r.power_mode:5s} {case.dla_ips:8.1f} {case.gpu_ips:8.1f} "
-              f"{r.gpu_batch:5d} {dla_w:6.2f} {gpu_w:6.2f} {r.ratio:6.1f}x {case.ratio(params):5.2f}x {err:+6.1f} "
-              f"{r.ratio * (1 + h / 100):5.2f}x {h:+6.1f}")
-    a, h = np.abs(errs), np.abs(all_held)
-    print(f"\nperf/W ratio fit: median |err| {np.median(a):.2f}%, max {a.max():.2f}%")
-    print(f"perf/W ratio leave-one-network-out: median |err| {np.median(h):.2f}% (target <= 15%), "
-          f"p90 {np.percentile(h, 90):.2f}%, max {h.max():.2f}%")
-    for net, (p, e) in lono.items():
-        print(f"  {net:22s} median |err| {np.median(np.abs(e)):6.2f}%  params " + ", ".join(f"{v:.4g}" for v in p))
-    print("\nper power mode (LONO median |err|): " + ", ".join(
-        f"{m} {np.median([abs(x) for c, x in zip(cases, all_held, strict=True) if c.row.power_mode == m]):.1f}%"
-        for m in dict.fromkeys(c.row.power_mode for c in cases)))
-    print("per weights (LONO median |err|): " + ", ".join(
-        f"{w} {np.median([abs(x) for c, x in zip(cases, all_held, strict=True) if c.row.weights == w]):.1f}%"
-        for w in ("dense", "sparse")))
+        return (f"{r.network:22s} {r.weights:7s} {r.power_mode:5s} {case.dla_ips:8.1f} {case.gpu_ips:8.1f} "
+                f"{r.gpu_batch:5d} {dla_w:6.2f} {gpu_w:6.2f} {r.ratio:6.1f}x {case.ratio(params):5.2f}x {err:+6.1f} "
+                f"{r.ratio * (1 + held / 100):5.2f}x {held:+6.1f}")
+
+    params, _, all_held, lono = fit_table(power, cases, f"\n# perf/W model: {len(rows)} ratios from {table} "
+                                          "(section 3.7)", head, line)
+    modes = dict.fromkeys(c.row.power_mode for c in cases)
+    for axis, values in (("power mode", modes), ("weights", ("dense", "sparse"))):
+        key = (lambda c: c.row.power_mode) if axis == "power mode" else (lambda c: c.row.weights)
+        print(f"per {axis} (LONO median |err|): " + ", ".join(
+            f"{v} {np.median([abs(x) for c, x in zip(cases, all_held, strict=True) if key(c) == v]):.1f}%"
+            for v in values))
     if write:
-        today = datetime.date.today().isoformat()
-        digest = hashlib.sha1(table.read_bytes()).hexdigest()[:8]
-        section = power.calibration_toml(cases, params, lono, f"{today}+md.{digest}", today,
+        version, today, digest = stamp(table, "md")
+        section = power.calibration_toml(cases, params, lono, version, today,
                                          f"shared/facts/dla.md 3.7 ({len(rows)} ratios, sha1 {digest})")
         print(f"wrote power calibration to {power.write_calibration(section)}")
 
