@@ -62,8 +62,32 @@ def stamp(path: Path, kind: str) -> tuple[str, str, str]:
     return f"{today}+{kind}.{digest}", today, digest
 
 
+#: depthwise rates (INT8 MAC/clk/SM) the GPU fit chooses among (data/gpu.toml depthwise_macs_per_clk)
+DEPTHWISE_RATES = (8, 12, 16, 24, 32, 64, 128)
+
+
+def depthwise_scan(rows: list) -> None:
+    """GPU fit loss (GPU-only rows) per depthwise rate: the stored rate is the least-loss one."""
+    from dataclasses import replace
+
+    data = gpu.load_gpu_data()
+    losses = []
+    for rate in DEPTHWISE_RATES:
+        arch = data.archs["ampere"]
+        params = dict(arch.params)
+        params["depthwise_macs_per_clk"] = replace(params["depthwise_macs_per_clk"], value=float(rate))
+        scanned = replace(arch, params=params)
+        plats = {k: replace(v, arch=scanned) if v.arch.key == "ampere" else v for k, v in data.platforms.items()}
+        losses.append(gpu.fit(gpu.build_gpu_cases(rows, replace(data, platforms=plats)))[1])
+    best = DEPTHWISE_RATES[int(np.argmin(losses))]
+    print("depthwise scan (GPU fit loss per INT8 MAC/clk/SM): " + ", ".join(
+        f"{r}: {v:.3f}" for r, v in zip(DEPTHWISE_RATES, losses, strict=True)) +
+          f"; least {best}, stored {data.archs['ampere'].depthwise_macs_per_clk:g}\n")
+
+
 def gpu_report(csv: Path, write: bool) -> None:
     rows = gpu.load_gpu_measurements(csv)
+    depthwise_scan(rows)
     cases = gpu.build_gpu_cases(rows)
     head = (f"{'network':20s} {'b':>2s} {'platform':14s} {'mode':22s} {'SMs':>3s} {'measured':>9s} {'predicted':>9s} "
             f"{'err%':>7s} {'LONO%':>7s}")

@@ -56,7 +56,7 @@ def test_small_groups_take_the_cuda_cores_when_faster():
 def test_depthwise_runs_at_the_depthwise_rate():
     op = conv("d", 64, 64, 56, X, groups=64, kind="depthwise")
     cycles, _ = gpu.op_cycles(op, ARCH, cond(), 1.0)
-    assert cycles == pytest.approx(op.macs / 128)
+    assert cycles == pytest.approx(op.macs / ARCH.depthwise_macs_per_clk)
 
 
 def test_sparse_halves_the_tensor_time_and_shrinks_weights():
