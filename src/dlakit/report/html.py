@@ -97,9 +97,12 @@ def _performance(data: ReportData) -> list[str]:
     note = ""
     if vs:
         head += ["GPU images/s", "DLA/GPU perf/W (dense)", "(sparse)"]
+        from dlakit.perf.power import load_power_data
+
         v = next(m.vs_gpu for m in data.modes if m.vs_gpu)
+        held = load_power_data().calibration.lono_median_abs_pct
         note = (f" GPU alone at batch {v.gpu_batch} (dlakit estimate --vs-gpu); perf/W from a power model fitted to "
-                "NVIDIA's ratios, leave-one-network-out median error about 18%.")
+                f"NVIDIA's ratios, leave-one-network-out median error {held:.0f}%.")
     return [
         "<section id='performance'><h2>Estimated throughput per power mode</h2>",
         _table(head, rows, numeric=set(range(1, len(head)))),
