@@ -14,12 +14,14 @@ from pathlib import Path
 import onnx_ir as ir
 
 from dlakit.check import DLA, CheckReport
+from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError
 from dlakit.model import static_dims
 
-#: Layers that run in FP16 on the DLA even in an INT8 build: trtexec must allow FP16 (--int8 alone does not).
-FP16_LAYERS = frozenset({"softmax", "slice", "lrn"})
-FP16_OPS = frozenset({"Sigmoid", "Tanh", "LRN", "Softmax"})
+#: Layers and ops that run in FP16 on the DLA even in an INT8 build: trtexec must allow FP16 (--int8 alone does not).
+#: From ``data/ops.toml`` (``[layers] fp16_in_int8`` and the ops whose ``int8`` is ``fp16_only``).
+FP16_LAYERS = op_data().fp16_layers
+FP16_OPS = op_data().having("int8", "fp16_only")
 
 
 @dataclass(frozen=True)
