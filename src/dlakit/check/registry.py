@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from dlakit.check.context import NodeContext
 
 
-
 @dataclass(frozen=True)
 class Finding:
     """What a rule function reports: the problem, the offending value and the allowed range."""

@@ -2,7 +2,8 @@
 
 Order matters and mirrors NVIDIA's preparation scripts: cut first (post-processing never needs rewriting), fold
 constants (rules read weights and indices as arrays), rewrite to a fixpoint, then fuse sibling convolutions (after
-the folds, so a conv + BatchNorm pair fuses as one conv). Given a target, a placement guard then makes sure the
+the folds, so a conv + BatchNorm pair fuses as one conv). Given a target and check's placement score (as
+:func:`dlakit.analysis.fix_model` passes it), a placement guard then makes sure the
 rules as a whole do not leave ``check``'s verdict worse than the preparation passes alone.
 """
 
@@ -88,6 +89,10 @@ def copy_model(loaded: LoadedModel) -> LoadedModel:
     return fresh
 
 
+#: Placement quality of a model for the options' target, best first (see :func:`dlakit.analysis.placement_score`).
+Score = Callable[[LoadedModel, "FixOptions"], tuple[float, int, int, int]]
+
+
 def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Score | None = None) -> FixResult:
     """Rewrite a copy of ``loaded`` for DLA; ``loaded`` itself is left untouched.
 
@@ -100,10 +105,6 @@ def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Sco
     if options.guard and options.target is not None and score is not None and result.applied:
         result = guard_placement(loaded, options, result, score)
     return result
-
-
-#: Placement quality of a model for the options' target, best first (see :func:`dlakit.analysis.placement_score`).
-Score = Callable[[LoadedModel, "FixOptions"], tuple[float, int, int, int]]
 
 
 def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult, score_of: Score) -> FixResult:
