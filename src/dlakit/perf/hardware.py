@@ -96,11 +96,11 @@ DLA_KEYS = (
     "int8_macs_per_clk", "fp16_macs_per_clk", "atomic_c", "atomic_k", "spatial_lanes", "cbuf_bytes", "sram_bytes",
     "depthwise_macs_per_clk", "sdp_elems_per_clk", "pdp_elems_per_clk", "cdp_elems_per_clk", "dma_bytes_per_clk",
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
-    "core_bus_share",
+    "core_bus_share", "cbuf_banks",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "weights_per_image")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned")
 #: model keys that may be 0 (switches)
-MODEL_SWITCHES = ("weights_per_image",)
+MODEL_SWITCHES = ("cbuf_rows_bank_aligned",)
 BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
              "gpu_fallback")
 GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_efficiency", "layer_overhead_us",
