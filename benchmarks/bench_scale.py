@@ -6,7 +6,7 @@ from the run; "total" is what the command costs end to end. Each sharded run's J
 run's (the sweep's without wall times): "same" must say yes. Worker memory is the peak resident set (VmHWM) of
 each Ray worker process, read from /proc after the run (Linux only), plus Ray's own daemons.
 
-    python benchmarks/bench_scale.py [--images 256] [--workers 2,4] [--skip-eval] [--skip-sweep] [--json]
+    python benchmarks/bench_scale.py [--images 384] [--workers 2,4] [--skip-eval] [--skip-sweep] [--json]
 
 Needs Ray (pip install dlakit[ray]). On a machine with fewer cores than workers the speed-up is capped by the
 cores: the table says how many this machine has.
@@ -141,7 +141,7 @@ def eval_args(folder: Path, images: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=256, help="images for eval (default 256)")
+    parser.add_argument("--images", type=int, default=384, help="images for eval (default 384)")
     parser.add_argument("--workers", default="2,4", help="worker counts to compare with serial (default 2,4)")
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")

@@ -229,3 +229,29 @@ def test_workers_and_ray_are_exclusive_and_positive(files, capsys):
                            (["--workers", "0"], "--workers: 0 must be at least 1")):
         code, _, err = run(capsys, "sweep", str(model), *args, "--no-progress")
         assert code == 2 and fragment in err, err
+
+
+def test_recover_sensitivity_and_noise_budget_with_workers_equal_serial(cluster):
+    from dlakit.model import load_model
+    from dlakit.recover.observe import ArraySource
+    from dlakit.recover.pipeline import RecoverOptions, recover
+    from dlakit.scale import Pool
+    from tests.photos import _image, variants
+    from tests.test_recover_pipeline import SIZE, _net
+
+    photos = np.stack([v for i, n in enumerate(("astronaut", "coffee", "rocket", "chelsea"))
+                       for v in variants(_image(n), 6, i, size=SIZE)])
+
+    def run_recover(where):
+        options = RecoverOptions(max_fp16_macs=0.3, noise_budget=True, timings=False, progress=False)
+        options.where = where
+        return recover(load_model(_net()), ArraySource({"x": photos}), options)
+
+    serial, sharded = run_recover(None), run_recover(Pool(cluster, 2))
+    assert serial.mixed.measured  # the screening and measuring runs did happen
+    assert [(c.tensor, c.sqnr_fp16_db) for c in sharded.mixed.measured] == [
+        (c.tensor, c.sqnr_fp16_db) for c in serial.mixed.measured]
+    assert sharded.mixed.fp16_nodes == serial.mixed.fp16_nodes and sharded.mixed.sqnr_db == serial.mixed.sqnr_db
+    assert [(g.tensor, g.share) for g in sharded.budget.groups] == [(g.tensor, g.share) for g in serial.budget.groups]
+    assert sharded.amax == serial.amax
+    assert sharded.model.SerializeToString() == serial.model.SerializeToString()
