@@ -34,7 +34,7 @@ SHARDS_PER_WORKER = 4
 WORKER_THREADS_ENV = "DLAKIT_ORT_THREADS"
 
 WorkersOpt = typer.Option(None, "--workers", help="Shard the work over a local Ray cluster of N workers that dlakit "
-                          f"starts and stops (needs {INSTALL_HINT}).")
+                          "starts and stops (needs Ray: pip install 'dlakit\\[ray]').")
 RayOpt = typer.Option(None, "--ray", help="Shard the work over the Ray cluster at ADDRESS (e.g. ray://head:10001 or "
                       "auto); its workers need dlakit installed.")
 
