@@ -17,18 +17,9 @@ from PIL import Image
 from dlakit.cli import main
 from dlakit.scale import batch_ranges
 from dlakit.scale.sweep import without_wall_times
+from tests.test_quant_cli import run
 
 BATCH = 4
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def classifier() -> onnx.ModelProto:
@@ -255,3 +246,16 @@ def test_recover_sensitivity_and_noise_budget_with_workers_equal_serial(cluster)
     assert [(g.tensor, g.share) for g in sharded.budget.groups] == [(g.tensor, g.share) for g in serial.budget.groups]
     assert sharded.amax == serial.amax
     assert sharded.model.SerializeToString() == serial.model.SerializeToString()
+
+
+def test_sweep_quantize_with_workers_equals_serial(cluster, files, capsys):
+    model, tmp = files
+    args = ["sweep", str(model), "--release", "jp6.2", "--release", "jp5.1.1", "--quantize", str(tmp / "tensors"),
+            "--no-progress", "-f", "json"]
+    code, serial, err = run(capsys, *args)
+    assert code == 0, err
+    code, sharded, err = run(capsys, *args, "--workers", "2")
+    assert code == 0, err
+    a = json.loads(serial)
+    assert without_wall_times(json.loads(sharded)) == without_wall_times(a)
+    assert [r["calibration_samples"] for r in a["rows"]] == [11, 11] and all(r["int8_tensors"] for r in a["rows"])
