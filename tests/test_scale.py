@@ -259,3 +259,21 @@ def test_sweep_quantize_with_workers_equals_serial(cluster, files, capsys):
     a = json.loads(serial)
     assert without_wall_times(json.loads(sharded)) == without_wall_times(a)
     assert [r["calibration_samples"] for r in a["rows"]] == [11, 11] and all(r["int8_tensors"] for r in a["rows"])
+
+
+def test_ray_address_connects_to_a_running_cluster(cluster, files, capsys):
+    """``--ray ADDRESS`` from another process (a second driver on the module's cluster); bad addresses are one
+    line at once, not Ray's minutes of retries."""
+    from tests.cli import run_subprocess
+
+    model, _ = files
+    address = cluster.get_runtime_context().gcs_address
+    code, serial, err = run(capsys, "sweep", str(model), "--no-progress", "-f", "json")
+    assert code == 0, err
+    done = run_subprocess("sweep", str(model), "--no-progress", "-f", "json", "--ray", address, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert without_wall_times(json.loads(done.stdout)) == without_wall_times(json.loads(serial))
+    done = run_subprocess("sweep", str(model), "--no-progress", "--ray", "127.0.0.1:1")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --ray 127.0.0.1:1: cannot reach the Ray cluster (Connection refused); check that it runs (ray start "
+        "--head) and the address, or run without --ray"]

@@ -78,6 +78,8 @@ def pool(workers: int | None, address: str | None) -> Iterator[Pool | None]:
     if workers is not None and workers < 1:
         raise DlakitError(f"--workers: {workers} must be at least 1")
     ray = _ray("--workers" if workers is not None else "--ray")
+    if address is not None and not ray.is_initialized():
+        _reachable(address)
     started = False
     if not ray.is_initialized():
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
@@ -99,6 +101,24 @@ def pool(workers: int | None, address: str | None) -> Iterator[Pool | None]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """A one-line error unless ``host:port`` (or ``ray://host:port``) accepts a connection within a few seconds:
+    Ray itself retries an unreachable address for minutes, printing warnings."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        if address == "auto" or "://" in address:
+            return
+        raise DlakitError(f"--ray {address}: not a cluster address; give HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise DlakitError(f"--ray {address}: cannot reach the Ray cluster ({exc.strerror or exc}); check that it "
+                          "runs (ray start --head) and the address, or run without --ray") from None
 
 
 def batch_ranges(total: int, batch_size: int, parts: int) -> list[tuple[int, int]]:
