@@ -9,7 +9,7 @@ biases stay in float because DLA adds them in its higher-precision post-processi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,7 @@ from dlakit.quantize.data import DataSource
 from dlakit.quantize.numerics import INT8_MAX, ROUNDINGS, fake_quant, sqnr_db
 from dlakit.quantize.plan import QuantPlan, build_plan
 from dlakit.quantize.qdq import QdqModel, insert_qdq
-from dlakit.quantize.runtime import progress_bar, session, to_proto, with_outputs
+from dlakit.quantize.runtime import Session, progress_bar, session, to_proto, with_outputs
 
 EmulatedModel = QdqModel
 
@@ -170,13 +170,14 @@ def compared_tensors(model: onnx.ModelProto, emulated: QdqModel) -> list[str]:
     return list(dict.fromkeys([n for n in emulated.compare_names if n in emulated.scales] + outputs))
 
 
-def layer_batch_stats(model: onnx.ModelProto, emulated: QdqModel, source: DataSource, batch_size: int
-                      ) -> Iterator[tuple[dict[str, BatchStats], int]]:
-    """Per batch of ``source``: the :func:`batch_stats` of every compared tensor, and the batch's real samples."""
+def layer_batch_stats(model: onnx.ModelProto, emulated: QdqModel, source: DataSource, batch_size: int,
+                      session_of: Callable[..., Session] = session) -> Iterator[tuple[dict[str, BatchStats], int]]:
+    """Per batch of ``source``: the :func:`batch_stats` of every compared tensor, and the batch's real samples.
+    ``session_of(model, quantized)`` makes the sessions (a worker keeps them for its next shard)."""
     names = compared_tensors(model, emulated)
-    ref_sess = session(with_outputs(model, names))
+    ref_sess = session_of(with_outputs(model, names), False)
     emu_names = [emulated.compare_names.get(n, n) for n in names]
-    emu_sess = session(with_outputs(emulated.model, emu_names), quantized=True)
+    emu_sess = session_of(with_outputs(emulated.model, emu_names), True)
     inputs = {i.name for i in model.graph.input}
     for batch, valid in source.batches(batch_size):
         feeds = {k: v for k, v in batch.items() if k in inputs}
@@ -213,9 +214,9 @@ def run_model(model: onnx.ModelProto, source: DataSource, batch_size: int, quant
 
 
 def output_batches(model: onnx.ModelProto, source: DataSource, batch_size: int, quantized: bool,
-                   progress: bool = False) -> list[list[np.ndarray]]:
+                   progress: bool = False, session_of: Callable[..., Session] = session) -> list[list[np.ndarray]]:
     """Per graph output, its value for each batch (padding removed): what :func:`join_outputs` concatenates."""
-    sess = session(model, quantized=quantized)
+    sess = session_of(model, quantized)
     names = [o.name for o in model.graph.output]
     inputs = {i.name for i in model.graph.input}
     collected: list[list[np.ndarray]] = [[] for _ in names]

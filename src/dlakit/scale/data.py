@@ -8,7 +8,8 @@ in batch order with the serial code's own functions, so the floats are added in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,30 @@ def shards_of(source: DataSource, batch_size: int, where: Pool) -> list[Shard]:
     return shards
 
 
+#: (job token, quantized, graph name, outputs) -> ONNX Runtime session of the job this worker ran last: its later
+#: shards reuse the sessions (making one costs seconds for a large model)
+_SESSIONS: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached_session(token: str) -> Any:
+    from dlakit.quantize.runtime import session
+
+    if any(key[0] != token for key in _SESSIONS):
+        _SESSIONS.clear()
+
+    def session_of(model: onnx.ModelProto, quantized: bool) -> Any:
+        key = (token, quantized, model.graph.name, tuple(o.name for o in model.graph.output))
+        if key not in _SESSIONS:
+            _SESSIONS[key] = session(model, quantized)
+        return _SESSIONS[key]
+
+    return session_of
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
 # --- eval ---------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -76,13 +101,16 @@ class EvalJob:
     model: onnx.ModelProto
     emulated: onnx.ModelProto | None
     batch_size: int
+    token: str = field(default_factory=_token)
 
 
 def _eval_shard(job: EvalJob, part: SampleRange) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     from dlakit.quantize.emulate import output_batches
 
-    fp32 = output_batches(job.model, part, job.batch_size, quantized=False)[0]
-    int8 = None if job.emulated is None else output_batches(job.emulated, part, job.batch_size, quantized=True)[0]
+    cached = _cached_session(job.token)
+    fp32 = output_batches(job.model, part, job.batch_size, False, session_of=cached)[0]
+    int8 = None if job.emulated is None else output_batches(job.emulated, part, job.batch_size, True,
+                                                            session_of=cached)[0]
     return fp32, int8
 
 
@@ -108,18 +136,19 @@ class EmulateJob:
     emulation: Any  # dlakit.quantize.emulate.Emulation
     batch_size: int
     compare: bool
+    token: str = field(default_factory=_token)
 
 
 def _emulate_shard(job: EmulateJob, part: SampleRange) -> tuple[list, list, list | None]:
     from dlakit.quantize.emulate import layer_batch_stats, output_batches
 
-    emulation = job.emulation
-    reference = output_batches(emulation.model, part, job.batch_size, quantized=False)
-    emulated = output_batches(emulation.emulated.model, part, job.batch_size, quantized=True)
+    emulation, cached = job.emulation, _cached_session(job.token)
+    reference = output_batches(emulation.model, part, job.batch_size, False, session_of=cached)
+    emulated = output_batches(emulation.emulated.model, part, job.batch_size, True, session_of=cached)
     layers = None
     if job.compare:
         layers = [stats for stats, _ in layer_batch_stats(emulation.model, emulation.emulated, part,
-                                                          job.batch_size)]
+                                                          job.batch_size, cached)]
     return reference, emulated, layers
 
 
