@@ -227,6 +227,7 @@ def test_recover_sensitivity_and_noise_budget_with_workers_equal_serial(cluster)
     from dlakit.recover.observe import ArraySource
     from dlakit.recover.pipeline import RecoverOptions, recover
     from dlakit.scale import Pool
+    from dlakit.scale.trials import sharder
     from tests.photos import _image, variants
     from tests.test_recover_pipeline import SIZE, _net
 
@@ -235,7 +236,7 @@ def test_recover_sensitivity_and_noise_budget_with_workers_equal_serial(cluster)
 
     def run_recover(where):
         options = RecoverOptions(max_fp16_macs=0.3, noise_budget=True, timings=False, progress=False)
-        options.where = where
+        options.trial_runner = sharder(where)
         return recover(load_model(_net()), ArraySource({"x": photos}), options)
 
     serial, sharded = run_recover(None), run_recover(Pool(cluster, 2))

@@ -13,6 +13,7 @@ from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, chec
 from dlakit.cli.quantize import ProgressOpt
 from dlakit.errors import DlakitError
 from dlakit.scale import RayOpt, WorkersOpt, pool
+from dlakit.scale.trials import sharder
 
 PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
 
@@ -66,7 +67,8 @@ def recover_command(
                              range_search=not no_range_search, target_sqnr_db=target_sqnr,
                              max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
                              platform=platform, noise_budget=budget, progress=progress)
-    with pool(workers, address) as options.where:  # the sensitivity and noise-budget runs sharded over Ray
+    with pool(workers, address) as where:  # the sensitivity and noise-budget runs sharded over Ray
+        options.trial_runner = sharder(where)
         result = recover(loaded, source, options)
     summary = write_recovery(output, loaded.source, result, target)
     summary.update(recovery_summary(result))

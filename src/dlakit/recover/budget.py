@@ -18,8 +18,8 @@ technique (bias correction, rounding optimisation) can reach the target, only fe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import onnx
@@ -79,7 +79,7 @@ def _round(value: float) -> float | None:
 def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                  amax: dict[str, float], source: Source, batch_size: int, fp16_nodes: set[str] | None = None,
                  unsigned: set[str] | None = None, uncorrected: onnx.ModelProto | None = None,
-                 progress: bool = False, where: Any = None) -> NoiseBudget:
+                 progress: bool = False, runner: Callable[..., list[float]] | None = None) -> NoiseBudget:
     """The budget of ``model`` (scales ``amax``, FP16 layers ``fp16_nodes``) against FP32 ``reference``.
 
     ``loaded`` is ``model`` loaded (for the plan); ``uncorrected`` the model before bias correction, whose biases
@@ -88,7 +88,7 @@ def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mo
     began = time.perf_counter()
     fp16 = set(fp16_nodes or ())
     unsigned = unsigned or set()
-    trials = Trials(loaded, model, Reference(reference), unsigned, uncorrected, plan.off_dla, batch_size, where)
+    trials = Trials(loaded, model, Reference(reference), unsigned, uncorrected, plan.off_dla, batch_size, runner)
     total = trials.sqnr(amax, fp16, source)
     weights = trials.sqnr({}, fp16, source)
     groups: dict[str, list[str]] = {}

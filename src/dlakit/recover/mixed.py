@@ -17,8 +17,8 @@ comes from ``dlakit.perf`` (INT8 vs FP16 estimate) when that package is availabl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import onnx
@@ -126,7 +126,7 @@ def emulate_with(loaded: LoadedModel, model: onnx.ModelProto, amax: dict[str, fl
 @dataclass
 class Trials:
     """Emulator runs of ``model`` under other scales or FP16 layers, each scored by its output SQNR against the
-    FP32 ``reference``: in this process, or sharded over ``where`` (the same SQNRs, in the same order)."""
+    FP32 ``reference``: in this process, or by ``runner`` (sharded over Ray: the same SQNRs, in the same order)."""
 
     loaded: LoadedModel
     model: onnx.ModelProto
@@ -135,15 +135,13 @@ class Trials:
     uncorrected: onnx.ModelProto | None
     off_dla: frozenset[str]
     batch_size: int
-    where: Any = None
+    runner: Callable[..., list[float]] | None = None  # runs sqnrs elsewhere (dlakit.scale.trials.sharder)
 
     def sqnrs(self, trials: list[tuple[dict[str, float], set[str]]], source: Source, description: str,
               progress: bool = False) -> list[float]:
         """The output SQNR of each ``(amax, fp16_nodes)`` trial on ``source``."""
-        if self.where is not None:
-            from dlakit.scale.trials import sharded_sqnrs
-
-            return sharded_sqnrs(self, trials, source, description, progress)
+        if self.runner is not None:
+            return self.runner(self, trials, source, description, progress)
         out = []
         with progress_bar(len(trials), description, progress) as advance:
             for amax, fp16 in trials:
@@ -210,9 +208,10 @@ def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added
 def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                 amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
                 max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
-                candidates: int = CANDIDATES, progress: bool = False, where: Any = None) -> MixedResult:
+                candidates: int = CANDIDATES, progress: bool = False,
+                runner: Callable[..., list[float]] | None = None) -> MixedResult:
     """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``;
-    ``where`` (a :class:`dlakit.scale.Pool`) shards the per-candidate emulator runs over Ray workers."""
+    ``runner`` (:func:`dlakit.scale.trials.sharder`) runs the per-candidate emulator runs on Ray workers."""
     began = time.perf_counter()
     unsigned = unsigned or set()
     fp32 = Reference(reference)  # one FP32 run per data subset, shared by every candidate's comparison
@@ -246,7 +245,7 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     screen = _head(source, SCREEN_SAMPLES, batch_size)
     base_screen = 10 ** (-output_sqnr(fp32, emulated, screen, batch_size) / 10)
     screened = []
-    trials = Trials(loaded, model, fp32, unsigned, reference, off, batch_size, where)
+    trials = Trials(loaded, model, fp32, unsigned, reference, off, batch_size, runner)
     sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in pool], screen,
                          f"FP16 layers: screening {len(pool)} candidates", progress)
     for cand, sqnr in zip(pool, sqnrs, strict=True):

@@ -108,16 +108,27 @@ def _check_model_name(model: str) -> None:
         raise DlakitError(f"{model}: no such file or zoo network{suggestion(model)}; see dlakit zoo list")
 
 
+def _load(model: str) -> Any:
+    """A model file, or a zoo network built (as ``dlakit check NAME`` does; names were checked by the plan)."""
+    from dlakit import zoo
+    from dlakit.model import load_model
+
+    if Path(model).exists() or not zoo.is_zoo_name(model):
+        return load_model(model)
+    loaded = load_model(zoo.resolve(model))
+    loaded.source = model
+    return loaded
+
+
 def sweep_shard(settings: Settings, combo: Combo) -> list[dict[str, Any]]:
     """Check, estimate (and calibrate) one model on one target; a row per power mode. Runs on a worker."""
     from dlakit.check import check_model
-    from dlakit.cli.common import load_input
     from dlakit.perf import conditions_for, evaluate, prepare
     from dlakit.targets import resolve_target
 
     start = time.perf_counter()
     target = resolve_target(combo.platform, combo.release)
-    loaded = load_input(combo.model)
+    loaded = _load(combo.model)
     report = check_model(loaded, target, settings.precision)
     placement = {n.name: n.placement for n in report.nodes}
     prep = prepare(loaded, target, settings.precision, placement=placement)

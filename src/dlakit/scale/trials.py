@@ -10,12 +10,14 @@ once per job (kept for the job's later shards on that worker).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import onnx
 
-from dlakit.scale import SHARDS_PER_WORKER, Shard, run_shards
+from dlakit.scale import SHARDS_PER_WORKER, Pool, Shard, run_shards
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,16 @@ def _trial_shard(job: TrialJob, trials: list[tuple[dict[str, float], set[str]]])
     return [runner.sqnr(amax, fp16, source) for amax, fp16 in trials]
 
 
-def sharded_sqnrs(trials_of: Any, trials: list[tuple[dict[str, float], set[str]]], source: Any, description: str,
-                  progress: bool = False) -> list[float]:
-    """:meth:`dlakit.recover.mixed.Trials.sqnrs` with the trials sharded over ``trials_of.where``."""
+def sharder(where: Pool | None) -> Callable[..., list[float]] | None:
+    """The ``trial_runner`` of :class:`dlakit.recover.pipeline.RecoverOptions` for ``where`` (None: serial)."""
+    return None if where is None else partial(sharded_sqnrs, where)
+
+
+def sharded_sqnrs(where: Pool, trials_of: Any, trials: list[tuple[dict[str, float], set[str]]], source: Any,
+                  description: str, progress: bool = False) -> list[float]:
+    """:meth:`dlakit.recover.mixed.Trials.sqnrs` with the trials sharded over ``where``."""
     if not trials:
         return []
-    where = trials_of.where
     job = TrialJob(trials_of.model, trials_of.reference.model, frozenset(trials_of.unsigned),
                    trials_of.uncorrected, trials_of.off_dla, trials_of.batch_size, source)
     per = max(1, -(-len(trials) // (where.workers * SHARDS_PER_WORKER)))
