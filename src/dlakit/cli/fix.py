@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dlakit.analysis import fix_model
 from dlakit.atomic import write_with
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, load_input
 from dlakit.errors import DlakitError
@@ -21,7 +22,6 @@ from dlakit.rewrite import (
     FixResult,
     Verification,
     blame,
-    fix_model,
     known_ids,
     load_inputs,
     random_inputs,

@@ -22,16 +22,15 @@ from __future__ import annotations
 import csv
 import math
 import re
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dlakit.data.opdata import read
 from dlakit.errors import DlakitError
 from dlakit.perf.cost import Conditions, tensor_bytes
 from dlakit.perf.fitting import leave_one_network_out as lono
@@ -112,8 +111,7 @@ class GpuData:
 
 @cache
 def load_gpu_data() -> GpuData:
-    text = resources.files("dlakit.data").joinpath("gpu.toml").read_text(encoding="utf-8")
-    return parse_gpu_data(tomllib.loads(text))
+    return parse_gpu_data(read("gpu.toml"))
 
 
 def parse_gpu_data(data: dict[str, Any]) -> GpuData:

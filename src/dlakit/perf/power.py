@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dlakit.data.opdata import read
 from dlakit.errors import DlakitError
 from dlakit.perf.fitting import leave_one_network_out as lono
 from dlakit.perf.fitting import multi_start, quality_lines, write_section
@@ -64,8 +63,7 @@ class PowerData:
 
 @cache
 def load_power_data() -> PowerData:
-    text = resources.files("dlakit.data").joinpath("power.toml").read_text(encoding="utf-8")
-    return parse_power_data(tomllib.loads(text))
+    return parse_power_data(read("power.toml"))
 
 
 def parse_power_data(data: dict[str, Any]) -> PowerData:
