@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.check import CheckReport, check_model
+from dlakit.analysis import Analysis
+from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
@@ -17,6 +18,7 @@ from dlakit.sparsity.files import read_source, write_model
 from dlakit.sparsity.gain import default_gain_model
 from dlakit.sparsity.pattern import MODES
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 
 def _layers(text: str | None) -> list[str] | None:
@@ -71,10 +73,10 @@ def sparsify(
         from dlakit.sparsity.accuracy import open_batches
 
         data_source = open_batches(compare, loaded, preset or _zoo_preset(model), num_samples)
-    report = check_model(loaded, target, precision)
+    report = Analysis.of(loaded, target, precision).placement
     gain_model = default_gain_model()
     gains = None
-    if gain_model is not None and (min_gain is not None or (target.is_orin and precision == "int8")):
+    if gain_model is not None and (min_gain is not None or (target.is_orin and precision == Precision.INT8)):
         gains = gain_model(loaded, report, power_mode)
     elif power_mode is not None:
         target.platform.power_mode(power_mode)  # still validate the name
@@ -92,10 +94,8 @@ def sparsify(
 def _zoo_preset(model: str) -> str | None:
     from pathlib import Path
 
-    try:
-        from dlakit.quantize.data import PRESETS
-    except ImportError:
-        return None
+    from dlakit.quantize.data import PRESETS
+
     return model if model in PRESETS and not Path(model).exists() else None
 
 

@@ -104,10 +104,8 @@ def load_measurements(path: str | Path) -> list[Measurement]:
 
 
 def zoo_builder(name: str, batch: int) -> onnx.ModelProto:
-    try:
-        from dlakit import zoo
-    except ImportError as exc:
-        raise DlakitError("dlakit.zoo is not available; calibration needs the reference networks") from exc
+    from dlakit import zoo
+
     return zoo.build(name, form="prepared", batch=batch)
 
 

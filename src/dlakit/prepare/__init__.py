@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -34,6 +34,11 @@ from dlakit.prepare.recognise import GENERIC, NETWORK_CHOICES, Recognition, reco
 from dlakit.prepare.structure import Structure, analyse
 from dlakit.prepare.verification import verify_cut_points
 from dlakit.rewrite import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs
+from dlakit.sources import open_model
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
 
 __all__ = ["NETWORK_CHOICES", "RECIPES", "PrepareResult", "Recipe", "Recognition", "prepare_model", "save_prepared"]
 
@@ -58,7 +63,7 @@ class PrepareResult:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     check_before: dict[str, Any] | None = None
     check_after: dict[str, Any] | None = None
-    target: Any = None
+    target: Target | None = None
     output: str | None = None
     written: bool = False
 
@@ -102,9 +107,7 @@ def _load(model: ModelSource, shapes: str | Mapping[str, tuple[int, ...]] | None
             from dlakit import zoo
 
             if zoo.is_zoo_name(label):
-                loaded = load_model(zoo.build(label, form="published"), parsed)
-                loaded.source = label
-                return loaded, label, None
+                return open_model(label, parsed, form="published"), label, None
         proto = read_model_proto(label)
     proto, tail = drop_control_flow_tail(proto, label)
     loaded = load_model(proto, parsed, label=label)
@@ -122,10 +125,12 @@ def _require_parts(recognition: Recognition, recipe: Recipe, structure: Structur
                           "--network auto or generic")
 
 
-def _check(loaded: LoadedModel, target: Any, precision: str) -> dict[str, Any]:
-    from dlakit.check import check_model
+def _check(loaded: LoadedModel, target: Target, precision: str, placement: CheckReport | None = None
+           ) -> dict[str, Any]:
+    """check's summary of ``loaded`` with its DLA node share (``placement``: one already made for it)."""
+    from dlakit.analysis import Analysis
 
-    summary = dict(check_model(loaded, target, precision).summary)
+    summary = dict(Analysis.of(loaded, target, precision, placement).placement.summary)
     placed = summary["dla_nodes"] + summary["gpu_nodes"] + summary["fixable_nodes"]
     summary["dla_node_fraction"] = round(summary["dla_nodes"] / placed, 6) if placed else 0.0
     return summary
@@ -184,7 +189,7 @@ def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = No
         refused=applied.refused, target=target, output=None if output is None else os.fspath(output))
     if check:
         result.check_before = _check(loaded, target, precision)
-        result.check_after = _check(applied.model, target, precision)
+        result.check_after = _check(applied.model, target, precision, applied.placement)
     if output is not None:
         if not verification.passed:
             raise DlakitError(f"verification failed: {failure(verification)}; {output} not written")

@@ -269,11 +269,9 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
 def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = None, platform: str | None = None
                  ) -> str:
     """Fill ``int8_us``/``fp16_us`` of ``units`` from ``dlakit.perf``; returns a note when it is unavailable."""
-    try:
-        from dlakit.perf import conditions_for, evaluate, prepare
-        from dlakit.targets import resolve_target
-    except ImportError:
-        return "dlakit.perf not installed: no time estimates"
+    from dlakit.perf import conditions_for, evaluate, prepare
+    from dlakit.targets import resolve_target
+
     try:
         target = resolve_target(platform, release)
         times: dict[str, dict[str, tuple[int, float]]] = {}

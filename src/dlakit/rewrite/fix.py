@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -24,6 +24,10 @@ from dlakit.rewrite.engine import Applied, Refused, Rule, apply_rules, reload
 from dlakit.rewrite.passes import CutReport, cut_at_outputs, cut_postprocess, fold_constants, fuse_sibling_convs
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import MIN_IR_VERSION
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
 
 #: Models older than this opset are upgraded first: TensorRT's ONNX parser and ONNX Runtime's kernels start here,
 #: and the rules emit ops (Cast with a type enum, Reshape with a shape input) in their modern forms.
@@ -39,7 +43,7 @@ class FixOptions:
     cut_postprocess: bool = False
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
-    target: Any = None
+    target: Target | None = None
     #: with a target: drop rules whose rewrites leave the placement worse (see :func:`guard_placement`)
     guard: bool = True
     precision: str = "int8"
@@ -54,6 +58,8 @@ class FixResult:
     folded_nodes: int = 0
     #: rules the placement guard left out, with why
     guarded: dict[str, str] = field(default_factory=dict)
+    #: ``model``'s placement on the fix's target, where the guard already computed it (reuse it: placing is costly)
+    placement: CheckReport | None = field(default=None, repr=False)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model.model)
@@ -99,13 +105,16 @@ def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResu
     return result
 
 
-def _score(loaded: LoadedModel, options: FixOptions) -> tuple[float, int, int, int] | None:
-    """Placement quality, best first: DLA MAC share, then fewer GPU↔DLA transitions, GPU nodes, loadables."""
-    try:
-        from dlakit.check import check_model
-    except ImportError:
-        return None
-    summary = check_model(loaded, options.target, options.precision).summary
+def _score(loaded: LoadedModel, options: FixOptions, result: FixResult | None = None) -> tuple[float, int, int, int]:
+    """Placement quality, best first: DLA MAC share, then fewer GPU↔DLA transitions, GPU nodes, loadables.
+
+    The placement is kept on ``result`` (whose model ``loaded`` is) for the callers that report it."""
+    from dlakit.check import check_model
+
+    report = check_model(loaded, options.target, options.precision)
+    if result is not None:
+        result.placement = report
+    summary = report.summary
     off_dla = summary["gpu_nodes"] + summary["fixable_nodes"]  # "fixable" still runs on the GPU as it is
     return round(summary["dla_mac_fraction"], 6), -summary["transitions"], -off_dla, -summary["dla_subgraphs"]
 
@@ -118,9 +127,7 @@ def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult)
     together score worse than none (DLA MAC share, then transitions, GPU nodes, loadables), rules are added back one at
     a time in registry order and each is kept only if the placement does not get worse with it.
     """
-    score = _score(result.model, options)
-    if score is None:
-        return result
+    score = _score(result.model, options, result)
     rules, passes = select_rules(options.rules, options.skip_rules)
 
     def trial(rule_ids: list[str]) -> tuple[FixResult, tuple[float, int, int, int]]:
@@ -128,7 +135,7 @@ def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult)
                                    rules=[*passes, *rule_ids], target=options.target, guard=False,
                                    precision=options.precision)
         fixed = _fix_once(loaded, trial_options)
-        return fixed, _score(fixed.model, trial_options) or (0.0, 0, 0, 0)
+        return fixed, _score(fixed.model, trial_options, fixed)
 
     best_result, best = trial([])
     if score >= best:

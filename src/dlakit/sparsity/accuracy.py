@@ -98,11 +98,7 @@ def fp32_effect(dense: onnx.ModelProto, sparse: onnx.ModelProto, batches: list[t
 
 
 def int8_available() -> bool:
-    try:
-        from dlakit.quantize.calibrate import calibrate  # noqa: F401
-        from dlakit.quantize.emulate import build_emulator  # noqa: F401
-    except ImportError:
-        return False
+    """The INT8 emulator ships with dlakit (``dlakit.quantize``): always there; kept for callers that ask."""
     return True
 
 
@@ -144,11 +140,9 @@ def open_batches(path: str, loaded: Any, preset: str | None, num_samples: int | 
                  ) -> tuple[Any, list[tuple[Batch, int]]]:
     """A ``dlakit.quantize`` data source over ``path`` (image folder, .npy/.npz) and its batches in memory, at the
     model's static batch size; the batches are reused for every model compared."""
-    try:
-        from dlakit.quantize.data import PRESETS, open_source
-        from dlakit.quantize.runtime import input_specs
-    except ImportError as exc:
-        raise DlakitError("--compare needs dlakit.quantize (data loading), which is not available here") from exc
+    from dlakit.quantize.data import PRESETS, open_source
+    from dlakit.quantize.runtime import input_specs
+
     if preset is not None and preset not in PRESETS:
         raise DlakitError(f"--preset: '{preset}' is not one of {', '.join(PRESETS)}")
     inputs, batch = input_specs(loaded)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from dlakit.check import CheckReport
 from dlakit.model import LoadedModel
+from dlakit.vocab import Device, Precision
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,12 @@ def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None)
     dense_cond, label = conditions_for(report.target, power_mode, None, False, report.precision)
     dense = evaluate(prep, dense_cond, label)
     estimate = GainEstimate(label, dense.latency_ms, source="dlakit.perf")
-    if not report.target.is_orin or report.precision != "int8":
+    if not report.target.is_orin or report.precision != Precision.INT8:
         return estimate  # no sparse mode: every gain would be 1.0; leave layers empty
     sparse_cond, _ = conditions_for(report.target, power_mode, None, True, report.precision)
     sparse = evaluate(prep, sparse_cond, label)
     for d, s in zip(dense.layers, sparse.layers, strict=True):
-        if d.device != "dla":
+        if d.device != Device.DLA:
             continue
         gain = LayerGain(d.name, d.time_us, s.time_us, d.bound)
         for node in d.nodes:
