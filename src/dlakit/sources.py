@@ -17,6 +17,8 @@ from dlakit.model import LoadedModel, load_model, parse_shapes
 from dlakit.model.loader import CONTROL_FLOW_OPS, read_model_proto
 
 ShapesArg = str | Mapping[str, tuple[int, ...]] | None
+#: protobuf cannot serialise 2 GiB; a model this large keeps its weights in ``<name>.data`` beside it
+PROTO_LIMIT = 1 << 31
 
 
 def _shapes(shapes: ShapesArg) -> Mapping[str, tuple[int, ...]]:
@@ -75,6 +77,21 @@ def open_source(model: str, shapes: ShapesArg = None) -> tuple[onnx.ModelProto, 
     loaded = load_model(proto, _shapes(shapes))
     loaded.source = model
     return proto, loaded
+
+
+def save_model(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Write ``proto`` atomically (temp file + rename); weights go to ``<name>.data`` beyond protobuf's 2 GiB."""
+    from dlakit.atomic import write_with
+
+    target = Path(path)
+
+    def writer(tmp: Path) -> None:
+        if proto.ByteSize() >= PROTO_LIMIT:
+            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{target.name}.data")
+        else:
+            onnx.save_model(proto, str(tmp))
+
+    write_with(target, writer)
 
 
 def rebatch(proto: onnx.ModelProto, batch: int) -> onnx.ModelProto:

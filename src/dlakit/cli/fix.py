@@ -6,13 +6,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from dlakit.analysis import Analysis
-from dlakit.atomic import write_with
 from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format
 from dlakit.errors import DlakitError
@@ -29,11 +27,8 @@ from dlakit.rewrite import (
     random_inputs,
     verify,
 )
-from dlakit.sources import open_model
+from dlakit.sources import open_model, save_model
 from dlakit.targets import Target, resolve_target
-
-#: ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in a side file.
-PROTO_LIMIT = 1 << 31
 
 
 def _ids(text: str | None) -> list[str] | None:
@@ -44,16 +39,6 @@ def check_summary(loaded: LoadedModel, target: Target, precision: str,
                   placement: CheckReport | None = None) -> dict[str, Any]:
     """check's summary of ``loaded`` (``placement`` where the fix's guard already placed it)."""
     return dict(Analysis.of(loaded, target, precision, placement).placement.summary)
-
-
-def save_model(proto: onnx.ModelProto, path: Path) -> None:
-    def writer(tmp: Path) -> None:
-        if proto.ByteSize() >= PROTO_LIMIT:
-            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
-        else:
-            onnx.save_model(proto, str(tmp))
-
-    write_with(path, writer)
 
 
 def postprocess_path(output: Path) -> Path:

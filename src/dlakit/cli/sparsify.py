@@ -13,6 +13,7 @@ from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
+from dlakit.sparsity.accuracy import accuracy_of
 from dlakit.sparsity.apply import PRUNED, LayerResult, SparsifyResult, sparsify_model
 from dlakit.sparsity.files import read_source, write_model
 from dlakit.sparsity.gain import default_gain_model
@@ -84,7 +85,8 @@ def sparsify(
     write_model(result.model, output)
     data = as_dict(result, model, output, target_info(report))
     if data_source is not None:
-        data["accuracy"] = accuracy(proto, report, result, data_source, compare_int8, per_layer, shapes)
+        data["accuracy"] = accuracy_of(proto, report, result, data_source, compare_int8, per_layer,
+                                       parse_shapes(shapes))
     if fmt == "json":
         print_json(data)
     else:
@@ -97,27 +99,6 @@ def _zoo_preset(model: str) -> str | None:
     from dlakit.quantize.data import PRESETS
 
     return model if model in PRESETS and not Path(model).exists() else None
-
-
-def accuracy(proto: Any, report: CheckReport, result: SparsifyResult, data_source: Any,
-             int8: bool, per_layer: bool, shapes: str | None) -> dict[str, Any]:
-    """The ``accuracy`` field: dense FP32 as the reference, the pruned model (FP32, optionally INT8), per layer."""
-    from dlakit.sparsity.accuracy import add_int8_effect, fp32_effect, layer_sensitivity
-
-    source, batches = data_source
-    effect = fp32_effect(proto, result.model, batches)
-    if int8:
-        from dlakit.quantize.plan import off_dla_of
-
-        add_int8_effect(effect, proto, result.model, source, batches, shapes=parse_shapes(shapes),
-                        off_dla=off_dla_of(report))
-    out = effect.as_dict()
-    if per_layer:
-        names = [x.name for x in result.pruned]
-        rows = layer_sensitivity(proto, lambda name: sparsify_model(proto, report, result.mode, [name]).model,
-                                 names, batches)
-        out["per_layer"] = [r.as_dict() | {"layer": r.variant} for r in rows]
-    return out
 
 
 def target_info(report: CheckReport) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from dlakit.atomic import write_with
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model, parse_shapes
 from dlakit.model.loader import read_model_proto
@@ -34,16 +33,13 @@ from dlakit.prepare.recognise import GENERIC, NETWORK_CHOICES, Recognition, reco
 from dlakit.prepare.structure import Structure, analyse
 from dlakit.prepare.verification import verify_cut_points
 from dlakit.rewrite import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs
-from dlakit.sources import open_model
+from dlakit.sources import open_model, save_model
 
 if TYPE_CHECKING:
     from dlakit.check import CheckReport
     from dlakit.targets import Target
 
 __all__ = ["NETWORK_CHOICES", "RECIPES", "PrepareResult", "Recipe", "Recognition", "prepare_model", "save_prepared"]
-
-#: ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in a side file.
-PROTO_LIMIT = 1 << 31
 
 ModelSource = str | os.PathLike[str] | onnx.ModelProto | LoadedModel
 
@@ -138,15 +134,7 @@ def _check(loaded: LoadedModel, target: Target, precision: str, placement: Check
 
 def save_prepared(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
     """Write atomically (temp file + rename); weights go to ``<name>.data`` beyond protobuf's 2 GiB."""
-    target = Path(path)
-
-    def writer(tmp: Path) -> None:
-        if proto.ByteSize() >= PROTO_LIMIT:
-            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{target.name}.data")
-        else:
-            onnx.save_model(proto, str(tmp))
-
-    write_with(target, writer)
+    save_model(proto, path)
 
 
 def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = None, *, network: str = "auto",
