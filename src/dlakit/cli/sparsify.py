@@ -16,7 +16,7 @@ from dlakit.model import parse_shapes
 from dlakit.sparsity.accuracy import accuracy_of
 from dlakit.sparsity.apply import PRUNED, LayerResult, SparsifyResult, sparsify_model
 from dlakit.sparsity.files import read_source, write_model
-from dlakit.sparsity.gain import default_gain_model
+from dlakit.sparsity.gain import perf_gains
 from dlakit.sparsity.pattern import MODES
 from dlakit.targets import resolve_target
 from dlakit.vocab import Precision
@@ -75,10 +75,9 @@ def sparsify(
 
         data_source = open_batches(compare, loaded, preset or _zoo_preset(model), num_samples)
     report = Analysis.of(loaded, target, precision).placement
-    gain_model = default_gain_model()
     gains = None
-    if gain_model is not None and (min_gain is not None or (target.is_orin and precision == Precision.INT8)):
-        gains = gain_model(loaded, report, power_mode)
+    if min_gain is not None or (target.is_orin and precision == Precision.INT8):
+        gains = perf_gains(loaded, report, power_mode)
     elif power_mode is not None:
         target.platform.power_mode(power_mode)  # still validate the name
     result = sparsify_model(proto, report, mode, selected, min_gain, gains)

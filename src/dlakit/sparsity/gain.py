@@ -11,7 +11,6 @@ with a stub and keeps working (without speed-ups) where ``dlakit.perf`` is not i
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,7 +62,8 @@ class GainModel(Protocol):
 
 
 def perf_available() -> bool:
-    return importlib.util.find_spec("dlakit.perf") is not None
+    """The performance model ships with dlakit: always true (kept for callers that ask)."""
+    return True
 
 
 def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None) -> GainEstimate:
@@ -92,9 +92,9 @@ def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None)
     return estimate
 
 
-def default_gain_model() -> GainModel | None:
-    """The performance model when ``dlakit.perf`` is installed, else None (speed-ups are then not reported)."""
-    return perf_gains if perf_available() else None
+def default_gain_model() -> GainModel:
+    """The performance model's gains (:func:`perf_gains`)."""
+    return perf_gains
 
 
 __all__ = ["GainEstimate", "GainModel", "LayerGain", "default_gain_model", "perf_available", "perf_gains"]
