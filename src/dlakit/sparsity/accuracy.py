@@ -101,11 +101,6 @@ def fp32_effect(dense: onnx.ModelProto, sparse: onnx.ModelProto, batches: list[t
     return effect
 
 
-def int8_available() -> bool:
-    """The INT8 emulator ships with dlakit (``dlakit.quantize``): always there; kept for callers that ask."""
-    return True
-
-
 def add_int8_effect(effect: AccuracyEffect, dense: onnx.ModelProto, sparse: onnx.ModelProto, source: Any,
                     batches: list[tuple[Batch, int]], method: str = "entropy", shapes: Any = None,
                     off_dla: frozenset[str] = frozenset()) -> None:
@@ -183,7 +178,7 @@ __all__ = [
     "add_int8_effect",
     "compare",
     "fp32_effect",
-    "int8_available",
+
     "layer_sensitivity",
     "open_batches",
     "run_first_output",

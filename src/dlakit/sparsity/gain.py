@@ -61,11 +61,6 @@ class GainModel(Protocol):
     def __call__(self, loaded: LoadedModel, report: CheckReport, power_mode: str | None) -> GainEstimate: ...
 
 
-def perf_available() -> bool:
-    """The performance model ships with dlakit: always true (kept for callers that ask)."""
-    return True
-
-
 def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None) -> GainEstimate:
     """:class:`GainModel` backed by ``dlakit.perf``: the same placement as ``report``, priced dense and all-sparse.
 
@@ -97,4 +92,4 @@ def default_gain_model() -> GainModel:
     return perf_gains
 
 
-__all__ = ["GainEstimate", "GainModel", "LayerGain", "default_gain_model", "perf_available", "perf_gains"]
+__all__ = ["GainEstimate", "GainModel", "LayerGain", "default_gain_model", "perf_gains"]
