@@ -94,3 +94,23 @@ def test_enums_read_and_write_as_their_strings():
     assert all(isinstance(n.placement, Placement) for n in report.nodes)
     with pytest.raises(DlakitError, match="--precision: 'fp32' is not one of int8, fp16"):
         Precision.parse("fp32")
+
+
+def test_open_model_reads_files_and_zoo_names(tmp_path):
+    import onnx
+
+    from dlakit.model import static_dims
+    from dlakit.sources import open_model, open_source
+
+    path = tmp_path / "net.onnx"
+    onnx.save(_model(), str(path))
+    assert open_model(str(path)).source == str(path)
+    proto, loaded = open_source(str(path))
+    assert proto.graph.node[0].name == "conv1" and loaded.source == str(path)
+    assert static_dims(open_model(str(path), batch=2).graph.inputs[0])[0] == 2
+    zoo = open_model("resnet50", batch=2)
+    assert zoo.source == "resnet50" and static_dims(zoo.graph.inputs[0])[0] == 2
+    with pytest.raises(DlakitError, match=r"did you mean resnet50\?"):
+        open_model("resnt50")
+    with pytest.raises(DlakitError, match="--batch and --shapes"):
+        open_model(str(path), "x:1x3x64x64", batch=2)

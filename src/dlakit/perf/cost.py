@@ -26,7 +26,7 @@ class Conditions:
     emc_mhz: float
     dram_gbps: float
     cores: int = 2
-    precision: str = "int8"
+    precision: str = Precision.INT8
     sparse: bool = False
     gpu_mhz: float = 612.0
     #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);

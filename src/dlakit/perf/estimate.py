@@ -175,7 +175,7 @@ def prepare(loaded: LoadedModel, target: Target, precision: str = Precision.INT8
 
 
 def conditions_for(target: Target, power_mode: str | None = None, cores: int | None = None, sparse: bool = False,
-                   precision: str = "int8", dla_mhz: float | None = None, emc_mhz: float | None = None,
+                   precision: str = Precision.INT8, dla_mhz: float | None = None, emc_mhz: float | None = None,
                    data: PerfData | None = None) -> tuple[Conditions, str]:
     """Resolve the clocks (power mode, optionally overridden), DRAM bandwidth and core count."""
     data = data or load_perf_data()

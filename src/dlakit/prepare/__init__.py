@@ -34,6 +34,7 @@ from dlakit.prepare.structure import Structure, analyse
 from dlakit.prepare.verification import verify_cut_points
 from dlakit.rewrite import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs
 from dlakit.sources import open_model, save_model
+from dlakit.vocab import Precision
 
 if TYPE_CHECKING:
     from dlakit.check import CheckReport
@@ -139,7 +140,7 @@ def save_prepared(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
 
 def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = None, *, network: str = "auto",
                   shapes: str | Mapping[str, tuple[int, ...]] | None = None, platform: str | None = None,
-                  release: str | None = None, precision: str = "int8",
+                  release: str | None = None, precision: str = Precision.INT8,
                   inputs: str | os.PathLike[str] | Mapping[str, np.ndarray] | None = None,
                   tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, check: bool = True) -> PrepareResult:
     """Recognise, apply the recipe, verify; write ``output`` only when verification passes (else raise)."""

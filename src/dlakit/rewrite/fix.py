@@ -24,6 +24,7 @@ from dlakit.rewrite.engine import Applied, Refused, Rule, apply_rules, reload
 from dlakit.rewrite.passes import CutReport, cut_at_outputs, cut_postprocess, fold_constants, fuse_sibling_convs
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import MIN_IR_VERSION
+from dlakit.vocab import Precision
 
 if TYPE_CHECKING:
     from dlakit.check import CheckReport
@@ -46,7 +47,7 @@ class FixOptions:
     target: Target | None = None
     #: with a target: drop rules whose rewrites leave the placement worse (see :func:`guard_placement`)
     guard: bool = True
-    precision: str = "int8"
+    precision: str = Precision.INT8
 
 
 @dataclass
