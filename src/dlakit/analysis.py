@@ -1,4 +1,4 @@
-"""One analysis per command: the layer above ``check``, ``perf`` and ``sparsity``.
+"""One analysis per command: the layer above ``check``, ``perf``, ``sparsity`` and the rewrite rules.
 
 Placement is the fact every command needs. :class:`Analysis` holds a model, its target and build precision, and
 computes the placement (:func:`dlakit.check.check_model`) once, the first time something asks for it; what is
@@ -7,7 +7,9 @@ derived from that one report, also once. ``estimate``, ``quantize``, ``sparsify`
 ``trtexec`` and ``report`` take an analysis (or its :attr:`Analysis.placement`) instead of placing the model again.
 
 ``check`` decides placement and knows nothing of the packages built on it; composing them here keeps the
-dependencies one way (analysis → sparsity / perf → check).
+dependencies one way (analysis → sparsity / perf → check). Likewise ``check`` asks the rewrite rules whether they
+apply (a "fixable" verdict is a promise), so fix's placement guard, which scores a rewrite by check's placement, is
+composed here (:func:`fix_model`) rather than in ``rewrite``; the fix result keeps the placement of its model.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.model import LoadedModel
+from dlakit.rewrite import FixOptions, FixResult
+from dlakit.rewrite import fix_model as fix_rules
 from dlakit.targets import Target
 from dlakit.vocab import Precision
 
@@ -111,3 +115,41 @@ def analyse(model: LoadedModel, target: Target, precision: str = Precision.INT8)
     """The analysis of ``model`` on ``target`` (placement made lazily, once)."""
     return Analysis.of(model, target, precision)
 
+
+def _score(report: CheckReport) -> tuple[float, int, int, int]:
+    summary = report.summary
+    off_dla = summary["gpu_nodes"] + summary["fixable_nodes"]  # "fixable" still runs on the GPU as it is
+    return round(summary["dla_mac_fraction"], 6), -summary["transitions"], -off_dla, -summary["dla_subgraphs"]
+
+
+def placement_score(loaded: LoadedModel, options: FixOptions) -> tuple[float, int, int, int]:
+    """Placement quality, best first: DLA MAC share, then fewer GPU↔DLA transitions, GPU nodes, loadables."""
+    from dlakit import check
+
+    return _score(check.check_model(loaded, options.target, options.precision))
+
+
+def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResult:
+    """:func:`dlakit.rewrite.fix_model` guarded by check's placement (with a target and ``options.guard``).
+
+    The placement the guard made of the model it returns is kept on the result (``FixResult.placement``)."""
+    from dlakit import check
+
+    # the guard returns the first model it scores, or the last best-scoring of its trials: keep those two placements
+    # only (a report holds its graph), and reuse one only if it is the returned model's
+    first: list[tuple[LoadedModel, CheckReport]] = []
+    best: list[tuple[tuple[float, int, int, int], LoadedModel, CheckReport]] = []
+
+    def score(model: LoadedModel, opts: FixOptions) -> tuple[float, int, int, int]:
+        report = check.check_model(model, opts.target, opts.precision)
+        value = _score(report)
+        if not first:
+            first.append((model, report))
+        elif not best or value >= best[0][0]:
+            best[:] = [(value, model, report)]
+        return value
+
+    result = fix_rules(loaded, options, score=score)
+    kept = [(m, r) for m, r in first] + [(m, r) for _, m, r in best]
+    result.placement = next((r for m, r in kept if m is result.model), None)
+    return result

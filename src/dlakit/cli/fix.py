@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis
+from dlakit.analysis import Analysis, fix_model
 from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format
 from dlakit.errors import DlakitError
@@ -21,7 +21,6 @@ from dlakit.rewrite import (
     FixResult,
     Verification,
     blame,
-    fix_model,
     known_ids,
     load_inputs,
     random_inputs,

@@ -122,7 +122,7 @@ def qdq_translate(
 ) -> None:
     """Q/DQ model → model without Q/DQ + calibration cache + scales JSON + FP16 layer list, checking weight scales
     against TensorRT's per-channel max|W|/127 rule; with --calib-cache, the reverse (cache → Q/DQ model)."""
-    from dlakit.quantize.translate import cache_to_qdq, qdq_to_cache
+    from dlakit.emulation import cache_to_qdq, qdq_to_cache
 
     check_format(fmt, ("table", "json"))
     if not rtol > 0:
@@ -169,8 +169,8 @@ def emulate(
 ) -> None:
     """Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output against FP32."""
     from dlakit.atomic import write_with
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.emulate import compare_layers, output_errors
-    from dlakit.quantize.translate import emulation_of
 
     check_format(fmt, ("table", "json"))
     if top < 0:
@@ -248,10 +248,10 @@ def evaluate(
     fmt: str = FormatOpt,
 ) -> None:
     """Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side by side."""
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.evaluate import evaluate as run_eval
     from dlakit.quantize.evaluate import labelled_images
     from dlakit.quantize.runtime import to_proto
-    from dlakit.quantize.translate import emulation_of
 
     check_format(fmt, ("table", "json"))
     if calib_cache or qdq:

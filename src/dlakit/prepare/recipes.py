@@ -23,10 +23,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dlakit.analysis import fix_model
 from dlakit.model import LoadedModel
 from dlakit.prepare.steps import expose_fused_heads, four_d_outputs, fuse_head_siblings
 from dlakit.prepare.structure import Structure
-from dlakit.rewrite import FixOptions, fix_model
+from dlakit.rewrite import FixOptions
 
 if TYPE_CHECKING:
     from dlakit.check import CheckReport

@@ -1,7 +1,8 @@
 """The library side of ``dlakit emulate``, ``eval`` and ``qdq-translate``: a model's DLA INT8 emulation from a
 calibration cache or its own Q/DQ nodes, and the translation between Q/DQ models and calibration caches.
 
-Each takes the target's placement from one :class:`dlakit.analysis.Analysis` of the model it emulates.
+Each takes the target's placement from one :class:`dlakit.analysis.Analysis` of the model it emulates. A layer above
+``quantize`` and ``recover`` (a UINT8 Q/DQ model, written by ``recover --allow-uint8``, is emulated on its grid).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dlakit.quantize.emulate import Emulation, emulation_from_scales
 from dlakit.quantize.outputs import write_outputs
 from dlakit.quantize.qdq import translate_qdq
 from dlakit.quantize.runtime import to_proto, upgrade_for_qdq
+from dlakit.recover.ranges import make_unsigned
 from dlakit.sources import open_model
 from dlakit.targets import Target
 from dlakit.vocab import Precision
@@ -49,8 +51,6 @@ def emulation_of(model: str, shapes: str | None, calib_cache: str | None, qdq: b
     if calib_cache is not None:
         check_cache_used(calib_cache, model, scales, emulation.ignored_scales, len(emulation.plan.observed))
     if unsigned:  # UINT8 Q/DQ (dlakit recover --allow-uint8): emulate the 255-level grid it was written for
-        from dlakit.recover.ranges import make_unsigned
-
         emu = emulation.emulated
         make_unsigned(emu.model, emu.compare_names, unsigned & set(emu.scales), emulation.amax)
     return loaded, emulation
