@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from dlakit.check import DLA, FOLDED, CheckReport
+from dlakit.check import CheckReport
 from dlakit.model import LoadedModel
 from dlakit.rewrite import FixOptions, FixResult
 from dlakit.rewrite import fix_model as fix_rules
@@ -65,8 +65,10 @@ class Analysis:
 
     @cached_property
     def off_dla(self) -> frozenset[str]:
-        """The layers not placed on the DLA (GPU or fixable): the quantizer scales them as the GPU does."""
-        return frozenset(p.name for p in self.placement.nodes if p.placement not in (DLA, FOLDED))
+        """The layers not placed on the DLA (GPU or fixable): the quantizer gives them no DLA scale."""
+        from dlakit.quantize.plan import off_dla_of
+
+        return off_dla_of(self.placement)
 
     @cached_property
     def prepared(self) -> Prepared:
