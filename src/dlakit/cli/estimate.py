@@ -3,62 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.analysis import Analysis
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel, load_model, parse_shapes
-from dlakit.model.loader import read_model_proto
-from dlakit.perf import Estimate, conditions_for, evaluate, prepare
+from dlakit.perf import Estimate, conditions_for, evaluate
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
-
-
-def rebatch(proto: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """Set the batch (first) dimension of every 4-D input and forget inferred shapes that would contradict it."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    for value in out.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            dims[0].Clear()
-            dims[0].dim_value = batch
-    del out.graph.value_info[:]
-    for value in out.graph.output:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims):
-            dims[0].Clear()
-            dims[0].dim_param = "batch"
-    return out
-
-
-def load_for_estimate(model: str, shapes: str | None, batch: int | None) -> LoadedModel:
-    """A model file or zoo name, optionally at another batch size (zoo networks are rebuilt at that batch)."""
-    if batch is None:
-        return load_input(model, shapes)
-    if batch < 1:
-        raise DlakitError(f"--batch: {batch} must be at least 1")
-    if shapes:
-        raise DlakitError("--batch and --shapes both set the input shape; give the batch inside --shapes")
-    if Path(model).exists():
-        proto = read_model_proto(model)
-    elif importlib.util.find_spec("dlakit.zoo") is not None:
-        from dlakit import zoo
-
-        if not zoo.is_zoo_name(model):
-            return load_input(model, shapes)  # raises the usual "no such file" error
-        proto = zoo.build(model, form="prepared", batch=batch)
-    else:
-        return load_input(model, shapes)
-    loaded = load_model(rebatch(proto, batch), parse_shapes(None))
-    loaded.source = model
-    return loaded
-
+from dlakit.vocab import Precision
 
 #: Layers shown by default; beyond this the table holds the slowest ones only.
 TABLE_LAYERS = 500
@@ -103,13 +59,13 @@ def estimate(
     if all_power_modes and (power_mode or dla_mhz or emc_mhz):
         raise DlakitError("--all-power-modes cannot be combined with --power-mode, --dla-mhz or --emc-mhz")
     target = resolve_target(platform, release)
-    loaded = load_for_estimate(model, shapes, batch)
-    prep = prepare(loaded, target, precision)
+    analysis = Analysis.of(open_model(model, shapes, batch=batch), target, precision)
+    prep = analysis.prepared
     prep.name = model
     if all_power_modes:
         rows = []
         for mode in target.platform.power_modes:
-            variants = [False, True] if (target.is_orin and precision == "int8") else [False]
+            variants = [False, True] if (target.is_orin and precision == Precision.INT8) else [False]
             for is_sparse in variants:
                 cond, label = conditions_for(target, mode.name, cores, is_sparse, precision)
                 rows.append(evaluate(prep, cond, label, calib=calib))
@@ -127,10 +83,7 @@ def estimate(
     cond, label = conditions_for(target, power_mode, cores, sparse or sparse_force, precision, dla_mhz, emc_mhz)
     notes = []
     if sparse and not sparse_force:
-        from dlakit.check import check_model
-        from dlakit.sparsity import sparse_nodes
-
-        pattern = sparse_nodes(check_model(loaded, target, precision))
+        pattern = analysis.sparse_pattern
         cond = dataclasses.replace(cond, sparse_nodes=frozenset(pattern))
         if not pattern:
             notes.append("no eligible convolution holds the 2:4 pattern, so sparse = dense; prune with dlakit "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -25,6 +25,10 @@ from dlakit.rewrite.engine import Applied, Refused, Rule, apply_rules, reload
 from dlakit.rewrite.passes import CutReport, cut_at_outputs, cut_postprocess, fold_constants, fuse_sibling_convs
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import MIN_IR_VERSION
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.targets import Target
 
 #: Models older than this opset are upgraded first: TensorRT's ONNX parser and ONNX Runtime's kernels start here,
 #: and the rules emit ops (Cast with a type enum, Reshape with a shape input) in their modern forms.
@@ -40,11 +44,11 @@ class FixOptions:
     cut_postprocess: bool = False
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
-    target: Any = None
+    target: Target | None = None
     #: with a target and a placement score: drop rules whose rewrites leave the placement worse (see
     #: :func:`guard_placement`)
     guard: bool = True
-    precision: str = "int8"
+    precision: str = Precision.INT8
 
 
 @dataclass
@@ -56,6 +60,10 @@ class FixResult:
     folded_nodes: int = 0
     #: rules the placement guard left out, with why
     guarded: dict[str, str] = field(default_factory=dict)
+    #: ``model``'s ``dlakit.check.CheckReport`` on the fix's target where the guard's score placed it
+    #: (:func:`dlakit.analysis.fix_model` keeps it, so that the caller need not place the model again); rewrite does
+    #: not import check, hence ``Any``
+    placement: Any = field(default=None, repr=False)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model.model)
