@@ -4,6 +4,11 @@ Detector heads often apply several small convolutions (class scores, box offsets
 map; each is a separate DLA operation that re-reads the input. One convolution with the output channels
 concatenated reads it once and fills the MAC array better; Slice layers (DLA-supported, channel axis) hand each
 original consumer its channels back, under the original tensor names.
+
+Siblings whose weights are the same initializers as an earlier group's (an unrolled recurrence: every time step's
+gate convolutions share one weight per gate) share that group's fused initializers too, so fusing does not copy
+weights per step. A fused convolution keeps within DLA's output maps (``conv.output-maps`` in ``rules.toml``):
+siblings are fused in runs that fit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import onnx_ir as ir
 
 from dlakit.model import constant_array, is_constant
 from dlakit.rewrite.engine import Applied, NameSource, RuleContext
+from dlakit.rewrite.rules._limits import conv_output_maps_max
 
 RULE_ID = "fuse-sibling-convs"
 
@@ -31,6 +37,24 @@ def _key(node: ir.Node) -> tuple | None:
     return (id(node.inputs[0]), weight.shape[1:], str(weight.dtype), attrs)
 
 
+def _runs(siblings: list[ir.Node], limit: int) -> list[list[ir.Node]]:
+    """Consecutive runs of siblings whose output maps add up to at most ``limit``."""
+    runs: list[list[ir.Node]] = [[]]
+    total = 0
+    for node in siblings:
+        maps = constant_array(node.inputs[1]).shape[0]
+        if runs[-1] and total + maps > limit:
+            runs.append([])
+            total = 0
+        runs[-1].append(node)
+        total += maps
+    return [run for run in runs if len(run) > 1]
+
+
+def _bias(node: ir.Node) -> ir.Value | None:
+    return node.inputs[2] if len(node.inputs) > 2 else None
+
+
 def fuse_sibling_convs(graph: ir.Graph, opset: int) -> list[Applied]:
     groups: dict[tuple, list[ir.Node]] = defaultdict(list)
     for node in graph:
@@ -39,24 +63,26 @@ def fuse_sibling_convs(graph: ir.Graph, opset: int) -> list[Applied]:
             groups[key].append(node)
     applied: list[Applied] = []
     names = NameSource(graph)
-    for siblings in groups.values():
-        if len(siblings) < 2:
-            continue
+    # fused (weight, bias) initializers by the sibling weights/biases they were made from
+    made: dict[tuple[tuple[ir.Value | None, ir.Value | None], ...], tuple[ir.Value, ir.Value]] = {}
+    for siblings in (run for group in groups.values() for run in _runs(group, conv_output_maps_max())):
         first = siblings[0]
-        weights = [constant_array(n.inputs[1]) for n in siblings]
-        biases = [constant_array(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] is not None
-                  else np.zeros(w.shape[0], dtype=w.dtype) for n, w in zip(siblings, weights, strict=True)]
         ctx = RuleContext(graph, opset, names)
         ctx.start(f"{first.name}/{RULE_ID}")
-        fused = ctx.op("Conv", [first.inputs[0], ctx.const(np.concatenate(weights), "weight"),
-                                ctx.const(np.concatenate(biases), "bias")],
-                       {a.name: a.value for a in first.attributes.values()})
+        source = tuple((n.inputs[1], _bias(n)) for n in siblings)
+        if source not in made:
+            weights = [constant_array(n.inputs[1]) for n in siblings]
+            biases = [constant_array(_bias(n)) if _bias(n) is not None else np.zeros(w.shape[0], dtype=w.dtype)
+                      for n, w in zip(siblings, weights, strict=True)]
+            made[source] = (ctx.const(np.concatenate(weights), "weight"), ctx.const(np.concatenate(biases), "bias"))
+        weight, bias = made[source]
+        fused = ctx.op("Conv", [first.inputs[0], weight, bias], {a.name: a.value for a in first.attributes.values()})
         # all siblings read the same tensor and constant weights, so the first sibling's place is early enough
         anchor = siblings[0]
         start = 0
         outputs: dict[ir.Node, ir.Value] = {}
-        for node, weight in zip(siblings, weights, strict=True):
-            stop = start + weight.shape[0]
+        for node in siblings:
+            stop = start + constant_array(node.inputs[1]).shape[0]
             starts, ends, axes = [start], [stop], [1]
             if opset < 10:
                 part = ctx.op("Slice", [fused], {"starts": starts, "ends": ends, "axes": axes})

@@ -45,8 +45,9 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     def peephole(d: int, which: int, cell_state: ir.Value) -> list[ir.Value]:
         if peep is None:
             return []
-        weights = np.asarray(peep)[d, which * h:(which + 1) * h].reshape(1, h, 1, 1).astype(rec.dtype)
-        return [u.mul(cell_state, ctx.const(weights, "peephole"))]
+        weights = u.shared(("peephole", d, which),
+                           lambda: np.asarray(peep)[d, which * h:(which + 1) * h].reshape(1, h, 1, 1), "peephole")
+        return [u.mul(cell_state, weights)]
 
     def cell(d: int, t: int, proj: list[ir.Value], state: list[ir.Value]) -> list[ir.Value]:
         f_act, g_act, h_act = rec.activations[3 * d:3 * d + 3]
