@@ -8,7 +8,9 @@ original consumer its channels back, under the original tensor names.
 Siblings whose weights are the same initializers as an earlier group's (an unrolled recurrence: every time step's
 gate convolutions share one weight per gate) share that group's fused initializers too, so fusing does not copy
 weights per step. A fused convolution keeps within DLA's output maps (``conv.output-maps`` in ``rules.toml``):
-siblings are fused in runs that fit.
+siblings are fused in runs that fit. A convolution whose output feeds only an activation or a Scale is left out:
+that layer rides in the convolution's SDP stage, and fusing would turn one DLA operation into a Slice plus a
+separate activation (an unrolled recurrence's gates, one per gate and step, are exactly this).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections import defaultdict
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.model import constant_array, is_constant
+from dlakit.model import constant_array, is_constant, static_dims
+from dlakit.perf.ops import ACTIVATION_OPS, SCALE_OPS
 from dlakit.rewrite.engine import Applied, NameSource, RuleContext
 from dlakit.rewrite.rules._limits import conv_output_maps_max
 
@@ -33,8 +36,25 @@ def _key(node: ir.Node) -> tuple | None:
         return None
     if len(node.inputs) > 2 and node.inputs[2] is not None and constant_array(node.inputs[2]) is None:
         return None
+    if _rides_behind(node):
+        return None
     attrs = tuple(sorted((a.name, str(a.value)) for a in node.attributes.values()))
     return (id(node.inputs[0]), weight.shape[1:], str(weight.dtype), attrs)
+
+
+def _rides_behind(node: ir.Node) -> bool:
+    """Whether the conv's only consumer is an activation or a Scale that the DLA fuses behind it."""
+    out = node.outputs[0]
+    users = list(out.uses())
+    if out.is_graph_output() or len(users) != 1:
+        return False
+    user = users[0][0]
+    if user.op_type in ACTIVATION_OPS:
+        return True
+    others = [v for v in user.inputs if v is not None and v is not out]
+    if user.op_type == "Add" and len(others) == 1 and static_dims(others[0]) == static_dims(out):
+        return True  # a residual Add (an LSTM's peephole term) rides in the SDP too
+    return user.op_type in SCALE_OPS and all(is_constant(v) for v in others)
 
 
 def _runs(siblings: list[ir.Node], limit: int) -> list[list[ir.Node]]:

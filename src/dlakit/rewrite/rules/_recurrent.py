@@ -3,8 +3,10 @@
 DLA has no recurrent layer, but with constant weights every gate is a fully-connected layer (a 1x1 convolution)
 plus Sigmoid/Tanh activations and element-wise Sum/Prod — all DLA layers. The sequence is laid out as
 ``[batch, input, 1, seq]`` so that one convolution per gate projects every time step at once, and each step takes
-its column with a Slice along W (a CHW slice, which DLA allows). The hidden state is ``[batch, hidden, 1, 1]``; the
-recurrent projection is one 1x1 convolution per gate and step. Outputs are concatenated along channels and
+its column with a Slice along W (a CHW slice, which DLA allows). The hidden state is ``[batch, hidden, 1, 1]``; each
+gate and step is one 1x1 convolution over ``[x_t; H]`` (a channel Concat) with the gate's ``[W | R]``, its
+activation fused behind it, so a step costs one DLA operation per gate plus the cell's element-wise
+arithmetic. Outputs are concatenated along channels and
 reshaped back to ONNX's layouts. This is NVIDIA's GRU recipe, generalised to LSTM and RNN and to both directions.
 
 The unrolled graph stays small and in one piece:
@@ -141,11 +143,14 @@ def chunks(count: int, width: int, limit: int) -> list[range]:
 
 
 class Unroller:
-    """Emits the shared parts: the sequence layout, gate projections, step slices, outputs."""
+    """Emits the shared parts: the sequence layout, step slices, gate convolutions, outputs."""
 
     def __init__(self, ctx: RuleContext, node: ir.Node, rec: Recurrence, gates: int) -> None:
         self.ctx, self.node, self.rec, self.gates = ctx, node, rec, gates
         self._shared: dict[tuple, ir.Value] = {}
+        self._steps: dict[int, ir.Value] = {}
+        self._joined: dict[tuple[int, ir.Value], ir.Value] = {}
+        self._zeros: set[ir.Value] = set()  # initial states the model leaves out (all zero)
         x = node.inputs[0]
         perm = [1, 2, 0] if rec.layout == 0 else [0, 2, 1]
         layout = [rec.batch, rec.weights.shape[-1], 1, rec.seq]
@@ -162,40 +167,62 @@ class Unroller:
         return self._shared[key]
 
     def conv(self, x: ir.Value, key: tuple, weight: Callable[[], np.ndarray],
-             bias: Callable[[], np.ndarray] | None = None) -> ir.Value:
+             bias: Callable[[], np.ndarray] | None = None, bias_key: tuple = ()) -> ir.Value:
         def kernel() -> np.ndarray:
             matrix = weight()
             return matrix.reshape(*matrix.shape, 1, 1)
 
         inputs = [x, self.shared(("weight", *key), kernel, "weight")]
         if bias is not None:
-            inputs.append(self.shared(("bias", *key), bias, "bias"))
+            inputs.append(self.shared(("bias", *bias_key), bias, "bias"))
         return self.ctx.op("Conv", inputs, {"kernel_shape": [1, 1]})
 
     def gate_rows(self, matrix: np.ndarray, gate: int) -> np.ndarray:
         h = self.rec.hidden
         return matrix[gate * h:(gate + 1) * h]
 
-    def input_projections(self, d: int, with_recurrent_bias: set[int]) -> list[ir.Value]:
-        """Per gate: W·x_t + Wb (+ Rb where the gate adds it unconditionally), for all t at once."""
-        h, g = self.rec.hidden, self.gates
-        w_bias, r_bias = self.rec.bias[d, :g * h], self.rec.bias[d, g * h:]
-        out = []
-        for gate in range(g):
-            bias = self.gate_rows(w_bias, gate) + (self.gate_rows(r_bias, gate) if gate in with_recurrent_bias
-                                                   else 0)
-            out.append(self.conv(self.sequence, ("input", d, gate),
-                                 lambda gate=gate: self.gate_rows(self.rec.weights[d], gate),
-                                 lambda bias=bias: bias))
-        return out
+    def x_step(self, t: int) -> ir.Value:
+        """x_t as ``[batch, input, 1, 1]``: one Slice per time step, shared by both directions and every gate."""
+        if t not in self._steps:
+            self._steps[t] = slice_(self.ctx, self.sequence, [t], [t + 1], [3])
+        return self._steps[t]
 
-    def step(self, projection: ir.Value, t: int) -> ir.Value:
-        return slice_(self.ctx, projection, [t], [t + 1], [3])
+    def gate(self, d: int, gate: int, t: int, state: ir.Value | None, recurrent_bias: bool = True) -> ir.Value:
+        """``W_g·x_t + R_g·state + Wb_g (+ Rb_g)``, the gate's pre-activation at step t (no R term if state is None).
+
+        One 1x1 convolution over ``[x_t; state]`` with the gate's ``[W_g | R_g]`` (one initializer for all steps)
+        when the joined channels fit DLA's input-channel limit, else a convolution per operand summed by an Add.
+        Either way the gate's activation (and an added peephole) ride in the convolution's SDP stage: one DLA
+        operation per gate and step.
+        """
+        rec, h = self.rec, self.rec.hidden
+        w_bias, r_bias = rec.bias[d, :self.gates * h], rec.bias[d, self.gates * h:]
+        bias = self.gate_rows(w_bias, gate) + (self.gate_rows(r_bias, gate) if recurrent_bias else 0)
+        bias_key = (d, gate, recurrent_bias)
+        x_t = self.x_step(t)
+        if state is None or state in self._zeros:
+            return self.conv(x_t, ("input", d, gate), lambda: self.gate_rows(rec.weights[d], gate),
+                             lambda: bias, bias_key)
+        if rec.weights.shape[-1] + h <= conv_input_channels_max():
+            key = (t, state)
+            if key not in self._joined:
+                self._joined[key] = self.ctx.op("Concat", [x_t, state], {"axis": 1})
+            return self.conv(self._joined[key], ("joint", d, gate),
+                             lambda: np.concatenate([self.gate_rows(rec.weights[d], gate),
+                                                     self.gate_rows(rec.recurrence[d], gate)], axis=1),
+                             lambda: bias, bias_key)
+        projected = self.conv(x_t, ("input", d, gate), lambda: self.gate_rows(rec.weights[d], gate),
+                              lambda: bias, bias_key)
+        return self.add(self.recurrent(d, gate, state), projected)
 
     def recurrent(self, d: int, gate: int, state: ir.Value, bias: bool = False) -> ir.Value:
+        """``R_g·state (+ Rb_g)`` alone (GRU's linear_before_reset candidate)."""
         r_bias = self.rec.bias[d, self.gates * self.rec.hidden:]
         return self.conv(state, ("recurrent", d, gate), lambda: self.gate_rows(self.rec.recurrence[d], gate),
-                         (lambda: self.gate_rows(r_bias, gate)) if bias else None)
+                         (lambda: self.gate_rows(r_bias, gate)) if bias else None, ("recurrent", d, gate))
+
+    def is_zero(self, state: ir.Value) -> bool:
+        return state in self._zeros
 
     def initial(self, index: int, d: int) -> ir.Value:
         """The initial state (initial_h / initial_c) of direction d as [batch, H, 1, 1]."""
@@ -203,7 +230,9 @@ class Unroller:
         value = inputs[index]
         shape = [self.rec.batch, self.rec.hidden, 1, 1]
         if value is None:
-            return self.shared(("zeros", index, d), lambda: np.zeros(shape), "initial_state")
+            zeros = self.shared(("zeros", index, d), lambda: np.zeros(shape), "initial_state")
+            self._zeros.add(zeros)
+            return zeros
         picked = slice_(self.ctx, value, [d], [d + 1], [0]) if len(self.rec.directions) > 1 else value
         return reshape(self.ctx, picked, shape)
 
@@ -223,18 +252,16 @@ class Unroller:
         negated = self.ctx.op("Mul", [x, self.shared(("scalar", -1), lambda: np.array(-1), "minus_one")])
         return self.ctx.op("Add", [negated, self.shared(("scalar", 1), lambda: np.array(1), "one")])
 
-    def run(self, cell: Callable[[int, int, list[ir.Value], list[ir.Value]], list[ir.Value]],
-            states: Callable[[int], list[ir.Value]], projections: Callable[[int], list[ir.Value]]
-            ) -> tuple[list[list[ir.Value]], list[list[ir.Value]]]:
+    def run(self, cell: Callable[[int, int, list[ir.Value]], list[ir.Value]],
+            states: Callable[[int], list[ir.Value]]) -> tuple[list[list[ir.Value]], list[list[ir.Value]]]:
         """Run the cell over time for every direction; return per direction the H_t in time order and final states."""
         hiddens, finals = [], []
         for d, direction in enumerate(self.rec.directions):
             state = states(d)
-            proj = projections(d)
             order = range(self.rec.seq) if direction == "forward" else range(self.rec.seq - 1, -1, -1)
             outputs: dict[int, ir.Value] = {}
             for t in order:
-                state = cell(d, t, proj, state)
+                state = cell(d, t, state)
                 outputs[t] = state[0]
             hiddens.append([outputs[t] for t in range(self.rec.seq)])
             finals.append(state)

@@ -18,10 +18,10 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     assert not isinstance(rec, str)
     u = Unroller(ctx, node, rec, 1)
 
-    def cell(d: int, t: int, proj: list[ir.Value], state: list[ir.Value]) -> list[ir.Value]:
-        return [u.act(rec.activations[d], u.add(u.step(proj[0], t), u.recurrent(d, 0, state[0])))]
+    def cell(d: int, t: int, state: list[ir.Value]) -> list[ir.Value]:
+        return [u.act(rec.activations[d], u.gate(d, 0, t, state[0]))]
 
-    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)], lambda d: u.input_projections(d, {0}))
+    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)])
     return [u.sequence_output(hiddens), u.state_output([f[0] for f in finals])]
 
 
