@@ -20,12 +20,14 @@ from collections import defaultdict
 import numpy as np
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.model import constant_array, is_constant, static_dims
-from dlakit.perf.ops import ACTIVATION_OPS, SCALE_OPS
 from dlakit.rewrite.engine import Applied, NameSource, RuleContext
 from dlakit.rewrite.rules._limits import conv_output_maps_max
 
 RULE_ID = "fuse-sibling-convs"
+#: ops that ride in the SDP behind a convolution (``sdp`` in ``data/ops.toml``, as the performance model reads it)
+_SDP_ACT, _SDP_SCALE = op_data().having("sdp", "act"), op_data().having("sdp", "scale")
 
 
 def _key(node: ir.Node) -> tuple | None:
@@ -49,12 +51,12 @@ def _rides_behind(node: ir.Node) -> bool:
     if out.is_graph_output() or len(users) != 1:
         return False
     user = users[0][0]
-    if user.op_type in ACTIVATION_OPS:
+    if user.op_type in _SDP_ACT:
         return True
     others = [v for v in user.inputs if v is not None and v is not out]
     if user.op_type == "Add" and len(others) == 1 and static_dims(others[0]) == static_dims(out):
         return True  # a residual Add (an LSTM's peephole term) rides in the SDP too
-    return user.op_type in SCALE_OPS and all(is_constant(v) for v in others)
+    return user.op_type in _SDP_SCALE and all(is_constant(v) for v in others)
 
 
 def _runs(siblings: list[ir.Node], limit: int) -> list[list[ir.Node]]:
