@@ -176,7 +176,20 @@ def test_unrolled_recogniser_adds_no_transitions_per_step():
     assert counts[16] == counts[32]
 
 
+@pytest.mark.parametrize("op", ["GRU", "LSTM", "RNN"])
+def test_gates_fall_back_to_two_convs_over_the_input_channel_limit(monkeypatch, op):
+    """input + hidden = 3 + 5 over a (patched) limit of 6: per gate a conv on x_t and one on H, summed."""
+    monkeypatch.setattr(_recurrent, "conv_input_channels_max", lambda: 6)
+    rule = f"{op.lower()}-unroll"
+    run = run_rules(recurrent_model(op, "bidirectional", initial=True, seq=16), [rule])
+    assert run.applied == [rule] and "Concat" in run.ops and run.verification.passed, run.verification.outputs
+    fixed = run.result.proto()
+    joined = {n.output[0] for n in fixed.graph.node if n.op_type == "Concat"}
+    assert not any(n.op_type == "Conv" and n.input[0] in joined for n in fixed.graph.node)
+
+
 @pytest.mark.parametrize(("patched", "value", "hidden", "fragment"), [
+    ("conv_input_channels_max", 4, 5, "conv.input-channels"),
     ("dims_max", 4, 5, "general.dims"),
     ("conv_output_maps_max", 4, 5, "conv.output-maps"),
 ])

@@ -106,9 +106,9 @@ def _channel_limits(seq: int, hidden: int, inputs: int) -> str | None:
     if hidden > conv_output_maps_max():
         return (f"hidden size {hidden} exceeds DLA's {conv_output_maps_max()} output maps per convolution "
                 "(conv.output-maps): no unrolled form keeps a step's state on DLA")
-    if inputs > conv_input_channels_max():
-        return (f"input size {inputs} exceeds DLA's {conv_input_channels_max()} input channels per convolution "
-                "(conv.input-channels)")
+    if max(inputs, hidden) > conv_input_channels_max():
+        return (f"input size {inputs} / hidden size {hidden}: over DLA's {conv_input_channels_max()} input "
+                "channels per convolution (conv.input-channels)")
     if seq > dims_max() or hidden > dims_max():
         return (f"the sequence output [batch, {seq}, 1, {hidden}] has a dimension over DLA's {dims_max()} "
                 "(general.dims): no split of its Concat stays within the limit")
