@@ -2,17 +2,17 @@
 
 DLA has no recurrent layer, but with constant weights every gate is a fully-connected layer (a 1x1 convolution)
 plus Sigmoid/Tanh activations and element-wise Sum/Prod — all DLA layers. The sequence is laid out as
-``[batch, input, 1, seq]`` so that one convolution per gate projects every time step at once, and each step takes
-its column with a Slice along W (a CHW slice, which DLA allows). The hidden state is ``[batch, hidden, 1, 1]``; each
-gate and step is one 1x1 convolution over ``[x_t; H]`` (a channel Concat) with the gate's ``[W | R]``, its
-activation fused behind it, so a step costs one DLA operation per gate plus the cell's element-wise
-arithmetic. Outputs are concatenated along channels and
-reshaped back to ONNX's layouts. This is NVIDIA's GRU recipe, generalised to LSTM and RNN and to both directions.
+``[batch, input, 1, seq]`` and each step takes its column x_t with a Slice along W (a CHW slice, which DLA allows).
+The hidden state is ``[batch, hidden, 1, 1]``; each gate and step is one 1x1 convolution over ``[x_t; H]`` (a
+channel Concat) with the gate's ``[W | R]``, its activation fused behind it, so a step costs one DLA operation per
+gate plus the cell's element-wise arithmetic. Outputs are concatenated along channels and reshaped back to ONNX's
+layouts. This is NVIDIA's GRU recipe, generalised to LSTM and RNN and to both directions.
 
 The unrolled graph stays small and in one piece:
 
-* **one initializer per weight**: every step's recurrent convolution of a gate (and every peephole, bias and
-  constant) references the same initializer, so the model's size does not grow with the sequence length;
+* **one initializer per weight**: every step's convolution of a gate (and every peephole, bias and constant)
+  references the same initializer, so the model's size does not grow with the sequence length (W is stored a
+  second time alone, for the first step, whose zero initial state leaves no R term);
 * **Concats within DLA's limit**: the hidden states of all steps are joined in Concats of at most
   ``general.dims`` channels (``rules.toml``), so the per-step states stay inside the DLA subgraph and only a few
   chunk tensors cross to the GPU, where they are joined along the sequence; a recurrence for which no split
