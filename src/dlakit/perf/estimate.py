@@ -171,6 +171,18 @@ def prepare(loaded: LoadedModel, target: Target, precision: str = "int8",
     return Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
 
 
+def price(loaded: LoadedModel, target: Target, precision: str = "int8", power_mode: str | None = None) -> Estimate:
+    """The estimate of a model at the platform's default power mode, also when no layer runs on the DLA (then
+    everything is priced on the GPU): what ``fix``'s time guard compares before and after a rewrite."""
+    if precision not in PRECISIONS:
+        raise DlakitError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+    placement, source, fixable = placement_of(loaded, target, precision)
+    prep = Prepared(loaded.source, target, precision, build_ops(loaded.graph, placement), model_batch(loaded),
+                    source, fixable)
+    cond, label = conditions_for(target, power_mode, precision=precision)
+    return evaluate(prep, cond, label)
+
+
 def conditions_for(target: Target, power_mode: str | None = None, cores: int | None = None, sparse: bool = False,
                    precision: str = "int8", dla_mhz: float | None = None, emc_mhz: float | None = None,
                    data: PerfData | None = None) -> tuple[Conditions, str]:

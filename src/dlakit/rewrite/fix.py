@@ -2,8 +2,10 @@
 
 Order matters and mirrors NVIDIA's preparation scripts: cut first (post-processing never needs rewriting), fold
 constants (rules read weights and indices as arrays), rewrite to a fixpoint, then fuse sibling convolutions (after
-the folds, so a conv + BatchNorm pair fuses as one conv). Given a target, a placement guard then makes sure the
-rules as a whole do not leave ``check``'s verdict worse than the preparation passes alone.
+the folds, so a conv + BatchNorm pair fuses as one conv). Given a target, a guard then prices every rule that
+applied (and the sibling fusion): with the default objective ``latency`` a rule is kept only if ``estimate``'s model
+(DLA + GPU fallback + transitions) says the images/s do not drop with it; with ``dla-share`` only if ``check``'s
+placement (DLA MAC share, then transitions, GPU nodes, loadables) does not get worse.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ MIN_OPSET = 9
 
 #: Graph-level passes, selectable with --rules/--skip-rules like the rules.
 PASS_IDS = ("constant-folding", "fuse-sibling-convs")
+#: What the guard keeps a rule for: estimated end-to-end time, or check's DLA MAC share.
+OBJECTIVES = ("latency", "dla-share")
+#: Passes the guard prices like rules (constant folding always runs: rules read weights as arrays).
+GUARDED_PASSES = ("fuse-sibling-convs",)
+#: A rule is left out only when the model without it is faster by more than this (estimates are deterministic;
+#: this absorbs float rounding only, so rules that change nothing the model prices, like a Reshape merge, stay).
+TIE = 1e-6
 
 
 @dataclass
@@ -40,9 +49,29 @@ class FixOptions:
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
     target: Any = None
-    #: with a target: drop rules whose rewrites leave the placement worse (see :func:`guard_placement`)
+    #: with a target: drop rules whose rewrites make the objective worse (see :func:`guard_rules`)
     guard: bool = True
     precision: str = "int8"
+    #: "latency" (estimated images/s) or "dla-share" (check's placement ranking)
+    objective: str = "latency"
+
+
+@dataclass
+class RuleEffect:
+    """What the guard measured for one rule: the objective without and with it, and whether it was kept."""
+
+    rule: str
+    kept: bool
+    #: estimated images/s (latency) or DLA MAC share (dla-share), without → with the rule
+    without: float
+    with_rule: float
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        if self.detail:
+            return self.detail
+        return f"estimated {self.without:,.1f} → {self.with_rule:,.1f} img/s"
 
 
 @dataclass
@@ -52,8 +81,11 @@ class FixResult:
     refused: list[Refused] = field(default_factory=list)
     cut: CutReport | None = None
     folded_nodes: int = 0
-    #: rules the placement guard left out, with why
+    #: rules the guard left out, with why
     guarded: dict[str, str] = field(default_factory=dict)
+    #: the guard's objective and what it measured per rule (empty without a target or with guard off)
+    objective: str | None = None
+    effects: list[RuleEffect] = field(default_factory=list)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model.model)
@@ -90,17 +122,36 @@ def copy_model(loaded: LoadedModel) -> LoadedModel:
 def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResult:
     """Rewrite a copy of ``loaded`` for DLA; ``loaded`` itself is left untouched.
 
-    With a target (and ``guard``), rules that leave the placement worse than without them are dropped again.
+    With a target (and ``guard``), rules that make the objective worse are dropped again (:func:`guard_rules`).
     """
     options = options or FixOptions()
+    if options.objective not in OBJECTIVES:
+        raise DlakitError(f"--objective: '{options.objective}' is not one of {', '.join(OBJECTIVES)}")
     result = _fix_once(loaded, options)
     if options.guard and options.target is not None and result.applied:
-        result = guard_placement(loaded, options, result)
+        result = guard_rules(loaded, options, result)
     return result
 
 
-def _score(loaded: LoadedModel, options: FixOptions) -> tuple[float, int, int, int] | None:
-    """Placement quality, best first: DLA MAC share, then fewer GPU↔DLA transitions, GPU nodes, loadables."""
+Score = tuple[float, ...]
+
+
+def images_per_second(loaded: LoadedModel, target: Any, precision: str) -> float | None:
+    """``estimate``'s images/s at the platform's default power mode; None where the model cannot be priced."""
+    from dlakit.perf import price
+
+    try:
+        return price(loaded, target, precision).images_per_second
+    except DlakitError:
+        return None
+
+
+def _score(loaded: LoadedModel, options: FixOptions) -> Score | None:
+    """The objective, higher is better: (images/s,) for latency; for dla-share DLA MAC share, then fewer GPU↔DLA
+    transitions, GPU nodes, loadables."""
+    if options.objective == "latency":
+        ips = images_per_second(loaded, options.target, options.precision)
+        return None if ips is None else (ips,)
     try:
         from dlakit.check import check_model
     except ImportError:
@@ -110,44 +161,66 @@ def _score(loaded: LoadedModel, options: FixOptions) -> tuple[float, int, int, i
     return round(summary["dla_mac_fraction"], 6), -summary["transitions"], -off_dla, -summary["dla_subgraphs"]
 
 
-def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
-    """Never leave the placement worse than the preparation passes alone would.
+def _better(a: Score, b: Score, objective: str) -> bool:
+    """``a`` strictly better than ``b`` (for latency: by more than float noise)."""
+    if objective == "latency":
+        return a[0] > b[0] * (1 + TIE)
+    return a > b
 
-    A rewrite can turn a GPU op into a DLA op that sits between GPU ops (an island): the op moves, but two
-    transitions and a loadable are added, and past 16 loadables whole convolutions spill to the GPU. When all rules
-    together score worse than none (DLA MAC share, then transitions, GPU nodes, loadables), rules are added back one at
-    a time in registry order and each is kept only if the placement does not get worse with it.
+
+def _effect(rule: str, kept: bool, without: Score, with_rule: Score, objective: str) -> RuleEffect:
+    if objective == "latency":
+        return RuleEffect(rule, kept, without[0], with_rule[0])
+    detail = (f"with it: DLA MACs {with_rule[0]:.1%} (without: {without[0]:.1%}), transitions {-with_rule[1]} "
+              f"(without: {-without[1]}), GPU nodes {-with_rule[2]} (without: {-without[2]}), loadables "
+              f"{-with_rule[3]} (without: {-without[3]})")
+    return RuleEffect(rule, kept, without[0], with_rule[0], detail)
+
+
+def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
+    """Keep a rule only if the objective does not get worse with it; report each rule's effect.
+
+    Every rule that applied (and the sibling-conv fusion) is tried once, in registry order, by fixing again without
+    it: when the model is better without it (latency: more images/s by ``estimate``'s model), it is left out and the
+    rest are measured against the model without it. Removing rules one at a time keeps rules that only pay off
+    together (unrolling + sibling fusion). Finally the result is compared with no rule at all, which wins if better.
+    A rule is kept or left out as a whole, for every node it matched.
     """
     score = _score(result.model, options)
     if score is None:
         return result
     rules, passes = select_rules(options.rules, options.skip_rules)
-
-    def trial(rule_ids: list[str]) -> tuple[FixResult, tuple[float, int, int, int]]:
-        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
-                                   rules=[*passes, *rule_ids], target=options.target, guard=False,
-                                   precision=options.precision)
-        fixed = _fix_once(loaded, trial_options)
-        return fixed, _score(fixed.model, trial_options) or (0.0, 0, 0, 0)
-
-    best_result, best = trial([])
-    if score >= best:
-        return result
     applied = {a.rule for a in result.applied}
-    kept: list[str] = []
-    guarded: dict[str, str] = {}
-    for rule in rules:
-        if rule.id not in applied:
+    candidates = [r.id for r in rules if r.id in applied] + [p for p in GUARDED_PASSES if p in applied]
+    always = [p for p in passes if p not in GUARDED_PASSES]
+
+    def trial(rule_ids: list[str]) -> tuple[FixResult, Score | None]:
+        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
+                                   rules=[*always, *rule_ids], target=options.target, guard=False,
+                                   precision=options.precision, objective=options.objective)
+        fixed = _fix_once(loaded, trial_options)
+        return fixed, _score(fixed.model, trial_options)
+
+    kept = list(candidates)
+    best_result, best = result, score
+    effects: list[RuleEffect] = []
+    for rule_id in candidates:
+        without_ids = [k for k in kept if k != rule_id]
+        fixed, without = trial(without_ids)
+        if without is None:
             continue
-        fixed, with_rule = trial([*kept, rule.id])
-        if with_rule >= best:
-            kept.append(rule.id)
-            best_result, best = fixed, with_rule
-        else:
-            guarded[rule.id] = (f"with it: DLA MACs {with_rule[0]:.1%} (without: {best[0]:.1%}), transitions "
-                                f"{-with_rule[1]} (without: {-best[1]}), GPU nodes {-with_rule[2]} (without: "
-                                f"{-best[2]}), loadables {-with_rule[3]} (without: {-best[3]})")
-    best_result.guarded = guarded
+        drop = _better(without, best, options.objective)
+        effects.append(_effect(rule_id, not drop, without, best, options.objective))
+        if drop:
+            kept, best_result, best = without_ids, fixed, without
+    if kept:
+        none_result, none = trial([])
+        if none is not None and _better(none, best, options.objective):
+            effects = [_effect(e.rule, False, none, best, options.objective) if e.kept else e for e in effects]
+            best_result, best, kept = none_result, none, []
+    best_result.objective = options.objective
+    best_result.effects = effects
+    best_result.guarded = {e.rule: e.reason for e in effects if not e.kept}
     return best_result
 
 
@@ -196,7 +269,7 @@ def blame(loaded: LoadedModel, options: FixOptions, result: FixResult, feeds: Ma
     for rule_id in list(dict.fromkeys(a.rule for a in result.applied))[:limit]:
         trial = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess, rules=options.rules,
                            skip_rules=[*options.skip_rules, rule_id], target=options.target, guard=False,
-                           precision=options.precision)
+                           precision=options.precision, objective=options.objective)
         if verify(loaded, fix_model(loaded, trial).proto(), feeds, tolerance).passed:
             suspects.append(rule_id)
     return suspects
