@@ -16,8 +16,8 @@ from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, S
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel
 from dlakit.rewrite import (
-    OBJECTIVES,
     DEFAULT_TOLERANCE,
+    OBJECTIVES,
     FixOptions,
     FixResult,
     Verification,

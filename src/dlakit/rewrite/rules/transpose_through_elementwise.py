@@ -1,0 +1,137 @@
+"""A Transpose before an element-wise op moves behind it, so that the Transposes of NHWC exports meet and cancel.
+
+TF/Keras converters (tf2onnx, onnx2tf's reverse, keras2onnx) keep the NHWC layout between layers and put a Transpose
+around every convolution: ``Conv → Transpose(NCHW→NHWC) → Mul/Add (batch norm) → Relu → Transpose(NHWC→NCHW) →
+Conv``. Each Transpose is a DLA shuffle (or a GPU op with two transitions). ``op(T(x), c) = T(op(x, T⁻¹(c)))`` for
+element-wise ops, so the Transpose moves down the chain, its constants are permuted to the other layout (a [C]
+NHWC scale becomes [1, C, 1, 1]), and ``transpose-merge`` then cancels it against the inverse one; the batch norm
+arithmetic, now right after a convolution, folds into it (``fold-mul-add-into-conv``).
+
+A Transpose is moved only where every reader of its output is an element-wise op or another Transpose, so no
+Transpose is added where none can cancel. A binary op moves when its other inputs are constants, Transposes with the
+same permutation, or tensors that already have a Transpose to the other layout earlier in the graph (a residual
+Add whose shortcut is the NHWC input that the next convolution transposes anyway): that Transpose is reused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.rules._common import const_of, dims
+
+UNARY = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Abs", "Neg",
+         "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Clip", "Cast", "Identity", "Floor", "Ceil", "Round", "Sign")
+BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu", "Pow")
+OPS = UNARY + BINARY
+
+
+def perm_of(node: ir.Node) -> list[int] | None:
+    """A Transpose's permutation (default: reversed axes), or None when its rank is unknown."""
+    attr = node.attributes.get("perm")
+    if attr is not None:
+        return [int(v) for v in attr.value]
+    shape = dims(node.inputs[0])
+    return None if shape is None else list(range(len(shape)))[::-1]
+
+
+def _data_inputs(node: ir.Node) -> list[int]:
+    """Positions of the inputs that are tensors of the element-wise computation (Clip's bounds are not)."""
+    if node.op_type == "Clip":
+        return [0]
+    return [i for i, v in enumerate(node.inputs) if v is not None]
+
+
+def _movable(transpose: ir.Node) -> bool:
+    out = transpose.outputs[0]
+    return not out.is_graph_output() and all(
+        use.node.op_type in OPS or use.node.op_type == "Transpose" for use in out.uses())
+
+
+def _order(ctx: RuleContext) -> dict[int, int]:
+    """Position of every node in the graph as the round started (nodes inserted since are not in it)."""
+    cached = getattr(ctx, "_node_order", None)
+    if cached is None or cached[0] is not ctx.graph:
+        cached = (ctx.graph, {id(n): i for i, n in enumerate(ctx.graph)})
+        ctx._node_order = cached  # type: ignore[attr-defined]
+    return cached[1]
+
+
+def _earlier_inverse(value: ir.Value, perm: list[int], node: ir.Node, ctx: RuleContext) -> ir.Value | None:
+    """An existing ``Transpose(value, inverse of perm)`` placed before ``node``, whose output can stand in."""
+    inverse = list(np.argsort(perm))
+    order = _order(ctx)
+    here = order.get(id(node))
+    for use in value.uses():
+        other = use.node
+        if (other.op_type == "Transpose" and other.graph is ctx.graph and perm_of(other) == inverse
+                and here is not None and order.get(id(other), here) < here):
+            return other.outputs[0]
+    return None
+
+
+Plan = tuple[list[int], dict[int, np.ndarray], dict[int, ir.Value]]
+
+
+def _plan(node: ir.Node, ctx: RuleContext) -> Plan | str:
+    """(the permutation, the constants and the reused inverse Transposes by input position) when ``node`` can move
+    its input Transposes behind it."""
+    perm: list[int] | None = None
+    constants: dict[int, np.ndarray] = {}
+    others: list[int] = []
+    for i in _data_inputs(node):
+        value = node.inputs[i]
+        array = const_of(value)
+        if array is not None:
+            constants[i] = array
+            continue
+        producer = value.producer() if value is not None else None
+        if producer is None or producer.op_type != "Transpose" or not _movable(producer):
+            others.append(i)
+            continue
+        p = perm_of(producer)
+        if p is None or (perm is not None and p != perm):
+            return NO_MATCH
+        perm = p
+    if perm is None:
+        return NO_MATCH
+    reused: dict[int, ir.Value] = {}
+    for i in others:
+        found = _earlier_inverse(node.inputs[i], perm, node, ctx)  # type: ignore[arg-type]
+        if found is None:
+            return NO_MATCH
+        reused[i] = found
+    out = dims(node.outputs[0])
+    if out is None or len(out) != len(perm) or any(a.ndim > len(perm) for a in constants.values()):
+        return NO_MATCH  # a constant would broadcast the result to a higher rank
+    return perm, constants, reused
+
+
+def check(node: ir.Node, ctx: RuleContext) -> str | None:
+    plan = _plan(node, ctx)
+    return plan if isinstance(plan, str) else None
+
+
+def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
+    perm, constants, reused = _plan(node, ctx)  # type: ignore[misc]
+    inverse = list(np.argsort(perm))
+    inputs: list[ir.Value | None] = list(node.inputs)
+    for i in _data_inputs(node):
+        if i in constants:
+            array = constants[i]
+            full = array.reshape((1,) * (len(perm) - array.ndim) + array.shape)
+            inputs[i] = ctx.const(np.ascontiguousarray(full.transpose(inverse)), "permuted")
+        elif i in reused:
+            inputs[i] = reused[i]
+        else:
+            inputs[i] = node.inputs[i].producer().inputs[0]  # type: ignore[union-attr]
+    moved = ctx.op(node.op_type, inputs, {a.name: a.value for a in node.attributes.values()})
+    if node.op_type == "Cast" or node.outputs[0].dtype is not None:
+        moved.dtype = node.outputs[0].dtype
+    return [ctx.op("Transpose", [moved], {"perm": perm})]
+
+
+RULE = Rule(id="transpose-through-elementwise", ops=OPS,
+            summary="op(Transpose(x), c) → Transpose(op(x, permuted c)) for element-wise ops (NHWC exports)",
+            check=check, rewrite=rewrite, report_refusals=False)

@@ -1,0 +1,147 @@
+"""NHWC exports (TF/Keras converters): a Transpose around every convolution, batch norm as Sub/Mul/Add in NHWC,
+no-op Casts. The Transposes move through the element-wise chains and cancel, the arithmetic folds into the
+convolutions, the Casts go. Every rewrite is run against the original in ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from dlakit.rewrite.testing import one_op_model, run_rules
+
+F32 = np.float32
+RNG = np.random.default_rng(11)
+TO_NCHW, TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
+
+
+def init(name, array):
+    return onnx.numpy_helper.from_array(np.asarray(array), name)
+
+
+def nhwc_resnet(blocks=2, channels=16, size=16):
+    """NHWC input; per block: Transpose→Conv→Transpose, batch norm as Sub/Mul/Add on [C], Relu, a residual Add,
+    a no-op Cast; the way tf2onnx writes a Keras ResNet without its layout optimiser."""
+    nodes, inits = [], []
+    x = "x"
+    for b in range(blocks):
+        skip = x
+        for j in range(2):
+            n = f"b{b}c{j}"
+            w = RNG.standard_normal((channels, channels, 3, 3)).astype(F32) * 0.1
+            inits += [init(f"{n}_w", w), init(f"{n}_mean", RNG.standard_normal(channels).astype(F32)),
+                      init(f"{n}_scale", RNG.uniform(0.5, 1.5, channels).astype(F32)),
+                      init(f"{n}_shift", RNG.standard_normal(channels).astype(F32))]
+            nodes += [helper.make_node("Transpose", [x], [f"{n}_in"], perm=TO_NCHW, name=f"{n}/to_nchw"),
+                      helper.make_node("Conv", [f"{n}_in", f"{n}_w"], [f"{n}_conv"], kernel_shape=[3, 3],
+                                       pads=[1] * 4, name=f"{n}/conv"),
+                      helper.make_node("Transpose", [f"{n}_conv"], [f"{n}_out"], perm=TO_NHWC, name=f"{n}/to_nhwc"),
+                      helper.make_node("Sub", [f"{n}_out", f"{n}_mean"], [f"{n}_sub"], name=f"{n}/bn_sub"),
+                      helper.make_node("Mul", [f"{n}_sub", f"{n}_scale"], [f"{n}_mul"], name=f"{n}/bn_mul"),
+                      helper.make_node("Add", [f"{n}_mul", f"{n}_shift"], [f"{n}_bn"], name=f"{n}/bn_add")]
+            x = f"{n}_bn"
+            if j == 0:
+                nodes.append(helper.make_node("Relu", [x], [f"{n}_relu"], name=f"{n}/relu"))
+                x = f"{n}_relu"
+        nodes += [helper.make_node("Add", [x, skip], [f"b{b}_sum"], name=f"b{b}/residual"),
+                  helper.make_node("Relu", [f"b{b}_sum"], [f"b{b}_act"], name=f"b{b}/relu"),
+                  helper.make_node("Cast", [f"b{b}_act"], [f"b{b}_cast"], to=onnx.TensorProto.FLOAT, name=f"b{b}/cast")]
+        x = f"b{b}_cast"
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", 1, [1, size, size, channels])],
+                              [helper.make_tensor_value_info("y", 1, [1, size, size, channels])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def test_nhwc_resnet_loses_its_transposes_and_batch_norm_arithmetic():
+    run = run_rules(nhwc_resnet(), tolerance=1e-4)
+    assert run.verification.passed, run.verification.outputs
+    ops = run.ops
+    # one Transpose at the input and one at the output remain (the model's interface is NHWC), nothing between
+    assert ops.count("Transpose") == 2 and ops[0] == "Transpose" and ops[-1] == "Transpose"
+    assert not {"Sub", "Mul", "Cast"} & set(ops) and ops.count("Conv") == 4
+    assert {"transpose-through-elementwise", "transpose-merge", "fold-mul-add-into-conv",
+            "cast-removal"} <= set(run.applied)
+
+
+def test_nhwc_resnet_placement_and_estimate_improve():
+    pytest.importorskip("dlakit.check")
+    from dlakit.check import check_model
+    from dlakit.model import load_model
+    from dlakit.rewrite import FixOptions, fix_model
+    from dlakit.rewrite.fix import images_per_second
+    from dlakit.targets import resolve_target
+
+    target = resolve_target(None, None)
+    loaded = load_model(nhwc_resnet())
+    result = fix_model(loaded, FixOptions(target=target))
+    before, after = (check_model(m, target, "int8").summary for m in (loaded, result.model))
+    assert after["transitions"] <= before["transitions"] and after["dla_nodes"] < before["dla_nodes"]
+    assert images_per_second(result.model, target, "int8") > images_per_second(loaded, target, "int8")
+
+
+@pytest.mark.parametrize("op", ["Relu", "Sigmoid", "LeakyRelu", "Clip"])
+def test_unary_op_moves_past_the_transpose(op):
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=TO_NHWC, name="t1"),
+             helper.make_node(op, ["t"], ["a"], name="act"),
+             helper.make_node("Transpose", ["a"], ["y"], perm=TO_NCHW, name="t2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 4, 5])],
+                              [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run = run_rules(model, ["transpose-through-elementwise", "transpose-merge"], tolerance=0.0)
+    assert run.ops == [op] and run.verification.passed
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 1, 5), (4, 1, 5), (1,), ()])
+def test_constants_are_permuted_with_their_broadcast(shape):
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=TO_NHWC, name="t1"),
+             helper.make_node("Mul", ["t", "c"], ["y"], name="mul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 5, 4, 3])],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [init("c", RNG.standard_normal(shape).astype(F32))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run = run_rules(onnx.shape_inference.infer_shapes(model), ["transpose-through-elementwise"], tolerance=0.0)
+    assert run.applied == ["transpose-through-elementwise"] and run.ops == ["Mul", "Transpose"]
+    assert run.verification.passed
+
+
+def test_a_transpose_read_by_a_convolution_stays():
+    """Moving it would leave one Transpose for the Conv and add one behind the Relu."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2], name="t1"),
+             helper.make_node("Relu", ["t"], ["r"], name="relu"),
+             helper.make_node("Conv", ["t", "w"], ["c"], kernel_shape=[1, 1], name="conv"),
+             helper.make_node("Add", ["r", "c"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 2, 4, 4])],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [init("w", RNG.standard_normal((2, 2, 1, 1)).astype(F32))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run = run_rules(model, ["transpose-through-elementwise"])
+    assert run.applied == []
+
+
+def test_transposes_merge_into_one():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1], name="t1"),
+             helper.make_node("Transpose", ["t"], ["y"], perm=[0, 2, 1, 3], name="t2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 2, 3, 4])],
+                              [helper.make_empty_tensor_value_info("y")])
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ["transpose-merge"],
+                    tolerance=0.0)
+    assert run.applied == ["transpose-merge"] and run.ops == ["Transpose"] and run.verification.passed
+
+
+def test_identity_transpose_and_noop_cast_go():
+    run = run_rules(one_op_model("Transpose", {"x": ((1, 2, 3), F32)}, perm=[0, 1, 2]), ["transpose-merge"])
+    assert run.applied == []  # input straight to output: kept, the interface would change
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Cast", ["r"], ["c"], to=onnx.TensorProto.FLOAT, name="cast"),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 1, 2], name="t"),
+             helper.make_node("Cast", ["t"], ["y"], to=onnx.TensorProto.FLOAT16, name="to_half")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 2, 3])],
+                              [helper.make_empty_tensor_value_info("y")])
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                    ["cast-removal", "transpose-merge"], tolerance=0.0)
+    assert run.ops == ["Relu", "Cast"] and sorted(run.applied) == ["cast-removal", "transpose-merge"]
+    assert run.verification.passed
