@@ -37,9 +37,10 @@ PASS_IDS = ("constant-folding", "fuse-sibling-convs")
 OBJECTIVES = ("latency", "dla-share")
 #: Passes the guard prices like rules (constant folding always runs: rules read weights as arrays).
 GUARDED_PASSES = ("fuse-sibling-convs",)
-#: A rule is left out only when the model without it is faster by more than this (estimates are deterministic;
-#: this absorbs float rounding only, so rules that change nothing the model prices, like a Reshape merge, stay).
-TIE = 1e-6
+#: A rule is left out only when the model without it is estimated faster by more than this share (0.1 %): folding a
+#: batch norm into its convolution moves a few bias bytes the model prices at ±0.01 %, far inside its error band,
+#: while it saves a layer to quantize; such rules stay.
+TIE = 1e-3
 
 
 @dataclass
