@@ -41,6 +41,8 @@ GUARDED_PASSES = ("fuse-sibling-convs",)
 #: batch norm into its convolution moves a few bias bytes the model prices at ±0.01 %, far inside its error band,
 #: while it saves a layer to quantize; such rules stay.
 TIE = 1e-3
+#: Passes of the guard over the kept rules (another one only after a rule was left out).
+SWEEPS = 3
 
 
 @dataclass
@@ -181,11 +183,12 @@ def _effect(rule: str, kept: bool, without: Score, with_rule: Score, objective: 
 def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
     """Keep a rule only if the objective does not get worse with it; report each rule's effect.
 
-    Every rule that applied (and the sibling-conv fusion) is tried once, in registry order, by fixing again without
-    it: when the model is better without it (latency: more images/s by ``estimate``'s model), it is left out and the
+    Every rule that applied (and the sibling-conv fusion) is tried in registry order by fixing again without it:
+    when the model is better without it (latency: more images/s by ``estimate``'s model), it is left out and the
     rest are measured against the model without it. Removing rules one at a time keeps rules that only pay off
-    together (unrolling + sibling fusion). Finally the result is compared with no rule at all, which wins if better.
-    A rule is kept or left out as a whole, for every node it matched.
+    together (unrolling + sibling fusion); a rule judged while a slower one was still in is judged again in another
+    sweep (at most :data:`SWEEPS`). Finally the result is compared with no rule at all, which wins if better. A rule
+    is kept or left out as a whole, for every node it matched.
     """
     score = _score(result.model, options)
     if score is None:
@@ -204,24 +207,29 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> 
 
     kept = list(candidates)
     best_result, best = result, score
-    effects: list[RuleEffect] = []
-    for rule_id in candidates:
-        without_ids = [k for k in kept if k != rule_id]
-        fixed, without = trial(without_ids)
-        if without is None:
-            continue
-        drop = _better(without, best, options.objective)
-        effects.append(_effect(rule_id, not drop, without, best, options.objective))
-        if drop:
-            kept, best_result, best = without_ids, fixed, without
+    effects: dict[str, RuleEffect] = {}
+    for _ in range(SWEEPS):
+        dropped = False
+        for rule_id in [k for k in kept]:
+            without_ids = [k for k in kept if k != rule_id]
+            fixed, without = trial(without_ids)
+            if without is None:
+                continue
+            drop = _better(without, best, options.objective)
+            effects[rule_id] = _effect(rule_id, not drop, without, best, options.objective)
+            if drop:
+                kept, best_result, best, dropped = without_ids, fixed, without, True
+        if not dropped or not kept:
+            break
+    effects = {rule_id: effects[rule_id] for rule_id in candidates if rule_id in effects}
     if kept:
         none_result, none = trial([])
         if none is not None and _better(none, best, options.objective):
-            effects = [_effect(e.rule, False, none, best, options.objective) if e.kept else e for e in effects]
+            effects = {r: _effect(r, False, none, best, options.objective) if e.kept else e for r, e in effects.items()}
             best_result, best, kept = none_result, none, []
     best_result.objective = options.objective
-    best_result.effects = effects
-    best_result.guarded = {e.rule: e.reason for e in effects if not e.kept}
+    best_result.effects = list(effects.values())
+    best_result.guarded = {e.rule: e.reason for e in best_result.effects if not e.kept}
     return best_result
 
 
