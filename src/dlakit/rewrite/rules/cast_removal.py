@@ -9,10 +9,11 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.rules import identity_removal
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
-    x, out = node.inputs[0], node.outputs[0]
+    x = node.inputs[0]
     if x is None or x.dtype is None:
         return NO_MATCH
     target = node.inputs[1].dtype if node.op_type == "CastLike" and len(node.inputs) > 1 and node.inputs[1] else None
@@ -21,15 +22,8 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
         target = ir.DataType(to) if to else None
     if target is None or target != x.dtype:
         return NO_MATCH
-    if out.is_graph_output() and (x.producer() is None or x.is_graph_output()):
-        return ("it passes a model input or another model output straight to a model output; removing it would "
-                "merge or rename the model's outputs")
-    return None
-
-
-def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
-    return [node.inputs[0]]
+    return identity_removal.check(node, ctx)  # a pass-through from now on, with Identity's one exception
 
 
 RULE = Rule(id="cast-removal", ops=("Cast", "CastLike"), summary="Cast(x, to=type of x) → x",
-            check=check, rewrite=rewrite, report_refusals=False)
+            check=check, rewrite=identity_removal.rewrite, report_refusals=False)
