@@ -83,29 +83,43 @@ def test_nhwc_resnet_placement_and_estimate_improve():
     assert images_per_second(result.model, target, "int8") > images_per_second(loaded, target, "int8")
 
 
+def conv_then(nodes, shape, constants=None):
+    """x → 1x1 Conv → ``nodes`` (reading "c0"): a Transpose at the model input itself stays where it is."""
+    weight = init("w0", RNG.standard_normal((shape[1], shape[1], 1, 1)).astype(F32))
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w0"], ["c0"], kernel_shape=[1, 1], name="conv0"),
+                               *nodes], "g", [helper.make_tensor_value_info("x", 1, list(shape))],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [weight, *(init(n, a) for n, a in (constants or {}).items())])
+    return onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
 @pytest.mark.parametrize("op", ["Relu", "Sigmoid", "LeakyRelu", "Clip"])
 def test_unary_op_moves_past_the_transpose(op):
-    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=TO_NHWC, name="t1"),
-             helper.make_node(op, ["t"], ["a"], name="act"),
-             helper.make_node("Transpose", ["a"], ["y"], perm=TO_NCHW, name="t2")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 4, 5])],
-                              [helper.make_empty_tensor_value_info("y")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = conv_then([helper.make_node("Transpose", ["c0"], ["t"], perm=TO_NHWC, name="t1"),
+                       helper.make_node(op, ["t"], ["a"], name="act"),
+                       helper.make_node("Transpose", ["a"], ["y"], perm=TO_NCHW, name="t2")], (1, 3, 4, 5))
     run = run_rules(model, ["transpose-through-elementwise", "transpose-merge"], tolerance=0.0)
-    assert run.ops == [op] and run.verification.passed
+    assert run.ops == ["Conv", op] and run.verification.passed
 
 
 @pytest.mark.parametrize("shape", [(5,), (1, 1, 5), (4, 1, 5), (1,), ()])
 def test_constants_are_permuted_with_their_broadcast(shape):
-    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=TO_NHWC, name="t1"),
-             helper.make_node("Mul", ["t", "c"], ["y"], name="mul")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 5, 4, 3])],
-                              [helper.make_empty_tensor_value_info("y")],
-                              [init("c", RNG.standard_normal(shape).astype(F32))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    run = run_rules(onnx.shape_inference.infer_shapes(model), ["transpose-through-elementwise"], tolerance=0.0)
-    assert run.applied == ["transpose-through-elementwise"] and run.ops == ["Mul", "Transpose"]
+    model = conv_then([helper.make_node("Transpose", ["c0"], ["t"], perm=TO_NHWC, name="t1"),
+                       helper.make_node("Mul", ["t", "c"], ["y"], name="mul")], (2, 5, 4, 3),
+                      {"c": RNG.standard_normal(shape).astype(F32)})
+    run = run_rules(model, ["transpose-through-elementwise"], tolerance=0.0)
+    assert run.applied == ["transpose-through-elementwise"] and run.ops == ["Conv", "Mul", "Transpose"]
     assert run.verification.passed
+
+
+def test_a_transpose_at_the_model_input_stays():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=TO_NHWC, name="t1"),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 4, 5])],
+                              [helper.make_empty_tensor_value_info("y")])
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                    ["transpose-through-elementwise"])
+    assert run.applied == []
 
 
 def test_a_transpose_read_by_a_convolution_stays():
@@ -145,3 +159,31 @@ def test_identity_transpose_and_noop_cast_go():
                     ["cast-removal", "transpose-merge"], tolerance=0.0)
     assert run.ops == ["Relu", "Cast"] and sorted(run.applied) == ["cast-removal", "transpose-merge"]
     assert run.verification.passed
+
+
+def normalised_nhwc_input(pads=3, groups=1):
+    """x (NHWC, 3 colours) → Sub(mean) → Div(std) → Transpose → Conv: input normalisation in a TF export."""
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["s"], name="norm/sub"),
+             helper.make_node("Div", ["s", "std"], ["d"], name="norm/div"),
+             helper.make_node("Transpose", ["d"], ["t"], perm=TO_NCHW, name="to_nchw"),
+             helper.make_node("Conv", ["t", "w", "b"], ["y"], kernel_shape=[7, 7], strides=[2, 2], pads=[pads] * 4,
+                              group=groups, name="stem")]
+    inits = [init("mean", np.array([0.485, 0.456, 0.406], F32)), init("std", np.array([0.229, 0.224, 0.225], F32)),
+             init("w", RNG.standard_normal((6, 3 // groups, 7, 7)).astype(F32) * 0.1),
+             init("b", RNG.standard_normal(6).astype(F32))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 32, 32, 3])],
+                              [helper.make_empty_tensor_value_info("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize(("pads", "groups", "ops"), [
+    (3, 1, ["Transpose", "Sub", "Conv"]),  # the scale folds; a shift before a padded conv is not exact at borders
+    (0, 1, ["Transpose", "Conv"]),
+    (0, 3, ["Transpose", "Conv"]),
+])
+def test_input_normalisation_moves_to_nchw_and_folds(pads, groups, ops):
+    run = run_rules(normalised_nhwc_input(pads, groups), tolerance=1e-4)
+    assert run.ops == ops and run.verification.passed, run.verification.outputs
+    assert {"transpose-through-elementwise", "fold-mul-add-before-conv"} <= set(run.applied)

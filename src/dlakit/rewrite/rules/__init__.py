@@ -15,6 +15,7 @@ from dlakit.rewrite.rules import (
     deconv_pad_to_crop,
     depth_to_space_to_deconv,
     focus_to_conv,
+    fold_mul_add_before_conv,
     fold_mul_add_into_conv,
     fold_pad_into_conv,
     gather_to_conv,
@@ -55,8 +56,8 @@ ALL_RULES: tuple[Rule, ...] = tuple(
         rnn_unroll, cumsum_to_conv,
         matmul_to_conv, norm_decompose, reduce_to_pool, global_pool_to_pool, logsoftmax_decompose, hardswish_decompose,
         hardsigmoid_decompose, identity_removal, cast_removal, transpose_through_elementwise, transpose_merge,
-        squeeze_to_reshape, fold_pad_into_conv, resize_sizes_to_scales,
-        resize_nearest_to_floor, fold_mul_add_into_conv, deconv_pad_to_crop, maxpool_chain, avgpool_split,
+        squeeze_to_reshape, fold_pad_into_conv, resize_sizes_to_scales, resize_nearest_to_floor, fold_mul_add_into_conv,
+        fold_mul_add_before_conv, deconv_pad_to_crop, maxpool_chain, avgpool_split,
         focus_to_conv, conv3d_to_2d, lift_to_4d, reshape_merge,
     )
 )

@@ -7,7 +7,11 @@ element-wise ops, so the Transpose moves down the chain, its constants are permu
 NHWC scale becomes [1, C, 1, 1]), and ``transpose-merge`` then cancels it against the inverse one; the batch norm
 arithmetic, now right after a convolution, folds into it (``fold-mul-add-into-conv``).
 
-A Transpose is moved only where every reader of its output is an element-wise op or another Transpose, so no
+An element-wise chain between a model input and a Transpose (NHWC input normalisation: ``x → Sub → Mul →
+Transpose → Conv``) is the other way round: the Transpose moves up to the input, so the arithmetic runs in NCHW
+next to the convolution (and ``fold-mul-add-before-conv`` folds it in); a Transpose reading a model input stays.
+
+A Transpose is moved down only where every reader of its output is an element-wise op or another Transpose, so no
 Transpose is added where none can cancel. A binary op moves when its other inputs are constants, Transposes with the
 same permutation, or tensors that already have a Transpose to the other layout earlier in the graph (a residual
 Add whose shortcut is the NHWC input that the next convolution transposes anyway): that Transpose is reused.
@@ -45,6 +49,8 @@ def _data_inputs(node: ir.Node) -> list[int]:
 
 def _movable(transpose: ir.Node) -> bool:
     out = transpose.outputs[0]
+    if _at_model_input(transpose):
+        return False  # the layout changes once, at the model input (a chain after it was moved there on purpose)
     return not out.is_graph_output() and all(
         use.node.op_type in OPS or use.node.op_type == "Transpose" for use in out.uses())
 
@@ -108,12 +114,64 @@ def _plan(node: ir.Node, ctx: RuleContext) -> Plan | str:
     return perm, constants, reused
 
 
+def _upward(node: ir.Node) -> ir.Node | None:
+    """For a Transpose after an element-wise chain that starts at a model input (NHWC input normalisation:
+    ``x → Sub → Mul → Transpose → Conv``): the op right above it, which the Transpose moves in front of. The chain
+    ops must have one reader each and constants as their other inputs, so the Transpose ends at the model input,
+    where the layout changes once."""
+    x = node.inputs[0]
+    op = x.producer() if x is not None else None
+    first = op
+    while op is not None:
+        if op.op_type not in OPS or op.op_type == "Cast" or len(op.outputs[0].uses()) != 1 \
+                or op.outputs[0].is_graph_output():
+            return None
+        data = [op.inputs[i] for i in _data_inputs(op) if const_of(op.inputs[i]) is None]
+        if len(data) != 1 or data[0] is None:
+            return None
+        if data[0].is_graph_input():
+            return first
+        op = data[0].producer()
+    return None
+
+
+def _at_model_input(node: ir.Node) -> bool:
+    x = node.inputs[0]
+    return x is not None and x.is_graph_input()
+
+
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
+    if node.op_type == "Transpose":
+        up = _upward(node)
+        if up is None or perm_of(node) is None or dims(up.outputs[0]) is None:
+            return NO_MATCH
+        out = len(dims(up.outputs[0]) or ())
+        consts = [const_of(up.inputs[i]) for i in _data_inputs(up)]
+        return NO_MATCH if any(c is not None and c.ndim > out for c in consts) else None
     plan = _plan(node, ctx)
     return plan if isinstance(plan, str) else None
 
 
+def _move_up(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
+    """Transpose(op(x, c)) → op(Transpose(x), permuted c)."""
+    op = _upward(node)
+    perm = perm_of(node) or []
+    rank = len(perm)
+    inputs: list[ir.Value | None] = list(op.inputs)  # type: ignore[union-attr]
+    for i in _data_inputs(op):  # type: ignore[arg-type]
+        array = const_of(op.inputs[i])  # type: ignore[union-attr]
+        if array is None:
+            inputs[i] = ctx.op("Transpose", [op.inputs[i]], {"perm": perm})  # type: ignore[union-attr]
+        else:
+            full = array.reshape((1,) * (rank - array.ndim) + array.shape)
+            inputs[i] = ctx.const(np.ascontiguousarray(full.transpose(perm)), "permuted")
+    attrs = {a.name: a.value for a in op.attributes.values()}  # type: ignore[union-attr]
+    return [ctx.op(op.op_type, inputs, attrs)]  # type: ignore[union-attr]
+
+
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
+    if node.op_type == "Transpose":
+        return _move_up(node, ctx)
     perm, constants, reused = _plan(node, ctx)  # type: ignore[misc]
     inverse = list(np.argsort(perm))
     inputs: list[ir.Value | None] = list(node.inputs)
@@ -132,6 +190,6 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     return [ctx.op("Transpose", [moved], {"perm": perm})]
 
 
-RULE = Rule(id="transpose-through-elementwise", ops=OPS,
+RULE = Rule(id="transpose-through-elementwise", ops=(*OPS, "Transpose"),
             summary="op(Transpose(x), c) → Transpose(op(x, permuted c)) for element-wise ops (NHWC exports)",
             check=check, rewrite=rewrite, report_refusals=False)
