@@ -187,3 +187,23 @@ def test_input_normalisation_moves_to_nchw_and_folds(pads, groups, ops):
     run = run_rules(normalised_nhwc_input(pads, groups), tolerance=1e-4)
     assert run.ops == ops and run.verification.passed, run.verification.outputs
     assert {"transpose-through-elementwise", "fold-mul-add-before-conv"} <= set(run.applied)
+
+
+@pytest.mark.parametrize("axis", [3, -1, 1])
+def test_concat_of_transposed_branches_concatenates_before_the_transpose(axis):
+    """Two NHWC branches concatenated (axis 3 = channels), then back to NCHW for the next conv."""
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], kernel_shape=[1, 1], name="a"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], kernel_shape=[3, 3], pads=[1] * 4, name="b"),
+             helper.make_node("Transpose", ["a"], ["ta"], perm=TO_NHWC, name="ta"),
+             helper.make_node("Transpose", ["b"], ["tb"], perm=TO_NHWC, name="tb"),
+             helper.make_node("Concat", ["ta", "tb"], ["cat"], axis=axis, name="cat"),
+             helper.make_node("Transpose", ["cat"], ["y"], perm=TO_NCHW, name="back")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 4, 6, 6])],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [init("wa", RNG.standard_normal((4, 4, 1, 1)).astype(F32)),
+                               init("wb", RNG.standard_normal((4, 4, 3, 3)).astype(F32))])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    run = run_rules(model, ["transpose-through-elementwise", "transpose-merge"], tolerance=0.0)
+    assert run.ops == ["Conv", "Conv", "Concat"] and run.verification.passed
+    concat = next(n for n in run.result.proto().graph.node if n.op_type == "Concat")
+    assert concat.attribute[0].i == TO_NHWC[axis % 4]

@@ -1,4 +1,5 @@
-"""A Transpose before an element-wise op moves behind it, so that the Transposes of NHWC exports meet and cancel.
+"""A Transpose before an element-wise op (or a Concat) moves behind it, so that the Transposes of NHWC exports
+meet and cancel.
 
 TF/Keras converters (tf2onnx, onnx2tf's reverse, keras2onnx) keep the NHWC layout between layers and put a Transpose
 around every convolution: ``Conv → Transpose(NCHW→NHWC) → Mul/Add (batch norm) → Relu → Transpose(NHWC→NCHW) →
@@ -28,7 +29,8 @@ from dlakit.rewrite.rules._common import const_of, dims
 UNARY = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Abs", "Neg",
          "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Clip", "Cast", "Identity", "Floor", "Ceil", "Round", "Sign")
 BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu", "Pow")
-OPS = UNARY + BINARY
+#: Concat moves too, with its axis renumbered (NHWC's channel concat, axis 3, becomes axis 1)
+OPS = (*UNARY, *BINARY, "Concat")
 
 
 def perm_of(node: ir.Node) -> list[int] | None:
@@ -109,6 +111,8 @@ def _plan(node: ir.Node, ctx: RuleContext) -> Plan | str:
             return NO_MATCH
         reused[i] = found
     out = dims(node.outputs[0])
+    if node.op_type == "Concat" and node.attributes.get("axis") is None:
+        return NO_MATCH
     if out is None or len(out) != len(perm) or any(a.ndim > len(perm) for a in constants.values()):
         return NO_MATCH  # a constant would broadcast the result to a higher rank
     return perm, constants, reused
@@ -123,7 +127,7 @@ def _upward(node: ir.Node) -> ir.Node | None:
     op = x.producer() if x is not None else None
     first = op
     while op is not None:
-        if op.op_type not in OPS or op.op_type == "Cast" or len(op.outputs[0].uses()) != 1 \
+        if op.op_type not in OPS or op.op_type in ("Cast", "Concat") or len(op.outputs[0].uses()) != 1 \
                 or op.outputs[0].is_graph_output():
             return None
         data = [op.inputs[i] for i in _data_inputs(op) if const_of(op.inputs[i]) is None]
@@ -184,7 +188,11 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
             inputs[i] = reused[i]
         else:
             inputs[i] = node.inputs[i].producer().inputs[0]  # type: ignore[union-attr]
-    moved = ctx.op(node.op_type, inputs, {a.name: a.value for a in node.attributes.values()})
+    attrs = {a.name: a.value for a in node.attributes.values()}
+    if node.op_type == "Concat":
+        axis = int(attrs["axis"])
+        attrs["axis"] = perm[axis % len(perm)]  # output axis k of T(z) is axis perm[k] of z
+    moved = ctx.op(node.op_type, inputs, attrs)
     if node.op_type == "Cast" or node.outputs[0].dtype is not None:
         moved.dtype = node.outputs[0].dtype
     return [ctx.op("Transpose", [moved], {"perm": perm})]
