@@ -64,9 +64,9 @@ def test_fix_latency_guard_prices_the_rewrite(hardswish_file, tmp_path):
     data = json.loads(result.stdout)
     rule = data["estimate"]["rules"][0]
     assert data["estimate"]["objective"] == "latency" and rule["rule"] == "hardswish-decompose"
-    assert rule["kept"] == (rule["without"] <= rule["with"] * (1 + 1e-3))
+    assert rule["kept"] == (rule["without"] <= rule["with"] * (1 + 5e-3))
     after, before = data["estimate"]["images_per_second_after"], data["estimate"]["images_per_second_before"]
-    assert after >= before * (1 - 1e-3)
+    assert after >= before * (1 - 5e-3)
     if not rule["kept"]:
         assert data["rules_applied"] == {} and "img/s" in data["guarded"]["hardswish-decompose"]
     table = run(hardswish_file, "-o", out)

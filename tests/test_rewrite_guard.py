@@ -118,9 +118,9 @@ def test_sibling_fusion_goes_through_the_guard(target):
                                                        init("wb", RNG.standard_normal((64, 64, 1, 1)).astype(F32))])
     result = fixed(model, target)
     fusion = effect(result, "fuse-sibling-convs")
-    assert fusion.kept == (fusion.without <= fusion.with_rule * (1 + 1e-3))
+    assert fusion.kept == (fusion.without <= fusion.with_rule * (1 + 5e-3))
     after = images_per_second(result.model, target, "int8")
-    assert after >= images_per_second(load_model(model), target, "int8") * (1 - 1e-3)
+    assert after >= images_per_second(load_model(model), target, "int8") * (1 - 5e-3)
 
 
 def test_unknown_objective_is_an_error(target):

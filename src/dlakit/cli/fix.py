@@ -203,6 +203,8 @@ def render_estimate(est: dict[str, Any] | None, console: Console) -> None:
     console.print(f"estimated images/s ({est['power_mode']}): {_ips(est['images_per_second_before'])} → "
                   f"{_ips(est['images_per_second_after'])}")
     what = "the estimated images/s" if est["objective"] == "latency" else "check's placement"
+    if est["rules"]:
+        console.print(f"each rule, without → with it (objective {est['objective']}):")
     for item in est["rules"]:
         if item["kept"]:
             console.print(f"  kept {item['rule']}: {item['reason']}")
