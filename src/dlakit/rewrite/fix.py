@@ -41,7 +41,7 @@ GUARDED_PASSES = ("fuse-sibling-convs",)
 #: the model's error band): folding a batch norm into its convolution adds a bias that the model counts with the
 #: weights in its CBUF tiling, pricing ResNet-50's folded convs 0.2 % slower, while it saves a layer to quantize.
 TIE = 5e-3
-#: Passes of the guard over the kept rules (another one only after a rule was left out).
+#: Passes of the guard (another one only for the rules judged before a rule that was then left out).
 SWEEPS = 3
 
 
@@ -183,7 +183,7 @@ def _effect(rule: str, kept: bool, without: Score, with_rule: Score, objective: 
 def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
     """Keep a rule only if the objective does not get worse with it; report each rule's effect.
 
-    Every rule that applied (and the sibling-conv fusion) is tried in registry order by fixing again without it:
+    The sibling-conv fusion and every rule that applied are tried (in that order) by fixing again without each:
     when the model is better without it (latency: more images/s by ``estimate``'s model), it is left out and the
     rest are measured against the model without it. Removing rules one at a time keeps rules that only pay off
     together (unrolling + sibling fusion); a rule judged while a slower one was still in is judged again in another
@@ -195,22 +195,30 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> 
         return result
     rules, passes = select_rules(options.rules, options.skip_rules)
     applied = {a.rule for a in result.applied}
-    candidates = [r.id for r in rules if r.id in applied] + [p for p in GUARDED_PASSES if p in applied]
+    # the sibling fusion first: it is the usual loser, and rules judged while a loser is still in are judged again
+    candidates = [p for p in GUARDED_PASSES if p in applied] + [r.id for r in rules if r.id in applied]
     always = [p for p in passes if p not in GUARDED_PASSES]
 
+    tried: dict[frozenset[str], tuple[FixResult, Score | None]] = {}
+
     def trial(rule_ids: list[str]) -> tuple[FixResult, Score | None]:
-        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
-                                   rules=[*always, *rule_ids], target=options.target, guard=False,
-                                   precision=options.precision, objective=options.objective)
-        fixed = _fix_once(loaded, trial_options)
-        return fixed, _score(fixed.model, trial_options)
+        key = frozenset(rule_ids)
+        if key not in tried:  # with one candidate, "without it" is "no rule at all"
+            trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
+                                       rules=[*always, *rule_ids], target=options.target, guard=False,
+                                       precision=options.precision, objective=options.objective)
+            fixed = _fix_once(loaded, trial_options)
+            tried[key] = fixed, _score(fixed.model, trial_options)
+        return tried[key]
 
     kept = list(candidates)
     best_result, best = result, score
     effects: dict[str, RuleEffect] = {}
+    pending = list(candidates)
     for _ in range(SWEEPS):
-        dropped = False
-        for rule_id in [k for k in kept]:
+        judged: list[str] = []
+        stale: list[str] = []  # judged (and kept) before a later rule was left out: judged again next sweep
+        for rule_id in pending:
             without_ids = [k for k in kept if k != rule_id]
             fixed, without = trial(without_ids)
             if without is None:
@@ -218,8 +226,11 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> 
             drop = _better(without, best, options.objective)
             effects[rule_id] = _effect(rule_id, not drop, without, best, options.objective)
             if drop:
-                kept, best_result, best, dropped = without_ids, fixed, without, True
-        if not dropped or not kept:
+                kept, best_result, best = without_ids, fixed, without
+                stale = [k for k in judged if k in kept]
+            judged.append(rule_id)
+        pending = stale
+        if not pending:
             break
     effects = {rule_id: effects[rule_id] for rule_id in candidates if rule_id in effects}
     if kept:
