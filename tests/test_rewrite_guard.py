@@ -135,3 +135,44 @@ def test_a_model_with_no_dla_layer_is_priced_on_the_gpu(target):
 
     model = model_of([helper.make_node("Erf", ["x"], ["y"], name="erf")], [("x", [1, 4, 8, 8])], [])
     assert images_per_second(load_model(model), target, "int8") > 0
+
+
+def scripted_guard(monkeypatch, scores):
+    """The guard over rules whose estimated images/s per set of kept rules is given by ``scores``."""
+    from dlakit.rewrite import engine
+    from dlakit.rewrite import fix as fixmod
+
+    def fake_fix(loaded, options):
+        ids = [r for r in options.rules or [] if r != "constant-folding"]
+        return fixmod.FixResult(model=frozenset(ids), applied=[engine.Applied(r, "n", "Op") for r in ids])
+
+    monkeypatch.setattr(fixmod, "_fix_once", fake_fix)
+    monkeypatch.setattr(fixmod, "_score", lambda model, options: (scores[model],))
+    candidates = sorted({r for key in scores for r in key})
+    full = fake_fix(None, FixOptions(rules=candidates))
+    return fixmod.guard_rules(None, FixOptions(rules=[*candidates, "constant-folding"], target=object()), full)
+
+
+def test_rules_that_only_pay_off_together_stay(monkeypatch):
+    """Unrolling alone is slower; with the fusion of its gate convolutions it wins: both stay."""
+    scores = {frozenset(): 100.0, frozenset({"lstm-unroll"}): 90.0, frozenset({"fuse-sibling-convs"}): 100.0,
+              frozenset({"lstm-unroll", "fuse-sibling-convs"}): 120.0}
+    result = scripted_guard(monkeypatch, scores)
+    assert sorted(a.rule for a in result.applied) == ["fuse-sibling-convs", "lstm-unroll"] and not result.guarded
+
+
+def test_a_rule_judged_beside_a_loser_is_judged_again(monkeypatch):
+    """identity-removal (judged first) looks fine while lift-to-4d (slow) is in; without lift-to-4d it is slower:
+    it is judged again and goes too."""
+    a, b = "identity-removal", "lift-to-4d"
+    scores = {frozenset(): 100.0, frozenset({a}): 95.0, frozenset({b}): 80.0, frozenset({a, b}): 90.0}
+    result = scripted_guard(monkeypatch, scores)
+    assert result.applied == [] and set(result.guarded) == {a, b}
+    assert result.guarded[a] == "estimated 100.0 → 95.0 img/s"
+
+
+def test_nothing_at_all_wins_when_every_rule_looks_harmless_alone(monkeypatch):
+    a, b = "reshape-merge", "lift-to-4d"
+    scores = {frozenset(): 100.0, frozenset({a}): 90.0, frozenset({b}): 90.0, frozenset({a, b}): 90.0}
+    result = scripted_guard(monkeypatch, scores)
+    assert result.applied == [] and set(result.guarded) == {a, b}
