@@ -176,3 +176,10 @@ def test_nothing_at_all_wins_when_every_rule_looks_harmless_alone(monkeypatch):
     scores = {frozenset(): 100.0, frozenset({a}): 90.0, frozenset({b}): 90.0, frozenset({a, b}): 90.0}
     result = scripted_guard(monkeypatch, scores)
     assert result.applied == [] and set(result.guarded) == {a, b}
+
+
+def test_a_model_that_computes_nothing_has_no_price(target):
+    from dlakit.rewrite.fix import images_per_second
+
+    model = model_of([helper.make_node("Identity", ["x"], ["y"], name="id")], [("x", [1, 4, 8, 8])], [])
+    assert images_per_second(load_model(model), target, "int8") is None

@@ -177,8 +177,10 @@ def price(loaded: LoadedModel, target: Target, precision: str = "int8", power_mo
     if precision not in PRECISIONS:
         raise DlakitError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
     placement, source, fixable = placement_of(loaded, target, precision)
-    prep = Prepared(loaded.source, target, precision, build_ops(loaded.graph, placement), model_batch(loaded),
-                    source, fixable)
+    ops = build_ops(loaded.graph, placement)
+    if all(op.kind == "free" for op in ops):
+        raise DlakitError(f"{loaded.source}: no layer computes anything (only reshapes and copies); nothing to price")
+    prep = Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
     cond, label = conditions_for(target, power_mode, precision=precision)
     return evaluate(prep, cond, label)
 
