@@ -15,7 +15,7 @@ import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_int, attr_ints, const_of, dims
-from dlakit.rewrite.rules.fold_mul_add_into_conv import _per_channel
+from dlakit.rewrite.rules.fold_mul_add_into_conv import _per_channel, emit_conv, weight_and_bias
 
 OPS = ("Mul", "Div", "Add", "Sub")
 
@@ -60,26 +60,18 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     op, kind, per = _plan(node)  # type: ignore[misc]
-    weight = const_of(node.inputs[1])
+    weight, bias = weight_and_bias(node)
     groups = attr_int(node, "group", 1)
     out_c, in_per_group = weight.shape[:2]
     # input channel of weight[k, j]: group of k times the group's width, plus j
     channel = (np.arange(out_c) // (out_c // groups))[:, None] * in_per_group + np.arange(in_per_group)[None, :]
     values = per[channel].reshape(out_c, in_per_group, *([1] * (weight.ndim - 2)))
-    bias_value = node.inputs[2] if len(node.inputs) > 2 else None
-    bias = const_of(bias_value) if bias_value is not None else np.zeros(out_c, dtype=weight.dtype)
     if kind == "scale":
-        new_weight, new_bias = weight * values, bias
+        weight = (weight * values).astype(weight.dtype)
     else:
-        new_weight, new_bias = weight, bias + (weight * values).reshape(out_c, -1).sum(axis=1)
+        bias = bias + (weight * values).reshape(out_c, -1).sum(axis=1)
     data = op.inputs[0] if const_of(op.inputs[0]) is None else op.inputs[1]
-    name = ctx.names.fresh(f"{ctx.prefix}/Conv")
-    new = ir.Node("", "Conv", [data, ctx.const(new_weight.astype(weight.dtype), "weight"),
-                               ctx.const(np.asarray(new_bias).astype(weight.dtype), "bias")],
-                  attributes=list(node.attributes.values()), outputs=[ir.Value(name=ctx.names.fresh(f"{name}_out"))],
-                  name=name)
-    ctx.nodes.append(new)
-    return [new.outputs[0]]
+    return [emit_conv(ctx, node, data, weight, bias)]
 
 
 RULE = Rule(id="fold-mul-add-before-conv", ops=("Conv",),
