@@ -9,9 +9,10 @@ import pytest
 from onnx import helper
 
 from dlakit.model import load_model
-from dlakit.rewrite import FixOptions, fix_model, random_inputs, verify
+from dlakit.rewrite import FixOptions, random_inputs, verify
 
 pytest.importorskip("dlakit.check")
+from dlakit.analysis import fix_model, images_per_second
 
 F32 = np.float32
 RNG = np.random.default_rng(3)
@@ -109,8 +110,6 @@ def test_rewrite_that_helps_is_kept_with_its_gain(target):
 
 def test_sibling_fusion_goes_through_the_guard(target):
     """Two 1x1 convolutions on one tensor: fused or not, whichever the estimate prices faster, never slower."""
-    from dlakit.rewrite.fix import images_per_second
-
     nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], kernel_shape=[1, 1], name="a"),
              helper.make_node("Conv", ["x", "wb"], ["b"], kernel_shape=[1, 1], name="b"),
              helper.make_node("Add", ["a", "b"], ["y"], name="add")]
@@ -131,8 +130,6 @@ def test_unknown_objective_is_an_error(target):
 
 
 def test_a_model_with_no_dla_layer_is_priced_on_the_gpu(target):
-    from dlakit.rewrite.fix import images_per_second
-
     model = model_of([helper.make_node("Erf", ["x"], ["y"], name="erf")], [("x", [1, 4, 8, 8])], [])
     assert images_per_second(load_model(model), target, "int8") > 0
 
@@ -147,10 +144,10 @@ def scripted_guard(monkeypatch, scores):
         return fixmod.FixResult(model=frozenset(ids), applied=[engine.Applied(r, "n", "Op") for r in ids])
 
     monkeypatch.setattr(fixmod, "_fix_once", fake_fix)
-    monkeypatch.setattr(fixmod, "_score", lambda model, options: (scores[model],))
     candidates = sorted({r for key in scores for r in key})
     full = fake_fix(None, FixOptions(rules=candidates))
-    return fixmod.guard_rules(None, FixOptions(rules=[*candidates, "constant-folding"], target=object()), full)
+    return fixmod.guard_rules(None, FixOptions(rules=[*candidates, "constant-folding"], target=object()), full,
+                              lambda model, options: (scores[model],))
 
 
 def test_rules_that_only_pay_off_together_stay(monkeypatch):
@@ -179,7 +176,5 @@ def test_nothing_at_all_wins_when_every_rule_looks_harmless_alone(monkeypatch):
 
 
 def test_a_model_that_computes_nothing_has_no_price(target):
-    from dlakit.rewrite.fix import images_per_second
-
     model = model_of([helper.make_node("Identity", ["x"], ["y"], name="id")], [("x", [1, 4, 8, 8])], [])
     assert images_per_second(load_model(model), target, "int8") is None

@@ -69,10 +69,10 @@ def test_nhwc_resnet_loses_its_transposes_and_batch_norm_arithmetic():
 
 def test_nhwc_resnet_placement_and_estimate_improve():
     pytest.importorskip("dlakit.check")
+    from dlakit.analysis import fix_model, images_per_second
     from dlakit.check import check_model
     from dlakit.model import load_model
-    from dlakit.rewrite import FixOptions, fix_model
-    from dlakit.rewrite.fix import images_per_second
+    from dlakit.rewrite import FixOptions
     from dlakit.targets import resolve_target
 
     target = resolve_target(None, None)

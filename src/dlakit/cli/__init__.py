@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "report",
     "deploy",
     "recover",
+    "sweep",
 )
 
 #: command -> (module in :data:`COMMAND_MODULES` that registers it, its help's first paragraph). ``dlakit --help``
@@ -74,6 +75,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "estimate."),
     "recover": ("recover", "Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit "
                            "quantize` writes."),
+    "sweep": ("sweep", "Check + estimate (+ --quantize) of every model × platform × release × power mode, into one "
+                       "table."),
 }
 
 

@@ -13,7 +13,7 @@ from dlakit.check import check_model
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
 from dlakit.deploy.compare import compare_placement, compare_timing
 from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
-from dlakit.deploy.trtexec import TrtexecOptions, build_command, with_calibration
+from dlakit.deploy.trtexec import TrtexecOptions, build_command
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
 from dlakit.targets import resolve_target
@@ -72,7 +72,11 @@ def trtexec(
     options = TrtexecOptions(core=core, precision=precision, calib=calib, layer_precisions=_layer_list(fp16_layers),
                              sparse=sparsity, standalone=standalone, shapes=parse_shapes(shapes), profile=profile,
                              model_path=model_path)
-    calib_warnings = with_calibration(options, report, loaded.graph)
+    calib_warnings: list[str] = []
+    if options.calib:  # quantize (and ONNX Runtime with it) only loads when a cache is given
+        from dlakit.quantize.deploy import with_calibration
+
+        calib_warnings = with_calibration(options, report, loaded.graph)
     command = build_command(report, loaded.graph, options)
     command.setup = setup
     command.warnings += calib_warnings

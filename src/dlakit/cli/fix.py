@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dlakit.analysis import fix_model, images_per_second
 from dlakit.atomic import write_with
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, load_input
 from dlakit.errors import DlakitError
@@ -22,7 +23,6 @@ from dlakit.rewrite import (
     FixResult,
     Verification,
     blame,
-    fix_model,
     known_ids,
     load_inputs,
     random_inputs,
@@ -95,8 +95,6 @@ def postprocess_path(output: Path) -> Path:
 
 def estimate_dict(loaded: LoadedModel, result: FixResult, target: Any, precision: str) -> dict[str, Any]:
     """Estimated images/s of the original and the fixed model, and what the guard measured for each rule."""
-    from dlakit.rewrite.fix import images_per_second
-
     return {"objective": result.objective, "power_mode": target.platform.power_mode(None).name,
             "images_per_second_before": images_per_second(loaded, target, precision),
             "images_per_second_after": images_per_second(result.model, target, precision),

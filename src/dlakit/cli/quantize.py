@@ -19,6 +19,7 @@ from dlakit.quantize.calibrators import METHODS
 from dlakit.quantize.data import PRESETS, Preset, check_image_input, make_preset, open_source
 from dlakit.quantize.plan import off_dla_layers
 from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
+from dlakit.scale import RayOpt, WorkersOpt, pool
 
 PresetOpt = typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")
 MeanOpt = typer.Option(None, "--mean", help="Per-channel mean after --scale, e.g. 123.7,116.3,103.5.")
@@ -262,6 +263,8 @@ def emulate(
     layout: str | None = LayoutOpt,
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output against FP32."""
     from dlakit.atomic import write_with
@@ -279,10 +282,16 @@ def emulate(
     summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
                                "scaled_tensors": len(emulation.emulated.scales),
                                "fp16_layers": emulation.plan.fp16_layers,
-                               "ignored_scales": emulation.ignored_scales,
-                               "outputs": output_errors(emulation, source, batch, progress)}
-    if compare:
-        errors = compare_layers(emulation.model, emulation.emulated, source, batch, progress)
+                               "ignored_scales": emulation.ignored_scales}
+    if workers is not None or address is not None:  # the same figures, the samples sharded over Ray workers
+        from dlakit.scale.data import emulate_sharded
+
+        with pool(workers, address) as where:
+            summary["outputs"], errors = emulate_sharded(emulation, source, batch, compare, where, progress)
+    else:
+        summary["outputs"] = output_errors(emulation, source, batch, progress)
+        errors = compare_layers(emulation.model, emulation.emulated, source, batch, progress) if compare else None
+    if errors is not None:
         summary["layers"] = [e.as_dict() for e in errors]
     if fmt == "json":
         print_json(summary)
@@ -345,6 +354,8 @@ def evaluate(
     layout: str | None = LayoutOpt,
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side by side."""
     from dlakit.quantize.evaluate import evaluate as run_eval
@@ -358,6 +369,9 @@ def evaluate(
     else:
         loaded = load_input(model, shapes)
         fp32, emulated = to_proto(loaded), None
+    sharded = workers is not None or address is not None
+    if coco is not None and sharded:
+        raise DlakitError("--workers/--ray shard classification eval only; run --coco without them")
     if coco is not None:
         _detection(loaded, fp32, emulated, data, coco, labels, detections, class_ids, box_format, num_samples,
                    _preset(preset, mean, std, scale, channel_order, layout), progress, fmt)
@@ -374,7 +388,15 @@ def evaluate(
     (name, shape), = sample_shapes.items()
     image_preset = _preset(preset, mean, std, scale, channel_order, layout)
     check_image_input(name, shape, image_preset)
-    result = run_eval(fp32, emulated, files, classes, name, shape, image_preset, batch_size_for(loaded), progress)
+    if sharded:
+        from dlakit.scale.data import evaluate_sharded
+
+        with pool(workers, address) as where:
+            result = evaluate_sharded(fp32, emulated, files, classes, name, shape, image_preset,
+                                      batch_size_for(loaded), where, progress)
+    else:
+        result = run_eval(fp32, emulated, files, classes, name, shape, image_preset, batch_size_for(loaded),
+                          progress)
     result = {"model": loaded.source, **result}
     if fmt == "json":
         print_json(result)

@@ -12,6 +12,8 @@ from dlakit.atomic import write_text, write_with
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
 from dlakit.cli.quantize import ProgressOpt
 from dlakit.errors import DlakitError
+from dlakit.scale import RayOpt, WorkersOpt, pool
+from dlakit.scale.trials import sharder
 
 PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
 
@@ -42,6 +44,8 @@ def recover_command(
     release: str | None = ReleaseOpt,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     progress: bool = ProgressOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
     from dlakit.quantize.data import make_preset, open_source
@@ -63,7 +67,9 @@ def recover_command(
                              range_search=not no_range_search, target_sqnr_db=target_sqnr,
                              max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
                              platform=platform, noise_budget=budget, progress=progress)
-    result = recover(loaded, source, options)
+    with pool(workers, address) as where:  # the sensitivity and noise-budget runs sharded over Ray
+        options.trial_runner = sharder(where)
+        result = recover(loaded, source, options)
     summary = write_recovery(output, loaded.source, result, target)
     summary.update(recovery_summary(result))
     write_text(Path(output) / f"{Path(loaded.source).stem}_recovery.json", json.dumps(summary, indent=2) + "\n")

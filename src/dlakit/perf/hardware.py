@@ -6,13 +6,11 @@ which of its inputs are guesses. The file is validated when loaded, and a broken
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
-CONFIDENCE = ("high", "medium", "low")
+from dlakit.data.opdata import check_confidence, read
 
 
 @dataclass(frozen=True)
@@ -98,11 +96,11 @@ DLA_KEYS = (
     "int8_macs_per_clk", "fp16_macs_per_clk", "atomic_c", "atomic_k", "spatial_lanes", "cbuf_bytes", "sram_bytes",
     "depthwise_macs_per_clk", "sdp_elems_per_clk", "pdp_elems_per_clk", "cdp_elems_per_clk", "dma_bytes_per_clk",
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
-    "core_bus_share",
+    "core_bus_share", "cbuf_banks",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "weights_per_image")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned")
 #: model keys that may be 0 (switches)
-MODEL_SWITCHES = ("weights_per_image",)
+MODEL_SWITCHES = ("cbuf_rows_bank_aligned",)
 BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
              "gpu_fallback")
 GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_efficiency", "layer_overhead_us",
@@ -111,8 +109,7 @@ GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_effici
 
 @cache
 def load_perf_data() -> PerfData:
-    text = resources.files("dlakit.data").joinpath("perf.toml").read_text(encoding="utf-8")
-    return parse_perf_data(tomllib.loads(text))
+    return parse_perf_data(read("perf.toml"))
 
 
 def parse_perf_data(data: dict[str, Any]) -> PerfData:
@@ -154,8 +151,7 @@ def _params(where: str, entry: dict[str, Any], keys: tuple[str, ...]) -> dict[st
         if not isinstance(value, int | float) or value < 0:
             raise ValueError(f"perf.toml: {where}.{key} must be a non-negative number or a boolean")
         confidence = raw.get("confidence", "high")
-        if confidence not in CONFIDENCE:
-            raise ValueError(f"perf.toml: {where}.{key}: confidence must be one of {CONFIDENCE}")
+        check_confidence(f"perf.toml: {where}.{key}", confidence)
         params[key] = Param(float(value), str(raw["source"]), confidence)
     return params
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dlakit.analysis import fix_model
 from dlakit.model import LoadedModel
 from dlakit.prepare.steps import expose_fused_heads, four_d_outputs, fuse_head_siblings
 from dlakit.prepare.structure import Structure
-from dlakit.rewrite import FixOptions, fix_model
+from dlakit.rewrite import FixOptions
 
 COMMON = ("constant-folding", "identity-removal", "fold-pad-into-conv", "fold-mul-add-into-conv")
 CLASSIFIER = ("reduce-to-pool", "global-pool-to-pool", "squeeze-to-reshape", "matmul-to-conv", "reshape-merge")

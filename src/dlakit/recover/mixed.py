@@ -17,6 +17,7 @@ comes from ``dlakit.perf`` (INT8 vs FP16 estimate) when that package is availabl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,6 +124,38 @@ def emulate_with(loaded: LoadedModel, model: onnx.ModelProto, amax: dict[str, fl
 
 
 @dataclass
+class Trials:
+    """Emulator runs of ``model`` under other scales or FP16 layers, each scored by its output SQNR against the
+    FP32 ``reference``: in this process, or by ``runner`` (sharded over Ray: the same SQNRs, in the same order)."""
+
+    loaded: LoadedModel
+    model: onnx.ModelProto
+    reference: Reference
+    unsigned: set[str]
+    uncorrected: onnx.ModelProto | None
+    off_dla: frozenset[str]
+    batch_size: int
+    runner: Callable[..., list[float]] | None = None  # runs sqnrs elsewhere (dlakit.scale.trials.sharder)
+
+    def sqnrs(self, trials: list[tuple[dict[str, float], set[str]]], source: Source, description: str,
+              progress: bool = False) -> list[float]:
+        """The output SQNR of each ``(amax, fp16_nodes)`` trial on ``source``."""
+        if self.runner is not None:
+            return self.runner(self, trials, source, description, progress)
+        out = []
+        with progress_bar(len(trials), description, progress) as advance:
+            for amax, fp16 in trials:
+                out.append(self.sqnr(amax, fp16, source))
+                advance(1)
+        return out
+
+    def sqnr(self, amax: dict[str, float], fp16: set[str], source: Source) -> float:
+        emulated, _ = emulate_with(self.loaded, self.model, amax, fp16, self.unsigned, self.uncorrected,
+                                   self.off_dla)
+        return output_sqnr(self.reference, emulated, source, self.batch_size)
+
+
+@dataclass
 class Candidate:
     """A set of DLA layers that, in FP16 together, removes the INT8 error of ``tensor`` (its producer and all its
     readers: DLA keeps a tensor INT8 as long as one INT8 layer writes or reads it)."""
@@ -175,8 +208,10 @@ def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added
 def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                 amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
                 max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
-                candidates: int = CANDIDATES, progress: bool = False) -> MixedResult:
-    """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``."""
+                candidates: int = CANDIDATES, progress: bool = False,
+                runner: Callable[..., list[float]] | None = None) -> MixedResult:
+    """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``;
+    ``runner`` (:func:`dlakit.scale.trials.sharder`) runs the per-candidate emulator runs on Ray workers."""
     began = time.perf_counter()
     unsigned = unsigned or set()
     fp32 = Reference(reference)  # one FP32 run per data subset, shared by every candidate's comparison
@@ -210,22 +245,21 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     screen = _head(source, SCREEN_SAMPLES, batch_size)
     base_screen = 10 ** (-output_sqnr(fp32, emulated, screen, batch_size) / 10)
     screened = []
-    with progress_bar(len(pool), f"FP16 layers: screening {len(pool)} candidates", progress) as advance:
-        for cand in pool:
-            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            gain = base_screen - 10 ** (-output_sqnr(fp32, trial, screen, batch_size) / 10)
-            screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
-            advance(1)
+    trials = Trials(loaded, model, fp32, unsigned, reference, off, batch_size, runner)
+    sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in pool], screen,
+                         f"FP16 layers: screening {len(pool)} candidates", progress)
+    for cand, sqnr in zip(pool, sqnrs, strict=True):
+        gain = base_screen - 10 ** (-sqnr / 10)
+        screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
     screened.sort(key=lambda item: -item[0])
     ranked = [cand for _, gain, cand in screened if gain > 0][:candidates]
     base_nsr = 10 ** (-base / 10)
     gains: dict[str, float] = {}
-    with progress_bar(len(ranked), f"FP16 layers: measuring the best {len(ranked)}", progress) as advance:
-        for cand in ranked:
-            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            cand.sqnr_fp16_db = output_sqnr(fp32, trial, source, batch_size)
-            gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
-            advance(1)
+    sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in ranked], source,
+                         f"FP16 layers: measuring the best {len(ranked)}", progress)
+    for cand, sqnr in zip(ranked, sqnrs, strict=True):
+        cand.sqnr_fp16_db = sqnr
+        gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
     result.measured = ranked
     order = sorted(ranked, key=lambda c: -gains[c.tensor] / max(c.macs, total * 1e-4))
     picked: dict[str, Unit] = {}

@@ -9,6 +9,7 @@ what each technique gained.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,8 @@ class RecoverOptions:
     timings: bool = True  # attach dlakit.perf DLA times to FP16 layers
     noise_budget: bool = False  # measure each quantization point's share of the output noise (one run per group)
     progress: bool = True  # a bar on a terminal, a line every 15 s in a log, for the per-candidate searches
+    #: runs the per-candidate emulator runs (sensitivity, noise budget) elsewhere: dlakit.scale.trials.sharder(pool)
+    trial_runner: Callable[..., list[float]] | None = None
 
 
 @dataclass
@@ -201,7 +204,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     if options.target_sqnr_db is not None or options.max_fp16_macs:
         loaded2 = load_model(model2)
         mixed = select_fp16(loaded2, model1, model2, plan, amax, subset, batch, options.target_sqnr_db,
-                            options.max_fp16_macs, unsigned, progress=options.progress)
+                            options.max_fp16_macs, unsigned, progress=options.progress, runner=options.trial_runner)
         seconds["mixed_precision"] = mixed.seconds
         if options.timings and mixed.fp16_units:
             mixed.timing_note = attach_times(loaded2, mixed.fp16_units, options.release, options.platform)
@@ -213,7 +216,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     if options.noise_budget:
         fp16 = set(mixed.fp16_nodes) if mixed else set()
         budget = noise_budget(load_model(model2), model1, model2, final_plan, amax, subset, batch, fp16,
-                              unsigned & set(amax), model1, progress=options.progress)
+                              unsigned & set(amax), model1, progress=options.progress, runner=options.trial_runner)
         seconds["noise_budget"] = budget.seconds
     seconds["total"] = time.perf_counter() - began
     raw_final = {k: v for k, v in raw.items() if k in amax}

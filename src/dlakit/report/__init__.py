@@ -61,7 +61,7 @@ def gather(loaded: LoadedModel, target: Target, precision: str = "int8", calib: 
 def _trtexec(report: CheckReport, loaded: LoadedModel, precision: str, calib: str | None) -> TrtexecCommand:
     """The command ``dlakit trtexec`` prints, with the report's ``--calib``: a cache is used as is (with the
     FP16 layers quantize would list); calibration data is not a cache, so the page says how to make one."""
-    from dlakit.deploy.trtexec import with_calibration
+    from dlakit.quantize.deploy import with_calibration
 
     is_cache = calib is not None and is_cache_file(calib)
     options = TrtexecOptions(precision=precision, model_path=_model_path(report.source),

@@ -26,12 +26,12 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from dlakit.data.opdata import op_data
 from dlakit.model import LoadedModel, is_folded
 from dlakit.model.folding import propagate
 
 #: ops whose output type is not their first input's (everything else a rule emits keeps the type)
-TYPE_CHANGING = frozenset({"Cast", "Shape", "Size", "Equal", "Less", "Greater", "ArgMax", "ArgMin", "NonZero",
-                           "TopK", "ConstantOfShape"})
+TYPE_CHANGING = op_data().onnx_ops("type_changing")  # data/ops.toml [onnx]
 #: ``check`` returns this to say "not this rule's pattern at all" (nothing is reported to the user).
 NO_MATCH = ""
 

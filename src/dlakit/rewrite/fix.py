@@ -2,16 +2,18 @@
 
 Order matters and mirrors NVIDIA's preparation scripts: cut first (post-processing never needs rewriting), fold
 constants (rules read weights and indices as arrays), rewrite to a fixpoint, then fuse sibling convolutions (after
-the folds, so a conv + BatchNorm pair fuses as one conv). Given a target, a guard then prices every rule that
-applied (and the sibling fusion): with the default objective ``latency`` a rule is kept only if ``estimate``'s model
-(DLA + GPU fallback + transitions) says the images/s do not drop with it; with ``dla-share`` only if ``check``'s
-placement (DLA MAC share, then transitions, GPU nodes, loadables) does not get worse.
+the folds, so a conv + BatchNorm pair fuses as one conv). Given a target and a score, a guard then judges every rule
+that applied (and the sibling fusion) and keeps it only if the score does not get worse with it. The scores sit
+above the rule library (``check`` asks the rules whether they apply, ``estimate`` prices check's placement), so
+:func:`dlakit.analysis.fix_model` passes them in: for the default objective ``latency`` the images/s of
+``estimate``'s model (DLA + GPU fallback + transitions), for ``dla-share`` check's placement (DLA MAC share, then
+transitions, GPU nodes, loadables).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +54,7 @@ class FixOptions:
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
     target: Any = None
-    #: with a target: drop rules whose rewrites make the objective worse (see :func:`guard_rules`)
+    #: with a target and a score: drop rules whose rewrites make the objective worse (see :func:`guard_rules`)
     guard: bool = True
     precision: str = "int8"
     #: "latency" (estimated images/s) or "dla-share" (check's placement ranking)
@@ -122,46 +124,25 @@ def copy_model(loaded: LoadedModel) -> LoadedModel:
     return fresh
 
 
-def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResult:
+#: The objective for a model, higher is better, or None where it cannot be had: ``(images/s,)`` for latency,
+#: (DLA MAC share, −transitions, −GPU nodes, −loadables) for dla-share (see :mod:`dlakit.analysis`).
+Score = tuple[float, ...]
+Scorer = Callable[[LoadedModel, "FixOptions"], "Score | None"]
+
+
+def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Scorer | None = None) -> FixResult:
     """Rewrite a copy of ``loaded`` for DLA; ``loaded`` itself is left untouched.
 
-    With a target (and ``guard``), rules that make the objective worse are dropped again (:func:`guard_rules`).
+    With a target, ``guard`` and a ``score`` for ``options.objective``, rules that make the score worse are dropped
+    again (:func:`guard_rules`); :func:`dlakit.analysis.fix_model` is this function with the objective's score.
     """
     options = options or FixOptions()
     if options.objective not in OBJECTIVES:
         raise DlakitError(f"--objective: '{options.objective}' is not one of {', '.join(OBJECTIVES)}")
     result = _fix_once(loaded, options)
-    if options.guard and options.target is not None and result.applied:
-        result = guard_rules(loaded, options, result)
+    if options.guard and options.target is not None and score is not None and result.applied:
+        result = guard_rules(loaded, options, result, score)
     return result
-
-
-Score = tuple[float, ...]
-
-
-def images_per_second(loaded: LoadedModel, target: Any, precision: str) -> float | None:
-    """``estimate``'s images/s at the platform's default power mode; None where the model cannot be priced."""
-    from dlakit.perf import price
-
-    try:
-        return price(loaded, target, precision).images_per_second
-    except DlakitError:
-        return None
-
-
-def _score(loaded: LoadedModel, options: FixOptions) -> Score | None:
-    """The objective, higher is better: (images/s,) for latency; for dla-share DLA MAC share, then fewer GPU↔DLA
-    transitions, GPU nodes, loadables."""
-    if options.objective == "latency":
-        ips = images_per_second(loaded, options.target, options.precision)
-        return None if ips is None else (ips,)
-    try:
-        from dlakit.check import check_model
-    except ImportError:
-        return None
-    summary = check_model(loaded, options.target, options.precision).summary
-    off_dla = summary["gpu_nodes"] + summary["fixable_nodes"]  # "fixable" still runs on the GPU as it is
-    return round(summary["dla_mac_fraction"], 6), -summary["transitions"], -off_dla, -summary["dla_subgraphs"]
 
 
 def _better(a: Score, b: Score, objective: str) -> bool:
@@ -180,7 +161,7 @@ def _effect(rule: str, kept: bool, without: Score, with_rule: Score, objective: 
     return RuleEffect(rule, kept, without[0], with_rule[0], detail)
 
 
-def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
+def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult, score_of: Scorer) -> FixResult:
     """Keep a rule only if the objective does not get worse with it; report each rule's effect.
 
     The sibling-conv fusion and every rule that applied are tried (in that order) by fixing again without each:
@@ -190,7 +171,7 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> 
     sweep (at most :data:`SWEEPS`). Finally the result is compared with no rule at all, which wins if better. A rule
     is kept or left out as a whole, for every node it matched.
     """
-    score = _score(result.model, options)
+    score = score_of(result.model, options)
     if score is None:
         return result
     rules, passes = select_rules(options.rules, options.skip_rules)
@@ -208,7 +189,7 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult) -> 
                                        rules=[*always, *rule_ids], target=options.target, guard=False,
                                        precision=options.precision, objective=options.objective)
             fixed = _fix_once(loaded, trial_options)
-            tried[key] = fixed, _score(fixed.model, trial_options)
+            tried[key] = fixed, score_of(fixed.model, trial_options)
         return tried[key]
 
     kept = list(candidates)
