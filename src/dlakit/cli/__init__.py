@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "deploy",
     "recover",
     "sweep",
+    "plan",
 )
 
 #: command -> (module in :data:`COMMAND_MODULES` that registers it, its help's first paragraph). ``dlakit --help``
@@ -77,6 +78,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                            "quantize` writes."),
     "sweep": ("sweep", "Check + estimate (+ --quantize) of every model × platform × release × power mode, into one "
                        "table."),
+    "plan": ("plan", "Assign networks (whole, or backbone on a DLA and head on the GPU) to GPU, DLA0 and DLA1 for "
+                     "the highest frame rate, or meeting latency targets, with shared-DRAM contention modelled; "
+                     "prints trtexec commands per engine."),
 }
 
 

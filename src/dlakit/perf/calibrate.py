@@ -43,6 +43,7 @@ from dlakit.perf.estimate import layer_kind
 from dlakit.perf.hardware import Param, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 PARAM_NAMES = ("compute_efficiency", "dram_efficiency", "op_overhead_us")
 #: Compute/memory overlap within an op, fixed (see the module docstring).
@@ -104,10 +105,8 @@ def load_measurements(path: str | Path) -> list[Measurement]:
 
 
 def zoo_builder(name: str, batch: int) -> onnx.ModelProto:
-    try:
-        from dlakit import zoo
-    except ImportError as exc:
-        raise DlakitError("dlakit.zoo is not available; calibration needs the reference networks") from exc
+    from dlakit import zoo
+
     return zoo.build(name, form="prepared", batch=batch)
 
 
@@ -370,7 +369,7 @@ def fold_coverage(fold: NestedFold) -> list[bool]:
     data = load_perf_data()
     inside = []
     for case, err in zip(fold.cases, fold.errors, strict=True):
-        tags = extrapolations(generation=2, fit_platform=True, precision="int8", cores=case.row.cores,
+        tags = extrapolations(generation=2, fit_platform=True, precision=Precision.INT8, cores=case.row.cores,
                               batch=case.row.batch, kinds=case.kinds)
         inside.append(abs(float(err)) <= widened(fold.band_pct, tags, data))
     return inside

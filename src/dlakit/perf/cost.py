@@ -15,6 +15,7 @@ import numpy as np
 
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
 from dlakit.perf.ops import DlaOp, Tensor
+from dlakit.vocab import Device, Precision
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,18 @@ class Conditions:
     emc_mhz: float
     dram_gbps: float
     cores: int = 2
-    precision: str = "int8"
+    precision: str = Precision.INT8
     sparse: bool = False
     gpu_mhz: float = 612.0
+    #: SMs the power mode leaves on (data/gpu.toml); GPU fallback layers run on them
+    gpu_sms: int = 8
     #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);
     #: None = every eligible convolution (the what-if of trtexec --sparsity=force).
     sparse_nodes: frozenset[str] | None = None
 
     @property
     def bytes_per_element(self) -> int:
-        return 1 if self.precision == "int8" else 2
+        return 1 if self.precision == Precision.INT8 else 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
     if t.graph_input and c <= spec.image_input_max_channels:
         c = int(spec.image_input_max_channels)
     else:
-        vec = 32 if cond.precision == "int8" else 16
+        vec = 32 if cond.precision == Precision.INT8 else 16
         c = -(-c // vec) * vec
     return float(n * c * h * w * cond.bytes_per_element)
 
@@ -68,7 +71,7 @@ def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
     the same rule as :mod:`dlakit.sparsity` — and, when the model's pattern is known, only where it holds."""
     if cond.sparse_nodes is not None and not any(node in cond.sparse_nodes for node in op.nodes):
         return False
-    return (cond.sparse and bool(spec.sparse) and cond.precision == "int8" and op.kind in ("conv", "fc")
+    return (cond.sparse and bool(spec.sparse) and cond.precision == Precision.INT8 and op.kind in ("conv", "fc")
             and op.groups == 1 and op.in_c > spec.sparse_min_channels)
 
 
@@ -98,7 +101,7 @@ def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
     pack = min(groups, max(1, atom_c // c_eff)) if groups > 1 else 1
     steps = math.ceil(groups / pack) * math.ceil(c_eff * pack / atom_c) * math.ceil(k_g * pack / atom_k) * taps
     cycles = math.ceil(op.out_pixels / spec.spatial_lanes) * steps
-    if cond.precision != "int8":
+    if cond.precision != Precision.INT8:
         cycles *= spec.int8_macs_per_clk / spec.fp16_macs_per_clk
     return float(cycles), sparse
 
@@ -125,11 +128,11 @@ def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
     """Cycles of the op's unit at full rate (FP16 halves the element rate of the side units)."""
     if op.kind in ("conv", "fc", "deconv"):
         return conv_cycles(op, spec, cond)
-    width = 1.0 if cond.precision == "int8" else 2.0
+    width = 1.0 if cond.precision == Precision.INT8 else 2.0
     if op.kind == "depthwise":
         # depthwise_macs_per_clk: the conv core with channels packed block-diagonally (perf.toml); in FP16 it
         # slows down by the conv core's FP16/INT8 rate ratio like any convolution
-        fp16 = 1.0 if cond.precision == "int8" else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+        fp16 = 1.0 if cond.precision == Precision.INT8 else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
         return op.macs / spec.depthwise_macs_per_clk * fp16, False
     out_elems = op.output.elements if op.output else 0
     in_elems = sum(t.elements for t in op.inputs)
@@ -160,7 +163,7 @@ class Residency:
         for index, op in enumerate(ops):
             for t in op.inputs:
                 last_use[t.name] = index
-                if op.device != "dla":
+                if op.device != Device.DLA:
                     gpu_read.add(t.name)
         self.resident: set[str] = set()
         # the live tensors' total and, per op index, those freed after it: O(1) per op however many are live
@@ -169,7 +172,7 @@ class Residency:
         frees: dict[int, list[tuple[str, float]]] = {}
         for index, op in enumerate(ops):
             out = op.output
-            if out is not None and op.device == "dla" and not out.graph_output and out.name not in gpu_read:
+            if out is not None and op.device == Device.DLA and not out.graph_output and out.name not in gpu_read:
                 if op.kind == "free":
                     if op.inputs and all(t.name in self.resident for t in op.inputs):
                         self.resident.add(out.name)
@@ -332,13 +335,3 @@ def op_times(
     time = np.maximum(compute, streamed) + (1.0 - overlap) * np.minimum(compute, streamed) + serial
     time = time + counted * overhead_seconds(overhead, emc_mhz)
     return time, compute, memory
-
-
-def gpu_time(op: DlaOp, raw: RawCost, data: PerfData, cond: Conditions) -> float:
-    """A fallback layer on the GPU: roofline of its MACs (or elements) and DRAM bytes, plus a kernel launch."""
-    g = data.gpu
-    rate = (g["int8_macs_per_clk"] if cond.precision == "int8" else g["fp16_macs_per_clk"]).value
-    work = op.macs or (op.output.elements if op.output else 0) / 64
-    compute = work / (rate * cond.gpu_mhz * 1e6 * g["efficiency"].value)
-    memory = raw.dram_bytes / (cond.dram_gbps * 1e9 * g["dram_efficiency"].value)
-    return max(compute, memory) + g["layer_overhead_us"].value * 1e-6

@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
 from dlakit.data.opdata import INT8_MODES, op_data
 from dlakit.model import LoadedModel, constant_array, is_constant, is_folded
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
 
 #: How the DLA quantizes each op, from ``data/ops.toml`` (``int8``, ``equal_scale``; weighted = its layer has weights)
 _OPS = op_data()
@@ -154,18 +160,19 @@ def _single_consumer(value: ir.Value) -> ir.Node | None:
     return uses[0][0] if isinstance(uses[0], tuple) else uses[0].node
 
 
-def off_dla_layers(loaded: LoadedModel, target: object) -> frozenset[str]:
-    """The layers ``dlakit check`` does not place on the DLA of ``target`` in INT8 (GPU or fixable)."""
+def off_dla_layers(loaded: LoadedModel, target: Target) -> frozenset[str]:
+    """The layers ``dlakit check`` does not place on the DLA of ``target`` in INT8 (GPU or fixable); a command that
+    has its model's :class:`dlakit.analysis.Analysis` reads ``analysis.off_dla`` instead (no second placement)."""
     from dlakit.check import check_model
 
-    return off_dla_of(check_model(loaded, target, precision="int8"))  # type: ignore[arg-type]
+    return off_dla_of(check_model(loaded, target, precision=Precision.INT8))
 
 
-def off_dla_of(report: object) -> frozenset[str]:
+def off_dla_of(report: CheckReport) -> frozenset[str]:
     """The layers a :class:`dlakit.check.CheckReport` does not place on the DLA (GPU or fixable)."""
     from dlakit.check import DLA, FOLDED
 
-    return frozenset(p.name for p in report.nodes if p.placement not in (DLA, FOLDED))  # type: ignore[attr-defined]
+    return frozenset(p.name for p in report.nodes if p.placement not in (DLA, FOLDED))
 
 
 def build_plan(graph: ir.Graph, fp16_layers: set[str] | frozenset[str] = frozenset(), fuse_eltwise: bool = True,

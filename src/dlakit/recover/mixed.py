@@ -30,6 +30,7 @@ from dlakit.quantize.plan import QuantPlan, build_plan
 from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.observe import ArraySource, Source
 from dlakit.recover.ranges import Reference, build, output_sqnr
+from dlakit.vocab import Precision
 
 CANDIDATES = 12
 SCREEN_SAMPLES = 4
@@ -303,15 +304,13 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
 def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = None, platform: str | None = None
                  ) -> str:
     """Fill ``int8_us``/``fp16_us`` of ``units`` from ``dlakit.perf``; returns a note when it is unavailable."""
-    try:
-        from dlakit.perf import conditions_for, evaluate, prepare
-        from dlakit.targets import resolve_target
-    except ImportError:
-        return "dlakit.perf not installed: no time estimates"
+    from dlakit.perf import conditions_for, evaluate, prepare
+    from dlakit.targets import resolve_target
+
     try:
         target = resolve_target(platform, release)
         times: dict[str, dict[str, tuple[int, float]]] = {}
-        for precision in ("int8", "fp16"):
+        for precision in Precision:
             prep = prepare(loaded, target, precision)
             cond, label = conditions_for(target, precision=precision)
             estimate = evaluate(prep, cond, label)
@@ -320,7 +319,7 @@ def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = N
     except Exception as exc:  # the estimate is an extra; a model it cannot place must not fail the recovery
         return f"no time estimate: {str(exc).splitlines()[0][:160]}"
     for unit in units:
-        for precision, attr in (("int8", "int8_us"), ("fp16", "fp16_us")):
+        for precision, attr in ((Precision.INT8, "int8_us"), (Precision.FP16, "fp16_us")):
             layers = {times[precision][n] for n in unit.nodes if n in times[precision]}
             setattr(unit, attr, round(sum(t for _, t in layers), 2) if layers else None)
     return f"DLA time from dlakit.perf ({target.label})"

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from dlakit.analysis import Analysis
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model
 from dlakit.quantize.calibrate import require_int8_layers
-from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan, off_dla_layers
+from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
 from dlakit.quantize.runtime import input_specs, tensor_bytes, to_proto
 from dlakit.recover.bias_correction import BiasCorrection, correct_biases
 from dlakit.recover.budget import NoiseBudget, noise_budget
@@ -27,6 +28,7 @@ from dlakit.recover.mixed import MixedResult, attach_times, restore_biases, sele
 from dlakit.recover.observe import ArraySource, Observation, Source, observe
 from dlakit.recover.ranges import RangeSearch, search_ranges
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 #: DLA software from which unsigned (and asymmetric) INT8 exists (int8_baseline.md; dla.md §4.1)
 UINT8_MIN_DLA = (3, 16)
@@ -127,7 +129,8 @@ def _head(source: Source, count: int, batch_size: int) -> Source:
     return ArraySource({k: np.concatenate(v)[:count] for k, v in arrays.items()})
 
 
-def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None = None) -> Recovery:
+def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None = None,
+            analysis: Analysis | None = None) -> Recovery:
     """Run the recovery on ``loaded`` with calibration ``source``; the input model is never modified."""
     options = options or RecoverOptions()
     if options.max_fp16_macs is not None and not 0 <= options.max_fp16_macs <= 1:
@@ -145,7 +148,9 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     original = to_proto(loaded)
-    off_dla = off_dla_layers(loaded, resolve_target(options.platform, options.release))
+    if analysis is None:  # the INT8 placement of ``loaded`` on the options' target
+        analysis = Analysis.of(loaded, resolve_target(options.platform, options.release), Precision.INT8)
+    off_dla = analysis.off_dla
     plan = build_plan(loaded.graph, off_dla=off_dla)
     require_int8_layers(plan, loaded.source)
     notes: list[str] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -28,6 +28,10 @@ from dlakit.rewrite.engine import Applied, Refused, Rule, apply_rules, reload
 from dlakit.rewrite.passes import CutReport, cut_at_outputs, cut_postprocess, fold_constants, fuse_sibling_convs
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import MIN_IR_VERSION
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.targets import Target
 
 #: Models older than this opset are upgraded first: TensorRT's ONNX parser and ONNX Runtime's kernels start here,
 #: and the rules emit ops (Cast with a type enum, Reshape with a shape input) in their modern forms.
@@ -53,10 +57,10 @@ class FixOptions:
     cut_postprocess: bool = False
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
-    target: Any = None
+    target: Target | None = None
     #: with a target and a score: drop rules whose rewrites make the objective worse (see :func:`guard_rules`)
     guard: bool = True
-    precision: str = "int8"
+    precision: str = Precision.INT8
     #: "latency" (estimated images/s) or "dla-share" (check's placement ranking)
     objective: str = "latency"
 
@@ -91,6 +95,10 @@ class FixResult:
     #: the guard's objective and what it measured per rule (empty without a target or with guard off)
     objective: str | None = None
     effects: list[RuleEffect] = field(default_factory=list)
+    #: ``model``'s ``dlakit.check.CheckReport`` on the fix's target where the guard's score placed it
+    #: (:func:`dlakit.analysis.fix_model` keeps it, so that the caller need not place the model again); rewrite does
+    #: not import check, hence ``Any``
+    placement: Any = field(default=None, repr=False)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model.model)
@@ -180,17 +188,26 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult, sco
     candidates = [p for p in GUARDED_PASSES if p in applied] + [r.id for r in rules if r.id in applied]
     always = [p for p in passes if p not in GUARDED_PASSES]
 
-    tried: dict[frozenset[str], tuple[FixResult, Score | None]] = {}
+    # scores of the rule sets tried (with one candidate, "without it" is "no rule at all"); their models are not
+    # kept: a set scored before and not taken then cannot win later, as the best only improves
+    tried: dict[frozenset[str], Score | None] = {}
 
-    def trial(rule_ids: list[str]) -> tuple[FixResult, Score | None]:
+    def trial(rule_ids: list[str]) -> tuple[FixResult | None, Score | None]:
         key = frozenset(rule_ids)
-        if key not in tried:  # with one candidate, "without it" is "no rule at all"
-            trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
-                                       rules=[*always, *rule_ids], target=options.target, guard=False,
-                                       precision=options.precision, objective=options.objective)
-            fixed = _fix_once(loaded, trial_options)
-            tried[key] = fixed, score_of(fixed.model, trial_options)
-        return tried[key]
+        if key in tried:
+            return None, tried[key]
+        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
+                                   rules=[*always, *rule_ids], target=options.target, guard=False,
+                                   precision=options.precision, objective=options.objective)
+        fixed = _fix_once(loaded, trial_options)
+        tried[key] = score_of(fixed.model, trial_options)
+        return fixed, tried[key]
+
+    def taken(fixed: FixResult | None, rule_ids: list[str]) -> FixResult:
+        if fixed is None:  # not expected (see above); fix again rather than return a stale model
+            tried.pop(frozenset(rule_ids), None)
+            fixed = trial(rule_ids)[0]
+        return fixed  # type: ignore[return-value]
 
     kept = list(candidates)
     best_result, best = result, score
@@ -207,7 +224,7 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult, sco
             drop = _better(without, best, options.objective)
             effects[rule_id] = _effect(rule_id, not drop, without, best, options.objective)
             if drop:
-                kept, best_result, best = without_ids, fixed, without
+                kept, best_result, best = without_ids, taken(fixed, without_ids), without
                 stale = [k for k in judged if k in kept]
             judged.append(rule_id)
         pending = stale
@@ -218,7 +235,7 @@ def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult, sco
         none_result, none = trial([])
         if none is not None and _better(none, best, options.objective):
             effects = {r: _effect(r, False, none, best, options.objective) if e.kept else e for r, e in effects.items()}
-            best_result, best, kept = none_result, none, []
+            best_result, best, kept = taken(none_result, []), none, []
     best_result.objective = options.objective
     final = {a.rule for a in best_result.applied}  # a kept rule that only matched inside a left-out rewrite did nothing
     best_result.effects = [e for e in effects.values() if not e.kept or e.rule in final]

@@ -16,6 +16,7 @@ from typing import Any
 
 from dlakit.errors import DlakitError
 from dlakit.scale import Pool, Shard, run_shards
+from dlakit.vocab import Placement
 
 #: fields of a row that hold wall-clock times: the only ones that differ between a serial and a sharded run
 WALL_FIELDS = ("wall_seconds",)
@@ -108,32 +109,21 @@ def _check_model_name(model: str) -> None:
         raise DlakitError(f"{model}: no such file or zoo network{suggestion(model)}; see dlakit zoo list")
 
 
-def _load(model: str) -> Any:
-    """A model file, or a zoo network built (as ``dlakit check NAME`` does; names were checked by the plan)."""
-    from dlakit import zoo
-    from dlakit.model import load_model
-
-    if Path(model).exists() or not zoo.is_zoo_name(model):
-        return load_model(model)
-    loaded = load_model(zoo.resolve(model))
-    loaded.source = model
-    return loaded
-
-
 def sweep_shard(settings: Settings, combo: Combo) -> list[dict[str, Any]]:
     """Check, estimate (and calibrate) one model on one target; a row per power mode. Runs on a worker."""
-    from dlakit.check import check_model
-    from dlakit.perf import conditions_for, evaluate, prepare
+    from dlakit.analysis import Analysis
+    from dlakit.perf import conditions_for, evaluate
+    from dlakit.sources import open_model
     from dlakit.targets import resolve_target
 
     start = time.perf_counter()
     target = resolve_target(combo.platform, combo.release)
-    loaded = _load(combo.model)
-    report = check_model(loaded, target, settings.precision)
-    placement = {n.name: n.placement for n in report.nodes}
-    prep = prepare(loaded, target, settings.precision, placement=placement)
+    loaded = open_model(combo.model)  # a file, or a zoo network as `dlakit check NAME` builds it
+    analysis = Analysis.of(loaded, target, settings.precision)
+    report = analysis.placement
+    prep = analysis.prepared
     prep.name = combo.model
-    prep.fixable = sum(1 for p in placement.values() if p == "fixable")
+    prep.fixable = sum(1 for n in report.nodes if n.placement == Placement.FIXABLE)
     s = report.summary
     quant = _calibrate(loaded, target, settings) if settings.calib else {}
     rows = []

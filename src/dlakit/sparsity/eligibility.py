@@ -22,6 +22,7 @@ from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.model import constant_array, is_constant, static_dims
 from dlakit.perf.hardware import load_perf_data
 from dlakit.sparsity.pattern import density, has_2to4
+from dlakit.vocab import Precision
 
 #: Ops that only pass a weight through on its way to the convolution (followed to find where it is stored).
 PASS_THROUGH = ("Identity",)
@@ -132,7 +133,7 @@ def conv_info(node: ir.Node, placement: str, is_orin: bool, platform_name: str, 
         fail("placement", f"placed on the {placement.upper()} by check: only DLA convolutions are considered")
     if not is_orin:
         fail("platform", f"{platform_name} has a first-generation (Xavier) DLA: structured sparsity is Orin only")
-    if precision != "int8":
+    if precision != Precision.INT8:
         fail("precision", f"{precision.upper()} build: DLA runs structured sparsity for INT8 convolutions "
                           "(sparse rates are published for INT8 only); build with --int8")
     if kernel and len(kernel) != 2:

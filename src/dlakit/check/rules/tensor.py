@@ -8,6 +8,7 @@ import numpy as np
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
@@ -186,7 +187,7 @@ def slice_static(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 @rule("slice.fp16")
 def slice_fp16(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision == "int8":
+    if ctx.precision == Precision.INT8:
         yield Finding("Slice runs in FP16 on DLA; an INT8 build reformats around it", value="int8", allowed="fp16")
 
 
