@@ -88,6 +88,8 @@ def test_lstm_unrolling_that_only_adds_transitions_is_refused(target):
     unroll = effect(result, "lstm-unroll")
     assert not unroll.kept and unroll.with_rule < unroll.without / 2  # estimated many times slower with it
     assert result.guarded["lstm-unroll"].startswith("estimated ") and " img/s" in result.guarded["lstm-unroll"]
+    share = fixed(ocr_recogniser(), target, objective="dla-share")  # the placement alone calls it no worse
+    assert "LSTM" not in [n.op_type for n in share.proto().graph.node] and effect(share, "lstm-unroll").kept
 
 
 def test_island_refused_for_latency_kept_for_dla_share(target):
