@@ -111,10 +111,11 @@ def test_rewrite_that_helps_is_kept_with_its_gain(target):
 
 
 def test_sibling_fusion_goes_through_the_guard(target):
-    """Two 1x1 convolutions on one tensor: fused or not, whichever the estimate prices faster, never slower."""
+    """Two 1x1 convolutions on one tensor: fused or not, whichever the estimate prices faster, never slower (a
+    Concat reads them: a conv whose only reader is a residual Add or an activation is not fused with siblings)."""
     nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], kernel_shape=[1, 1], name="a"),
              helper.make_node("Conv", ["x", "wb"], ["b"], kernel_shape=[1, 1], name="b"),
-             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+             helper.make_node("Concat", ["a", "b"], ["y"], axis=1, name="cat")]
     model = model_of(nodes, [("x", [1, 64, 32, 32])], [init("wa", RNG.standard_normal((64, 64, 1, 1)).astype(F32)),
                                                        init("wb", RNG.standard_normal((64, 64, 1, 1)).astype(F32))])
     result = fixed(model, target)
