@@ -28,6 +28,9 @@ class Window:
 
 @dataclass
 class NodeContext:
+    """Made per node for one placement and dropped after it, so what it derives from the graph is cached: the
+    graph does not change while the node's rules run (about nine rules read the same tensors per node)."""
+
     node: ir.Node
     layer: str
     target: Target
@@ -71,17 +74,32 @@ class NodeContext:
         """Inputs computed at run time (not weights, not folded constants)."""
         return [v for v in self.node.inputs if v is not None and not is_constant(v)]
 
-    @property
+    @cached_property
     def outputs(self) -> list[ir.Value]:
         return [v for v in self.node.outputs if v is not None and v.name]
 
-    @property
+    @cached_property
     def used_outputs(self) -> list[ir.Value]:
         return [v for v in self.outputs if v.uses() or v.is_graph_output()]
 
-    @staticmethod
-    def dims(value: ir.Value | None) -> tuple[int, ...] | None:
-        return None if value is None else static_dims(value)
+    @cached_property
+    def tensors(self) -> list[ir.Value]:
+        """The run-time inputs and the used outputs: the tensors the layer itself reads and writes."""
+        return [*self.runtime_inputs, *self.used_outputs]
+
+    @cached_property
+    def _dims(self) -> dict[int, tuple[int, ...] | None]:
+        return {}
+
+    def dims(self, value: ir.Value | None) -> tuple[int, ...] | None:
+        """:func:`~dlakit.model.static_dims` of ``value``, worked out once per tensor for this node's rules."""
+        if value is None:
+            return None
+        known = self._dims
+        key = id(value)
+        if key not in known:
+            known[key] = static_dims(value)
+        return known[key]
 
     @cached_property
     def input_dims(self) -> tuple[int, ...] | None:
