@@ -69,27 +69,18 @@ class NodeContext:
         value = self.input(index)
         return value is not None and is_constant(value)
 
-    @cached_property
-    def runtime_inputs(self) -> list[ir.Value]:
-        """Inputs computed at run time (not weights, not folded constants)."""
-        return [v for v in self.node.inputs if v is not None and not is_constant(v)]
-
-    @cached_property
-    def outputs(self) -> list[ir.Value]:
-        return [v for v in self.node.outputs if v is not None and v.name]
-
-    @cached_property
-    def used_outputs(self) -> list[ir.Value]:
-        return [v for v in self.outputs if v.uses() or v.is_graph_output()]
-
-    @cached_property
-    def tensors(self) -> list[ir.Value]:
-        """The run-time inputs and the used outputs: the tensors the layer itself reads and writes."""
-        return [*self.runtime_inputs, *self.used_outputs]
-
-    @cached_property
-    def _dims(self) -> dict[int, tuple[int, ...] | None]:
-        return {}
+    def __post_init__(self) -> None:
+        # read by the shared rules of every layer, so worked out once, up front (plain attributes: cached_property
+        # takes a lock on every first read in Python 3.11)
+        #: inputs computed at run time (not weights, not folded constants)
+        self.runtime_inputs: list[ir.Value] = [v for v in self.node.inputs if v is not None and not is_constant(v)]
+        self.outputs: list[ir.Value] = [v for v in self.node.outputs if v is not None and v.name]
+        self.used_outputs: list[ir.Value] = [v for v in self.outputs if v.uses() or v.is_graph_output()]
+        #: the run-time inputs and the used outputs, the tensors the layer itself reads and writes, with their
+        #: static dims (None when not static)
+        self.tensors: list[ir.Value] = [*self.runtime_inputs, *self.used_outputs]
+        self.tensor_dims: list[tuple[ir.Value, tuple[int, ...] | None]] = [(v, static_dims(v)) for v in self.tensors]
+        self._dims: dict[int, tuple[int, ...] | None] = {id(v): d for v, d in self.tensor_dims}
 
     def dims(self, value: ir.Value | None) -> tuple[int, ...] | None:
         """:func:`~dlakit.model.static_dims` of ``value``, worked out once per tensor for this node's rules."""

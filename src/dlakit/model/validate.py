@@ -205,7 +205,7 @@ def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
 
 def _check_names(graph: onnx.GraphProto, source: str) -> None:
     """Every tensor has one producer: a graph input, a weight, or one node output; every use has a producer."""
-    produced: dict[str, str | _Label] = {}
+    produced: dict[str, str | int] = {}  # a description, or the index of the producing node
     for value in graph.input:
         if value.name in produced:
             raise DlakitError(f"{source}: graph input '{show(value.name)}' is listed twice; give each input once")
@@ -228,14 +228,15 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
             if not out:
                 continue
             if out in produced:
-                raise DlakitError(f"{source}: tensor '{show(out)}' is produced twice (by {produced[out]} and by "
+                first = produced[out]
+                first = node_label(graph.node[first], first) if isinstance(first, int) else first
+                raise DlakitError(f"{source}: tensor '{show(out)}' is produced twice (by {first} and by "
                                   f"{node_label(node, index)}); ONNX tensors are assigned once: re-export the model")
-            produced[out] = _Label(node, index)
-    for index, node in enumerate(graph.node):
-        for name in node.input:
-            if name and name not in produced:
-                raise DlakitError(f"{source}: {node_label(node, index)} reads tensor '{show(name)}', which no node, "
-                                  "weight or graph input produces; the graph is incomplete: re-export the model")
+            produced[out] = index
+    read = {name for node in graph.node for name in node.input}
+    read.discard("")
+    if read.difference(produced):  # only then walk the nodes to name the first that reads an unknown tensor
+        _check_reads(graph, produced, source)
     seen = set()
     for value in graph.output:
         if value.name in seen:
@@ -244,6 +245,14 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
         if value.name not in produced:
             raise DlakitError(f"{source}: graph output '{show(value.name)}' is not produced by any node; remove it or "
                               "re-export the model")
+
+
+def _check_reads(graph: onnx.GraphProto, produced: dict[str, str | int], source: str) -> None:
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if name and name not in produced:
+                raise DlakitError(f"{source}: {node_label(node, index)} reads tensor '{show(name)}', which no node, "
+                                  "weight or graph input produces; the graph is incomplete: re-export the model")
 
 
 def _check_acyclic(graph: onnx.GraphProto, source: str) -> None:
