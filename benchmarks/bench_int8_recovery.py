@@ -37,8 +37,9 @@ IMAGENET = {"channel_mean": (0.485, 0.456, 0.406), "channel_std": (0.229, 0.224,
 def load_net(net: str, workdir: Path) -> tuple[Path, dict[str, object]]:
     """The network as a batch-1 ONNX file, after `dlakit fix` (as a DLA user would run it), and its preprocessing."""
     path, preprocess = _raw_net(net, workdir)
+    from dlakit.analysis import fix_model
     from dlakit.model import load_model
-    from dlakit.rewrite import FixOptions, fix_model
+    from dlakit.rewrite import FixOptions
     from dlakit.targets import resolve_target
 
     fixed = fix_model(load_model(str(path)), FixOptions(target=resolve_target(None, None)))

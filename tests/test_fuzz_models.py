@@ -14,11 +14,12 @@ import onnx
 import pytest
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
+from dlakit.analysis import fix_model
 from dlakit.check import check_model
 from dlakit.errors import DlakitError
 from dlakit.model import load_model
 from dlakit.perf import conditions_for, evaluate, prepare
-from dlakit.rewrite.fix import FixOptions, fix_model
+from dlakit.rewrite.fix import FixOptions
 from dlakit.targets import resolve_target
 from tests import hostile
 

@@ -103,7 +103,7 @@ def test_nested_cv_never_fits_on_the_held_out_network(cases):
     its band comes from its inner cross-validation alone (small subset: three networks, two candidates)."""
     keep = {"resnet50", "retinanet-resnext50", "resnet34-backbone"}
     subset = [c for c in cases if c.row.network in keep and c.row.power_mode in ("MAXN", "15W")]
-    structures = ({"cbuf_weight_share": 0.5}, {"cbuf_weight_share": 0.5})
+    structures = ({"cbuf_rows_bank_aligned": 1}, {"cbuf_rows_bank_aligned": 1})
     folds = calibrate.nested_cv([subset, subset], structures)
     assert [f.network for f in folds] == list(dict.fromkeys(c.row.network for c in subset))
     for fold in folds:

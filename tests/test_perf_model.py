@@ -15,7 +15,9 @@ from dlakit.perf import conditions_for, evaluate, load_perf_data, prepare
 from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
+    bank_rows,
     conv_cycles,
+    conv_traffic,
     core_bandwidth,
     halo_factor,
     op_times,
@@ -268,3 +270,43 @@ def test_orin_fp16_is_an_order_of_magnitude_slower_than_int8():
     ratio = (evaluate(fp16, *conditions_for(drive, cores=1, precision="fp16")).latency_ms
              / evaluate(int8, *conditions_for(drive, cores=1)).latency_ms)
     assert 11.0 <= ratio <= 17.0
+
+
+def test_cbuf_stripes_hold_bank_aligned_rows():
+    """A row just over a 32 KiB bank wide takes two banks: SSD-ResNet-34's 150-pixel, 256-channel INT8 rows fit 4 to
+    eight data banks (6 packed), so its 3x3 convolutions read more halo rows and re-fetch more."""
+    spec = load_perf_data().spec(2)
+    bank = spec.cbuf_bytes / spec.cbuf_banks
+    row = 256 * 150.0
+    assert bank_rows(row, 8 * bank, bank) == 4
+    assert bank_rows(row, 8 * bank, 0.0) == 6
+    assert bank_rows(20 * 1024.0, 8 * bank, bank) == 8  # one row per bank below a bank's width
+    graph = load_model(single_conv(256, 256, 150, 3)).graph
+    op = next(o for o in build_ops(graph) if o.kind == "conv" and not o.image_input)
+    main = 256 * 150 * 150.0
+    aligned = conv_traffic(op, 589824.0, main, True, 1, spec, 8, aligned=True)
+    packed = conv_traffic(op, 589824.0, main, True, 1, spec, 8, aligned=False)
+    assert aligned[1] > packed[1] > 0
+    assert halo_factor(op, main, 8 * bank, bank) > halo_factor(op, main, 8 * bank)
+
+
+def test_batch_shares_the_weight_fetch_only_where_the_tiling_keeps_weights():
+    """Images of a batch are separate hardware ops: weights resident in the CBUF (or the stationary chunk) serve all
+    of them, while an input-stationary tiling re-streams every weight for each stripe of each image."""
+    spec = load_perf_data().spec(2)
+    graph = load_model(single_conv(64, 64, 32, 3)).graph
+    small = next(o for o in build_ops(graph) if o.kind == "conv" and not o.image_input)
+    w = 64 * 64 * 9.0
+    one = conv_traffic(small, w, 64 * 32 * 32.0, True, 1, spec, 8)
+    two = conv_traffic(small, w, 64 * 32 * 32.0, True, 2, spec, 8)
+    assert two[0] - one[0] == pytest.approx(64 * 32 * 32.0)  # second image: input only, no second weight fetch
+    graph = load_model(single_conv(256, 256, 150, 3)).graph
+    big = next(o for o in build_ops(graph) if o.kind == "conv" and not o.image_input)
+    w, main = 589824.0, 256 * 150 * 150.0
+    one = conv_traffic(big, w, main, False, 1, spec, 8)  # input resident in SRAM: weight-stationary, weights once
+    two = conv_traffic(big, w, main, False, 2, spec, 8)
+    assert one[0] == two[0] == w
+    heavy, small_input = 16 * 589824.0, 600 * 1024.0  # input-stationary: a few stripes, weights per stripe per image
+    one = conv_traffic(big, heavy, small_input, True, 1, spec, 8)
+    two = conv_traffic(big, heavy, small_input, True, 2, spec, 8)
+    assert one[0] > 2 * heavy and two[0] - one[0] > heavy  # the second image does not ride on the first's weights

@@ -8,9 +8,10 @@ import onnx
 import pytest
 from onnx import helper
 
+from dlakit.analysis import fix_model
 from dlakit.check import check_model
 from dlakit.model import load_model
-from dlakit.rewrite.fix import FixOptions, fix_model
+from dlakit.rewrite.fix import FixOptions
 from dlakit.rewrite.testing import one_op_model, run_rules
 from dlakit.targets import resolve_target
 

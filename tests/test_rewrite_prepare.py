@@ -7,9 +7,10 @@ import onnx
 import pytest
 from onnx import helper
 
+from dlakit.analysis import fix_model
 from dlakit.errors import DlakitError
 from dlakit.model import load_model
-from dlakit.rewrite import FixOptions, fix_model, random_inputs, verify
+from dlakit.rewrite import FixOptions, random_inputs, verify
 from dlakit.rewrite.testing import one_op_model, run_rules
 
 F32 = np.float32

@@ -8,7 +8,7 @@ import pytest
 from dlakit.check import check_model
 from dlakit.model import load_model
 from dlakit.sparsity import sparsify_model
-from dlakit.sparsity.accuracy import add_int8_effect, compare, fp32_effect, int8_available, layer_sensitivity
+from dlakit.sparsity.accuracy import add_int8_effect, compare, fp32_effect, layer_sensitivity
 from dlakit.targets import resolve_target
 from tests.test_quant_support import CALIB_PHOTOS, EVAL_PHOTOS, lite0_model, photo_set
 
@@ -52,7 +52,6 @@ def test_one_shot_pruning_of_every_eligible_layer_costs_accuracy(lite0, eval_bat
     assert all_effect.sqnr_db < one[1].sqnr_db
 
 
-@pytest.mark.skipif(not int8_available(), reason="dlakit.quantize emulator not available")
 def test_int8_through_the_emulator(lite0, eval_batches, tmp_path):
     from dlakit.quantize.data import open_source
 

@@ -8,11 +8,11 @@ from typing import Any
 from dlakit.check.placement import DLA, FIXABLE, FOLDED, GPU, PLACEMENTS, NodePlacement, place_node
 from dlakit.check.registry import Reason, load_ops, load_rules
 from dlakit.check.subgraphs import DlaSubgraph, apply_loadable_limit, boundaries, form_subgraphs
-from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel
 from dlakit.targets import Target
+from dlakit.vocab import Placement, Precision
 
-PRECISIONS = ("int8", "fp16")
+PRECISIONS = tuple(Precision)
 
 __all__ = [
     "DLA",
@@ -20,9 +20,12 @@ __all__ = [
     "FOLDED",
     "GPU",
     "PLACEMENTS",
+    "PRECISIONS",
     "CheckReport",
     "DlaSubgraph",
     "NodePlacement",
+    "Placement",
+    "Precision",
     "Reason",
     "check_model",
 ]
@@ -32,14 +35,14 @@ __all__ = [
 class CheckReport:
     source: str
     target: Target
-    precision: str
+    precision: Precision
     nodes: list[NodePlacement]
     subgraphs: list[DlaSubgraph]
     transitions: int
     dla_io_tensors: int
     notes: list[str] = field(default_factory=list)
 
-    def count(self, placement: str) -> int:
+    def count(self, placement: Placement) -> int:
         return sum(1 for n in self.nodes if n.placement == placement)
 
     @property
@@ -73,7 +76,7 @@ class CheckReport:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        """Placement as JSON; the check command adds each convolution's sparsity (``dlakit.analysis``)."""
+        """Placement as JSON; the check command adds each convolution's sparsity (:class:`dlakit.analysis.Analysis`)."""
         release = self.target.release
         nodes = [n.as_dict() for n in self.nodes]
         return {
@@ -95,10 +98,11 @@ class CheckReport:
         }
 
 
-def check_model(model: LoadedModel, target: Target, precision: str = "int8") -> CheckReport:
-    """Place every node of ``model`` for ``target`` and group the DLA nodes into loadables."""
-    if precision not in PRECISIONS:
-        raise DlakitError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+def check_model(model: LoadedModel, target: Target, precision: str = Precision.INT8) -> CheckReport:
+    """Place every node of ``model`` for ``target`` and group the DLA nodes into loadables.
+
+    Commands compute this once per model through :class:`dlakit.analysis.Analysis` and hand the report on."""
+    precision = Precision.parse(precision)
     load_rules()
     load_ops()
     placements = [place_node(node, target, precision) for node in model.graph]

@@ -13,8 +13,9 @@ from dlakit.check.context import NodeContext
 from dlakit.check.registry import OpSpec, Reason, RuleSpec, load_ops, load_rules
 from dlakit.model import is_constant, is_folded, node_macs, node_params
 from dlakit.targets import Target
+from dlakit.vocab import Placement
 
-DLA, GPU, FOLDED, FIXABLE = "dla", "gpu", "folded", "fixable"
+DLA, GPU, FOLDED, FIXABLE = Placement.DLA, Placement.GPU, Placement.FOLDED, Placement.FIXABLE
 NOOP = "noop"
 PLACEMENTS = (DLA, GPU, FOLDED, FIXABLE)
 
@@ -26,7 +27,7 @@ class NodePlacement:
     name: str
     op: str
     layer: str
-    placement: str
+    placement: Placement
     macs: int
     params: int
     reasons: list[Reason] = field(default_factory=list)

@@ -7,17 +7,15 @@ data entry, so the two never drift apart.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
+
+from dlakit.data.opdata import LAYERS, OpInfo, check_confidence, op_data, read
 
 if TYPE_CHECKING:
     from dlakit.check.context import NodeContext
-
-CONFIDENCE = ("high", "medium", "low")
 
 
 @dataclass(frozen=True)
@@ -145,12 +143,8 @@ def load_trt_messages() -> dict[str, Any]:
     return _read("rules.toml")["trt_messages"]
 
 
-@dataclass(frozen=True)
-class OpSpec:
-    op: str
-    layer: str
-    fix: str | None = None
-    why: str | None = None
+#: An op's entry in ``data/ops.toml`` (see :mod:`dlakit.data.opdata`).
+OpSpec = OpInfo
 
 
 _FUNCTIONS: dict[str, RuleFunction] = {}
@@ -173,8 +167,7 @@ def rule(name: str, ops: Iterable[str] | None = None) -> Callable[[RuleFunction]
     return register
 
 
-def _read(name: str) -> dict[str, Any]:
-    return tomllib.loads(resources.files("dlakit.data").joinpath(name).read_text(encoding="utf-8"))
+_read = read
 
 
 @cache
@@ -188,11 +181,13 @@ def load_rules() -> tuple[RuleSpec, ...]:
         raise ValueError(f"rules.toml and dlakit.check.rules disagree: no code for {missing}, no data for {extra}")
     specs = []
     for name, entry in data.items():
-        if entry.get("confidence") not in CONFIDENCE:
-            raise ValueError(f"rules.toml: {name}: confidence must be one of {CONFIDENCE}")
+        check_confidence(f"rules.toml: {name}", entry.get("confidence"))
         for key in ("layers", "summary", "source"):
             if key not in entry:
                 raise ValueError(f"rules.toml: {name} lacks '{key}'")
+        unknown = sorted(set(entry["layers"]) - {*LAYERS, "*"})
+        if unknown:
+            raise ValueError(f"rules.toml: {name}: layers {unknown} are not layers of ops.toml")
         specs.append(
             RuleSpec(
                 name=name,
@@ -220,13 +215,6 @@ def rule_spec(name: str) -> RuleSpec:
     return next(spec for spec in load_rules() if spec.name == name)
 
 
-@cache
 def load_ops() -> dict[str, OpSpec]:
-    ops = {}
-    for op, entry in _read("ops.toml")["ops"].items():
-        if "layer" not in entry:
-            raise ValueError(f"ops.toml: {op} lacks 'layer'")
-        if entry["layer"] == "gpu_only" and not entry.get("why"):
-            raise ValueError(f"ops.toml: {op} is gpu_only and must say why")
-        ops[op] = OpSpec(op=op, layer=entry["layer"], fix=entry.get("fix"), why=entry.get("why"))
-    return ops
+    """ONNX op → its entry of ``data/ops.toml`` (loaded and validated once by :func:`dlakit.data.opdata.op_data`)."""
+    return op_data().ops  # type: ignore[return-value]

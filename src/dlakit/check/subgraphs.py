@@ -13,7 +13,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from dlakit.check.placement import DLA, GPU, NOOP, NodePlacement
+from dlakit.check.placement import DLA, FIXABLE, GPU, NOOP, NodePlacement
 from dlakit.check.registry import Reason, rule_spec, trt_message
 
 
@@ -196,7 +196,7 @@ def apply_loadable_limit(placements: list[NodePlacement], subgraphs: list[DlaSub
 def boundaries(placements: list[NodePlacement], subgraphs: list[DlaSubgraph], graph: ir.Graph) -> tuple[int, int]:
     """Fill each subgraph's input/output tensors; return (GPU↔DLA transitions, DLA tensors at the network I/O)."""
     region = {id(p.node): (f"dla{p.subgraph}" if p.placement == DLA else "gpu") for p in placements
-              if p.placement in (DLA, GPU, "fixable")}
+              if p.placement in (DLA, GPU, FIXABLE)}
     by_node = {id(p.node): p for p in placements}
 
     def consumers(value: ir.Value) -> list[ir.Node]:

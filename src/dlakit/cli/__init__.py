@@ -36,6 +36,8 @@ COMMAND_MODULES = (
     "report",
     "deploy",
     "recover",
+    "sweep",
+    "plan",
 )
 
 #: command -> (module in :data:`COMMAND_MODULES` that registers it, its help's first paragraph). ``dlakit --help``
@@ -75,6 +77,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "estimate."),
     "recover": ("recover", "Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit "
                            "quantize` writes."),
+    "sweep": ("sweep", "Check + estimate (+ --quantize) of every model × platform × release × power mode, into one "
+                       "table."),
+    "plan": ("plan", "Assign networks (whole, or backbone on a DLA and head on the GPU) to GPU, DLA0 and DLA1 for "
+                     "the highest frame rate, or meeting latency targets, with shared-DRAM contention modelled; "
+                     "prints trtexec commands per engine."),
 }
 
 

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from dlakit.analysis import check_json, check_notes
-from dlakit.check import check_model
+from dlakit.analysis import Analysis
 from dlakit.check.render import render_markdown, render_table
-from dlakit.cli.common import (
-    ModelArg,
-    PlatformOpt,
-    PrecisionOpt,
-    ReleaseOpt,
-    ShapesOpt,
-    check_format,
-    load_input,
-    print_json,
-)
+from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import EXIT_NOT_FULL_DLA
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -36,13 +27,14 @@ def check(
     """Which nodes run on the DLA, which fall back to the GPU and why; DLA subgraphs and transitions."""
     check_format(fmt)
     target = resolve_target(platform, release)
-    report = check_model(load_input(model, shapes, allow_dynamic=True), target, precision)
+    analysis = Analysis.of(open_model(model, shapes, allow_dynamic=True), target, precision)
+    report = analysis.placement
     if fmt == "json":
-        print_json(check_json(report))
+        print_json(analysis.check_json())
     elif fmt == "markdown":
-        typer.echo(render_markdown(report, all_nodes, check_notes(report)), nl=False)
+        typer.echo(render_markdown(report, all_nodes, analysis.check_notes()), nl=False)
     else:
-        render_table(report, all_nodes, extra_notes=check_notes(report))
+        render_table(report, all_nodes, extra_notes=analysis.check_notes())
     if require_full_dla and not report.fully_on_dla:
         raise typer.Exit(EXIT_NOT_FULL_DLA)
 

@@ -9,14 +9,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlakit.check import check_model
-from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.analysis import Analysis
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.deploy.compare import compare_placement, compare_timing
 from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
-from dlakit.deploy.trtexec import TrtexecOptions, build_command, with_calibration
+from dlakit.deploy.trtexec import TrtexecOptions, build_command
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
+from dlakit.vocab import Placement, Precision
 
 
 def _layer_list(value: str | None) -> list[str]:
@@ -55,10 +57,10 @@ def trtexec(
 ) -> None:
     """Print the exact trtexec command for the target release, with a comment explaining every flag."""
     check_format(fmt, ("table", "json"))
-    precision = "int8" if int8 else "fp16"
+    precision = Precision.INT8 if int8 else Precision.FP16
     target = resolve_target(platform, release)
-    loaded = load_input(model, shapes)
-    report = check_model(loaded, target, precision)
+    loaded = open_model(model, shapes)
+    report = Analysis.of(loaded, target, precision).placement
     sparsity = None
     if sparse:
         sparsity = "enable" if _has_sparse_weights(report) else "force"
@@ -72,7 +74,11 @@ def trtexec(
     options = TrtexecOptions(core=core, precision=precision, calib=calib, layer_precisions=_layer_list(fp16_layers),
                              sparse=sparsity, standalone=standalone, shapes=parse_shapes(shapes), profile=profile,
                              model_path=model_path)
-    calib_warnings = with_calibration(options, report, loaded.graph)
+    calib_warnings: list[str] = []
+    if options.calib:  # quantize (and ONNX Runtime with it) only loads when a cache is given
+        from dlakit.quantize.deploy import with_calibration
+
+        calib_warnings = with_calibration(options, report, loaded.graph)
     command = build_command(report, loaded.graph, options)
     command.setup = setup
     command.warnings += calib_warnings
@@ -83,13 +89,10 @@ def trtexec(
 
 
 def _has_sparse_weights(report) -> bool:
-    try:
-        from dlakit.sparsity.pattern import has_2to4
-    except ImportError:
-        return False
     from dlakit.model import constant_array
+    from dlakit.sparsity.pattern import has_2to4
 
-    convs = [n for n in report.nodes if n.op == "Conv" and n.placement == "dla"]
+    convs = [n for n in report.nodes if n.op == "Conv" and n.placement == Placement.DLA]
     arrays = [constant_array(n.node.inputs[1]) for n in convs]
     return any(a is not None and a.ndim == 4 and a.shape[1] > 64 and has_2to4(a) for a in arrays)
 
@@ -113,10 +116,10 @@ def compare(
         raise DlakitError("--refit needs --profile (trtexec --exportProfile JSON measured on the board)")
     if log is None and profile is None:
         raise DlakitError("compare: give --log (trtexec build log) and/or --profile (trtexec --exportProfile JSON)")
-    precision = "int8" if int8 else "fp16"
+    precision = Precision.INT8 if int8 else Precision.FP16
     target = resolve_target(platform, release)
-    loaded = load_input(model, shapes)
-    report = check_model(loaded, target, precision)
+    analysis = Analysis.of(open_model(model, shapes), target, precision)
+    report = analysis.placement
     result = timing = None
     if log is not None:
         build = parse_build_log(read_text(log, "build log"))
@@ -125,11 +128,11 @@ def compare(
                               "keep its INFO output (the 'Layers Running on DLA/GPU' block)")
         result = compare_placement(report, build)
     if profile is not None:
-        from dlakit.perf import conditions_for, evaluate, prepare
+        from dlakit.perf import conditions_for, evaluate
 
         entries = parse_profile(read_text(profile, "profile"), profile)
         cond, label = conditions_for(target, power_mode, cores=1, precision=precision)
-        prepared = prepare(loaded, target, precision)
+        prepared = analysis.prepared
         timing = compare_timing(report, evaluate(prepared, cond, label), entries)
         if refit:
             from dlakit.perf.profiles import BoardMeasurement, save_profile

@@ -3,62 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.analysis import Analysis
+from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel, load_model, parse_shapes
-from dlakit.model.loader import read_model_proto
-from dlakit.perf import Estimate, conditions_for, evaluate, prepare
+from dlakit.perf import Estimate, conditions_for, evaluate
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
-
-
-def rebatch(proto: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """Set the batch (first) dimension of every 4-D input and forget inferred shapes that would contradict it."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    for value in out.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            dims[0].Clear()
-            dims[0].dim_value = batch
-    del out.graph.value_info[:]
-    for value in out.graph.output:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims):
-            dims[0].Clear()
-            dims[0].dim_param = "batch"
-    return out
-
-
-def load_for_estimate(model: str, shapes: str | None, batch: int | None) -> LoadedModel:
-    """A model file or zoo name, optionally at another batch size (zoo networks are rebuilt at that batch)."""
-    if batch is None:
-        return load_input(model, shapes)
-    if batch < 1:
-        raise DlakitError(f"--batch: {batch} must be at least 1")
-    if shapes:
-        raise DlakitError("--batch and --shapes both set the input shape; give the batch inside --shapes")
-    if Path(model).exists():
-        proto = read_model_proto(model)
-    elif importlib.util.find_spec("dlakit.zoo") is not None:
-        from dlakit import zoo
-
-        if not zoo.is_zoo_name(model):
-            return load_input(model, shapes)  # raises the usual "no such file" error
-        proto = zoo.build(model, form="prepared", batch=batch)
-    else:
-        return load_input(model, shapes)
-    loaded = load_model(rebatch(proto, batch), parse_shapes(None))
-    loaded.source = model
-    return loaded
-
+from dlakit.vocab import Precision
 
 #: Layers shown by default; beyond this the table holds the slowest ones only.
 TABLE_LAYERS = 500
@@ -86,6 +42,10 @@ def estimate(
     top: int | None = typer.Option(None, "--top", help="Show only the N slowest layers in the table (0 = all; "
                                    f"default: all, or the {TABLE_LAYERS} slowest of a larger network)."),
     profile: str | None = typer.Option(None, "--profile", help="Local calibration profile (dlakit compare --refit)."),
+    vs_gpu: bool = typer.Option(False, "--vs-gpu", help="Also the network on the GPU alone: images/s, watts and "
+                                "the DLA/GPU images-per-watt ratio (with --all-power-modes: NVIDIA's table layout)."),
+    gpu_batch: int | None = typer.Option(None, "--gpu-batch", help="GPU batch for --vs-gpu (default: the batch of "
+                                         "NVIDIA's perf/W table for zoo networks, else the DLA batch)."),
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
     check_format(fmt, ("table", "json"))
@@ -99,28 +59,31 @@ def estimate(
     if all_power_modes and (power_mode or dla_mhz or emc_mhz):
         raise DlakitError("--all-power-modes cannot be combined with --power-mode, --dla-mhz or --emc-mhz")
     target = resolve_target(platform, release)
-    loaded = load_for_estimate(model, shapes, batch)
-    prep = prepare(loaded, target, precision)
+    analysis = Analysis.of(open_model(model, shapes, batch=batch), target, precision)
+    prep = analysis.prepared
     prep.name = model
     if all_power_modes:
         rows = []
         for mode in target.platform.power_modes:
-            variants = [False, True] if (target.is_orin and precision == "int8") else [False]
+            variants = [False, True] if (target.is_orin and precision == Precision.INT8) else [False]
             for is_sparse in variants:
                 cond, label = conditions_for(target, mode.name, cores, is_sparse, precision)
                 rows.append(evaluate(prep, cond, label, calib=calib))
+                if vs_gpu:
+                    rows[-1].assumptions["vs_gpu"] = _vs_gpu(prep, rows[-1], cond, gpu_batch)
         if fmt == "json":
-            print_json({"network": model, "estimates": [e.as_dict() for e in rows]})
+            print_json({"network": model, "estimates": [_with_vs_gpu(e) for e in rows]})
         else:
             render_modes(rows)
+            if vs_gpu:
+                from dlakit.cli.vs_gpu import render_vs_gpu_modes
+
+                render_vs_gpu_modes(rows)
         return
     cond, label = conditions_for(target, power_mode, cores, sparse or sparse_force, precision, dla_mhz, emc_mhz)
     notes = []
     if sparse and not sparse_force:
-        from dlakit.check import check_model
-        from dlakit.sparsity import sparse_nodes
-
-        pattern = sparse_nodes(check_model(loaded, target, precision))
+        pattern = analysis.sparse_pattern
         cond = dataclasses.replace(cond, sparse_nodes=frozenset(pattern))
         if not pattern:
             notes.append("no eligible convolution holds the 2:4 pattern, so sparse = dense; prune with dlakit "
@@ -129,12 +92,34 @@ def estimate(
     result.assumptions["sparse_weights"] = ("none" if not (sparse or sparse_force) else
                                             "every eligible convolution (what-if)" if sparse_force else
                                             f"the model's 2:4 pattern ({len(cond.sparse_nodes)} convolutions)")
+    if vs_gpu:
+        result.assumptions["vs_gpu"] = _vs_gpu(prep, result, cond, gpu_batch)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if fmt == "json":
-        print_json(result.as_dict())
+        print_json(_with_vs_gpu(result))
     else:
         render_estimate(result, top)
+        if vs_gpu:
+            from dlakit.cli.vs_gpu import render_vs_gpu
+
+            render_vs_gpu(result)
+
+
+def _vs_gpu(prep, estimate, cond, gpu_batch):  # type: ignore[no-untyped-def]
+    from dlakit.perf.power import vs_gpu
+
+    return vs_gpu(prep, estimate, cond, gpu_batch)
+
+
+def _with_vs_gpu(e: Estimate) -> dict:
+    """The estimate's JSON with ``vs_gpu`` at the top level (kept out of the assumptions)."""
+    comparison = e.assumptions.pop("vs_gpu", None)
+    out = e.as_dict()
+    if comparison is not None:
+        out["vs_gpu"] = comparison.as_dict()
+        e.assumptions["vs_gpu"] = comparison
+    return out
 
 
 def _band(e: Estimate) -> str:

@@ -6,13 +6,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.atomic import write_with
-from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, load_input
+from dlakit.analysis import Analysis, fix_model
+from dlakit.check import CheckReport
+from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel
 from dlakit.rewrite import (
@@ -21,70 +21,23 @@ from dlakit.rewrite import (
     FixResult,
     Verification,
     blame,
-    fix_model,
     known_ids,
     load_inputs,
     random_inputs,
     verify,
 )
-from dlakit.targets import resolve_target
-
-#: ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in a side file.
-PROTO_LIMIT = 1 << 31
-
-
-def _load_cut_first(model: str, shapes: str | None, outputs: list[str] | None) -> LoadedModel:
-    """With --outputs, cut the protobuf before loading, so control flow after the cut (which the loader refuses,
-    as its error message suggests cutting it off with --outputs) never reaches the loader."""
-    from dlakit.model.loader import CONTROL_FLOW_OPS, load_model, read_model_proto
-    from dlakit.model.shapes import parse_shapes
-
-    if not outputs or not Path(model).is_file():
-        return load_input(model, shapes)
-    proto = read_model_proto(model)
-    if not any(n.op_type in CONTROL_FLOW_OPS for n in proto.graph.node):
-        return load_input(model, shapes)
-    produced = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
-    missing = [o for o in outputs if o not in produced]
-    if missing:
-        raise DlakitError(f"--outputs: tensor '{missing[0]}' is not in {model}")
-    needed, keep = set(outputs), []
-    for node in reversed(proto.graph.node):  # the nodes the new outputs depend on (the graph is topologically sorted)
-        if needed & set(node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    cut = onnx.ModelProto()
-    cut.CopyFrom(proto)
-    del cut.graph.node[:]
-    cut.graph.node.extend(reversed(keep))
-    del cut.graph.output[:]
-    cut.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
-    loaded = load_model(cut, parse_shapes(shapes), label=model)
-    loaded.source = model
-    return loaded
+from dlakit.sources import open_model, save_model
+from dlakit.targets import Target, resolve_target
 
 
 def _ids(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
-def check_summary(loaded: LoadedModel, target: Any, precision: str) -> dict[str, Any] | None:
-    """check's summary, or None where check is not installed (the fix itself does not depend on it)."""
-    try:
-        from dlakit.check import check_model
-    except ImportError:
-        return None
-    return dict(check_model(loaded, target, precision).summary)
-
-
-def save_model(proto: onnx.ModelProto, path: Path) -> None:
-    def writer(tmp: Path) -> None:
-        if proto.ByteSize() >= PROTO_LIMIT:
-            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
-        else:
-            onnx.save_model(proto, str(tmp))
-
-    write_with(path, writer)
+def check_summary(loaded: LoadedModel, target: Target, precision: str,
+                  placement: CheckReport | None = None) -> dict[str, Any]:
+    """check's summary of ``loaded`` (``placement`` where the fix's guard already placed it)."""
+    return dict(Analysis.of(loaded, target, precision, placement).placement.summary)
 
 
 def postprocess_path(output: Path) -> Path:
@@ -92,7 +45,7 @@ def postprocess_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_postprocess{output.suffix or '.onnx'}")
 
 
-def report_dict(model: str, out: Path, written: bool, target: Any, result: FixResult,
+def report_dict(model: str, out: Path, written: bool, target: Target, result: FixResult,
                 verification: Verification, before: dict | None, after: dict | None) -> dict[str, Any]:
     cut = result.cut
     return {
@@ -215,7 +168,7 @@ def fix(
     if outputs is not None and not _ids(outputs):
         raise DlakitError(f"--outputs: '{outputs}' names no tensor; give tensor names a,b,... "
                           "(dlakit check lists them)")
-    loaded = _load_cut_first(model, shapes, _ids(outputs)) if outputs else load_input(model, shapes)
+    loaded = open_model(model, shapes, outputs=_ids(outputs))
     options = FixOptions(outputs=_ids(outputs), cut_postprocess=cut_postprocess, rules=_ids(rules),
                          skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision)
     result = fix_model(loaded, options)
@@ -231,7 +184,7 @@ def fix(
         if tail_path is not None:
             save_model(result.cut.tail, tail_path)  # type: ignore[union-attr]
     before = check_summary(loaded, target, precision)
-    after = check_summary(result.model, target, precision) if before is not None else None
+    after = check_summary(result.model, target, precision, result.placement)
     data = report_dict(model, output, write, target, result, verification, before, after)
     data["verification"]["suspects"] = suspects
     if data["cut"] is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import onnx
@@ -10,45 +9,36 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
+from dlakit.analysis import Analysis
+from dlakit.cli.common import (
+    FormatOpt,
+    ModelArg,
+    NumSamplesOpt,
+    PlatformOpt,
+    Preprocessing,
+    ProgressOpt,
+    ReleaseOpt,
+    ShapesOpt,
+    check_format,
+    preprocessing_options,
+    print_json,
+)
 from dlakit.errors import DlakitError
-from dlakit.model import load_model
-from dlakit.quantize.cache import check_cache_used, read_cache
 from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
 from dlakit.quantize.calibrators import METHODS
-from dlakit.quantize.data import PRESETS, Preset, check_image_input, make_preset, open_source
-from dlakit.quantize.plan import off_dla_layers
+from dlakit.quantize.data import Preset, check_image_input, open_source
 from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
-
-PresetOpt = typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")
-MeanOpt = typer.Option(None, "--mean", help="Per-channel mean after --scale, e.g. 123.7,116.3,103.5.")
-StdOpt = typer.Option(None, "--std", help="Per-channel std after --scale, e.g. 58.4,57.1,57.4.")
-ScaleOpt = typer.Option(None, "--scale", help="Multiply 0..255 pixels by this before mean/std (e.g. 0.0039216).")
-ChannelsOpt = typer.Option(None, "--channel-order", help="RGB or BGR.")
-LayoutOpt = typer.Option(None, "--layout", help="NCHW or NHWC.")
-NumSamplesOpt = typer.Option(None, "--num-samples", "-n", help="Use at most this many samples.")
-ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr.")
-FormatOpt = typer.Option("table", "--format", "-f", help="table or json.")
-
-
-def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise DlakitError(f"{option}: '{text}' is not a comma-separated list of numbers") from None
-
-
-def _preset(name: str, mean: str | None, std: str | None, scale: float | None, channels: str | None,
-            layout: str | None) -> Preset:
-    return make_preset(name, _floats(mean, "--mean"), _floats(std, "--std"), scale, channels, layout)
+from dlakit.scale import RayOpt, WorkersOpt, pool
+from dlakit.sources import open_model
+from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 
 def _names(text: str | None) -> set[str]:
     return {n.strip() for n in (text or "").split(",") if n.strip()}
 
 
+@preprocessing_options
 def quantize(
     model: str = ModelArg,
     calib: str = typer.Option(..., "--calib", "-c", help="Calibration data: image folder, .npy/.npz file or folder."),
@@ -59,12 +49,7 @@ def quantize(
     release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     num_samples: int | None = NumSamplesOpt,
-    preset: str = PresetOpt,
-    mean: str | None = MeanOpt,
-    std: str | None = StdOpt,
-    scale: float | None = ScaleOpt,
-    channel_order: str | None = ChannelsOpt,
-    layout: str | None = LayoutOpt,
+    preprocessing: Preprocessing = None,  # type: ignore[assignment]  # the option group (preprocessing_options)
     fp16_layers: str | None = typer.Option(None, "--fp16-layers", help="Comma-separated layers to keep in FP16."),
     budget_mb: int = typer.Option(DEFAULT_BUDGET_MB, "--memory-budget-mb", help="Activations held per batch; "
                                   "more tensors are collected in several passes."),
@@ -76,7 +61,6 @@ def quantize(
     """Calibrate MODEL on your data and write the DLA INT8 files for the release: calibration cache, scales JSON,
     --layerPrecisions string, Q/DQ model and the trtexec command."""
     from dlakit.quantize.outputs import write_outputs
-    from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))
     if not 0 < percentile <= 100:
@@ -84,16 +68,17 @@ def quantize(
     if budget_mb < 1:
         raise DlakitError(f"--memory-budget-mb: {budget_mb} is not a positive number of MiB")
     target = resolve_target(platform, release)
-    loaded = upgrade_for_qdq(load_input(model, shapes))
+    loaded = upgrade_for_qdq(open_model(model, shapes))
+    analysis = Analysis.of(loaded, target, Precision.INT8)
     sample_shapes, _ = input_specs(loaded)
-    source = open_source(calib, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
+    source = open_source(calib, sample_shapes, preprocessing.preset(), num_samples)
     result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
-                       off_dla=off_dla_layers(loaded, target))
+                       off_dla=analysis.off_dla)
     raw, tied, costs = result.ranges()
     info = {"model": loaded.source, "method": method, "samples": result.samples,
             "calibration_seconds": round(result.seconds, 2)}
     written = write_outputs(output, loaded, result.model, result.plan, raw, tied, costs, target, info,
-                            result.never_negative(), qdq_precision=qdq_precision)
+                            result.never_negative(), qdq_precision=qdq_precision, placement=analysis.placement)
     if fmt == "json":
         print_json(written.summary)
         return
@@ -138,57 +123,16 @@ def qdq_translate(
 ) -> None:
     """Q/DQ model → model without Q/DQ + calibration cache + scales JSON + FP16 layer list, checking weight scales
     against TensorRT's per-channel max|W|/127 rule; with --calib-cache, the reverse (cache → Q/DQ model)."""
-    from dlakit.atomic import write_with
-    from dlakit.quantize.emulate import emulation_from_scales
-    from dlakit.quantize.outputs import write_outputs
-    from dlakit.quantize.qdq import translate_qdq
-    from dlakit.targets import resolve_target
+    from dlakit.emulation import cache_to_qdq, qdq_to_cache
 
     check_format(fmt, ("table", "json"))
     if not rtol > 0:
         raise DlakitError(f"--rtol: {rtol} is not a positive tolerance; e.g. 1e-3")
     target = resolve_target(platform, release)
     if calib_cache is not None:
-        loaded = upgrade_for_qdq(load_input(model, shapes))
-        if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in loaded.graph):
-            raise DlakitError(f"{model} already has Q/DQ nodes; translate it without --calib-cache, or give the "
-                              "model without Q/DQ")
-        target_cache = Path(output) / f"{Path(loaded.source).stem or 'model'}.cache"
-        if target_cache.exists() and target_cache.resolve() == Path(calib_cache).resolve():
-            raise DlakitError(f"-o {output}: would overwrite the input cache {calib_cache}; choose another folder")
-        cache = read_cache(calib_cache)
-        emulation = emulation_from_scales(loaded, cache.scales, off_dla=off_dla_layers(loaded, target))
-        check_cache_used(calib_cache, model, cache.scales, emulation.ignored_scales, len(emulation.plan.observed))
-        tied = emulation.amax
-        info = {"model": loaded.source, "direction": "cache -> qdq", "calib_cache": calib_cache,
-                "ignored_cache_entries": emulation.ignored_scales}
-        given = {name: scale * 127 for name, scale in cache.scales.items()}
-        written = write_outputs(output, loaded, emulation.model, emulation.plan, given, tied, [], target, info)
-        summary = written.summary
+        summary = cache_to_qdq(model, shapes, calib_cache, output, target)
     else:
-        loaded_qdq = load_input(model, shapes)
-        from dlakit.quantize.runtime import to_proto
-
-        translation = translate_qdq(to_proto(loaded_qdq), rtol)
-        if not translation.scales:
-            raise DlakitError(f"{model}: no QuantizeLinear→DequantizeLinear pairs to translate; for a model without "
-                              "Q/DQ give --calib-cache CACHE to build its Q/DQ model")
-        stem = Path(loaded_qdq.source).stem
-        plain = Path(output) / f"{stem}_noqdq.onnx"
-        write_with(plain, lambda tmp: onnx.save(translation.model, str(tmp)))
-        loaded = load_model(translation.model)  # not from `plain`: it is renamed into place only at the end
-        loaded.source = str(plain)
-        emulation = emulation_from_scales(loaded, translation.scales, off_dla=off_dla_layers(loaded, target))
-        info = {"model": loaded_qdq.source, "direction": "qdq -> cache", "model_without_qdq": str(plain),
-                "weights_checked": translation.weights_checked,
-                "weight_scale_mismatches": [m.as_dict() for m in translation.mismatches]}
-        scaled = {n: s * 127 for n, s in translation.scales.items()}
-        written = write_outputs(output, loaded, emulation.model, emulation.plan, scaled, emulation.amax, [],
-                                target, info, write_qdq=False)
-        summary = written.summary
-        summary["files"] = {"model_without_qdq": str(plain), **summary["files"]}  # every file written, listed
-        # the plan has every DLA INT8 tensor; layers none of whose tensors got a scale stay FP16
-        summary["unscaled_tensors"] = [n for n in emulation.plan.tensors if n not in emulation.amax]
+        summary = qdq_to_cache(model, shapes, output, target, rtol)
     if fmt == "json":
         print_json(summary)
         return
@@ -205,41 +149,7 @@ def qdq_translate(
         console.print(f"  {key:17} {path}")
 
 
-def _emulation(model: str, shapes: str | None, calib_cache: str | None, qdq: bool, rounding: str = "even",
-               platform: str | None = None, release: str | None = None):
-    """The model (Q/DQ removed) and its emulation, with ``dlakit check``'s placement for the target."""
-    from dlakit.quantize.emulate import emulation_from_scales
-    from dlakit.quantize.qdq import translate_qdq
-    from dlakit.quantize.runtime import to_proto
-    from dlakit.targets import resolve_target
-
-    target = resolve_target(platform, release)
-
-    if (calib_cache is None) == (not qdq):
-        raise DlakitError("give exactly one of --calib-cache FILE (model + cache) or --qdq (MODEL is a Q/DQ model)")
-    loaded = load_input(model, shapes)
-    unsigned: set[str] = set()
-    if qdq:
-        translation = translate_qdq(to_proto(loaded))
-        if not translation.scales:
-            raise DlakitError(f"{model}: --qdq given but the model has no QuantizeLinear→DequantizeLinear pairs")
-        loaded = load_model(translation.model)
-        loaded.source = model
-        scales, unsigned = translation.scales, translation.unsigned
-    else:
-        scales = read_cache(calib_cache).scales  # type: ignore[arg-type]
-    loaded = upgrade_for_qdq(loaded)
-    emulation = emulation_from_scales(loaded, scales, rounding=rounding, off_dla=off_dla_layers(loaded, target))
-    if calib_cache is not None:
-        check_cache_used(calib_cache, model, scales, emulation.ignored_scales, len(emulation.plan.observed))
-    if unsigned:  # UINT8 Q/DQ (dlakit recover --allow-uint8): emulate the 255-level grid it was written for
-        from dlakit.recover.ranges import make_unsigned
-
-        emu = emulation.emulated
-        make_unsigned(emu.model, emu.compare_names, unsigned & set(emu.scales), emulation.amax)
-    return loaded, emulation
-
-
+@preprocessing_options
 def emulate(
     model: str = ModelArg,
     inputs: str = typer.Option(..., "--inputs", "-i", help="Input data: image folder, .npy/.npz file or folder."),
@@ -254,35 +164,39 @@ def emulate(
     release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     num_samples: int | None = NumSamplesOpt,
-    preset: str = PresetOpt,
-    mean: str | None = MeanOpt,
-    std: str | None = StdOpt,
-    scale: float | None = ScaleOpt,
-    channel_order: str | None = ChannelsOpt,
-    layout: str | None = LayoutOpt,
+    preprocessing: Preprocessing = None,  # type: ignore[assignment]  # the option group (preprocessing_options)
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output against FP32."""
     from dlakit.atomic import write_with
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.emulate import compare_layers, output_errors
 
     check_format(fmt, ("table", "json"))
     if top < 0:
         raise DlakitError(f"--top: {top} is negative; give the number of rows to show")
-    loaded, emulation = _emulation(model, shapes, calib_cache, qdq, rounding, platform, release)
+    loaded, emulation = emulation_of(model, shapes, calib_cache, qdq, resolve_target(platform, release), rounding)
     sample_shapes, _ = input_specs(loaded)
-    source = open_source(inputs, sample_shapes, _preset(preset, mean, std, scale, channel_order, layout), num_samples)
+    source = open_source(inputs, sample_shapes, preprocessing.preset(), num_samples)
     batch = batch_size_for(loaded)
     if save:
         write_with(save, lambda tmp: onnx.save(emulation.emulated.model, str(tmp)))
     summary: dict[str, Any] = {"model": loaded.source, "samples": len(source), "rounding": rounding,
                                "scaled_tensors": len(emulation.emulated.scales),
                                "fp16_layers": emulation.plan.fp16_layers,
-                               "ignored_scales": emulation.ignored_scales,
-                               "outputs": output_errors(emulation, source, batch, progress)}
-    if compare:
-        errors = compare_layers(emulation.model, emulation.emulated, source, batch, progress)
+                               "ignored_scales": emulation.ignored_scales}
+    if workers is not None or address is not None:  # the same figures, the samples sharded over Ray workers
+        from dlakit.scale.data import emulate_sharded
+
+        with pool(workers, address) as where:
+            summary["outputs"], errors = emulate_sharded(emulation, source, batch, compare, where, progress)
+    else:
+        summary["outputs"] = output_errors(emulation, source, batch, progress)
+        errors = compare_layers(emulation.model, emulation.emulated, source, batch, progress) if compare else None
+    if errors is not None:
         summary["layers"] = [e.as_dict() for e in errors]
     if fmt == "json":
         print_json(summary)
@@ -317,6 +231,7 @@ def _cell(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
+@preprocessing_options
 def evaluate(
     model: str = ModelArg,
     data: str = typer.Option(..., "--data", "-d", help="Labelled images: DATA/<class>/<image>, or see --labels; "
@@ -337,30 +252,31 @@ def evaluate(
     release: str | None = ReleaseOpt,
     shapes: str | None = ShapesOpt,
     num_samples: int | None = NumSamplesOpt,
-    preset: str = PresetOpt,
-    mean: str | None = MeanOpt,
-    std: str | None = StdOpt,
-    scale: float | None = ScaleOpt,
-    channel_order: str | None = ChannelsOpt,
-    layout: str | None = LayoutOpt,
+    preprocessing: Preprocessing = None,  # type: ignore[assignment]  # the option group (preprocessing_options)
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side by side."""
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.evaluate import evaluate as run_eval
     from dlakit.quantize.evaluate import labelled_images
     from dlakit.quantize.runtime import to_proto
 
     check_format(fmt, ("table", "json"))
     if calib_cache or qdq:
-        loaded, emulation = _emulation(model, shapes, calib_cache, qdq, platform=platform, release=release)
+        loaded, emulation = emulation_of(model, shapes, calib_cache, qdq, resolve_target(platform, release))
         fp32, emulated = emulation.model, emulation.emulated.model
     else:
-        loaded = load_input(model, shapes)
+        loaded = open_model(model, shapes)
         fp32, emulated = to_proto(loaded), None
+    sharded = workers is not None or address is not None
+    if coco is not None and sharded:
+        raise DlakitError("--workers/--ray shard classification eval only; run --coco without them")
     if coco is not None:
         _detection(loaded, fp32, emulated, data, coco, labels, detections, class_ids, box_format, num_samples,
-                   _preset(preset, mean, std, scale, channel_order, layout), progress, fmt)
+                   preprocessing.preset(), progress, fmt)
         return
     if num_samples is not None and num_samples <= 0:
         raise DlakitError(f"--num-samples: must be positive, not {num_samples}")
@@ -372,9 +288,17 @@ def evaluate(
         raise DlakitError(f"{model}: eval feeds images to a single-input classifier; this model has "
                           f"{len(sample_shapes)} inputs")
     (name, shape), = sample_shapes.items()
-    image_preset = _preset(preset, mean, std, scale, channel_order, layout)
+    image_preset = preprocessing.preset()
     check_image_input(name, shape, image_preset)
-    result = run_eval(fp32, emulated, files, classes, name, shape, image_preset, batch_size_for(loaded), progress)
+    if sharded:
+        from dlakit.scale.data import evaluate_sharded
+
+        with pool(workers, address) as where:
+            result = evaluate_sharded(fp32, emulated, files, classes, name, shape, image_preset,
+                                      batch_size_for(loaded), where, progress)
+    else:
+        result = run_eval(fp32, emulated, files, classes, name, shape, image_preset, batch_size_for(loaded),
+                          progress)
     result = {"model": loaded.source, **result}
     if fmt == "json":
         print_json(result)

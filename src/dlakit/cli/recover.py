@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import onnx
 import typer
 
-from dlakit.atomic import write_text, write_with
-from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, load_input, print_json
-from dlakit.cli.quantize import ProgressOpt
+from dlakit.analysis import Analysis
+from dlakit.cli.common import ModelArg, PlatformOpt, ProgressOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
+from dlakit.scale import RayOpt, WorkersOpt, pool
+from dlakit.scale.trials import sharder
+from dlakit.sources import open_model
+from dlakit.vocab import Precision
 
 PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
 
@@ -42,12 +43,15 @@ def recover_command(
     release: str | None = ReleaseOpt,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     progress: bool = ProgressOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
     from dlakit.quantize.data import make_preset, open_source
     from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
+    from dlakit.recover.files import write_recovery_files
     from dlakit.recover.pipeline import RecoverOptions, recover
-    from dlakit.recover.report import recovery_summary, render_table
+    from dlakit.recover.report import render_table
     from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))
@@ -56,51 +60,21 @@ def recover_command(
     if Path(output).exists() and not Path(output).is_dir():
         raise DlakitError(f"-o {output}: exists and is not a folder; give a folder for the outputs")
     target = resolve_target(platform, release)
-    loaded = upgrade_for_qdq(load_input(model, shapes))
+    loaded = upgrade_for_qdq(open_model(model, shapes))
     sample_shapes, _ = input_specs(loaded)
     source = open_source(calib, sample_shapes, make_preset(preset), num_samples)
     options = RecoverOptions(equalize=equalize, relu6=relu6, bias_correction=not no_bias_correction,
                              range_search=not no_range_search, target_sqnr_db=target_sqnr,
                              max_fp16_macs=max_fp16_macs, allow_uint8=allow_uint8, release=release,
                              platform=platform, noise_budget=budget, progress=progress)
-    result = recover(loaded, source, options)
-    summary = write_recovery(output, loaded.source, result, target)
-    summary.update(recovery_summary(result))
-    write_text(Path(output) / f"{Path(loaded.source).stem}_recovery.json", json.dumps(summary, indent=2) + "\n")
+    with pool(workers, address) as where:  # the sensitivity and noise-budget runs sharded over Ray
+        options.trial_runner = sharder(where)
+        result = recover(loaded, source, options, Analysis.of(loaded, target, Precision.INT8))
+    summary = write_recovery_files(output, loaded.source, result, target)
     if fmt == "json":
         print_json(summary)
         return
     render_table(summary)
-
-
-def write_recovery(output: str | Path, source_name: str, result: object, target: object) -> dict[str, object]:
-    """Write the recovered model, then the quantize package's artefacts for it (each file atomically)."""
-    from dlakit.model import load_model
-    from dlakit.quantize.outputs import write_outputs
-    from dlakit.quantize.qdq import insert_qdq
-    from dlakit.recover.pipeline import Recovery
-    from dlakit.recover.ranges import make_unsigned
-
-    assert isinstance(result, Recovery)
-    directory = Path(output)
-    stem = Path(source_name).stem or "model"
-    recovered = directory / f"{stem}_recovered.onnx"
-    write_with(recovered, lambda tmp: onnx.save(result.model, str(tmp)))
-    loaded = load_model(result.model)
-    loaded.source = str(recovered)
-    info = {"model": source_name, "recovered_model": str(recovered), "method": "recover",
-            "samples": result.observation.samples if result.observation else 0,
-            "calibration_seconds": round(result.seconds.get("calibration_total", 0.0), 2)}
-    written = write_outputs(directory, loaded, result.model, result.plan, result.raw_amax, result.amax,
-                            result.costs, target, info, never_negative=result.never_negative)  # type: ignore[arg-type]
-    if result.unsigned and "qdq" in written.files:
-        qdq = insert_qdq(result.model, result.plan, result.amax, weights="int8", fp16_casts=False)
-        make_unsigned(qdq.model, qdq.compare_names, result.unsigned, result.amax)
-        write_with(written.files["qdq"], lambda tmp: onnx.save(qdq.model, str(tmp)))
-    summary = dict(written.summary)
-    summary["files"] = {**summary.get("files", {}), "recovered_model": str(recovered),
-                        "recovery_report": str(directory / f"{stem}_recovery.json")}
-    return summary
 
 
 def register(app: typer.Typer) -> None:

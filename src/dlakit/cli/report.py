@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+from dlakit.analysis import Analysis
 from dlakit.atomic import write_text
-from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, load_input
+from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt
 from dlakit.errors import DlakitError
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -30,7 +32,7 @@ def report(
     if calib is not None and not Path(calib).exists():
         raise DlakitError(f"--calib: {calib}: no such file or folder; pass a folder of images or a .npy/.npz file")
     target = resolve_target(platform, release)
-    data = gather(load_input(model, shapes), target, precision, calib)
+    data = gather(Analysis.of(open_model(model, shapes), target, precision), calib=calib)
     folder = Path(output).parent
     created = not folder.exists()
     write_text(output, render(data))

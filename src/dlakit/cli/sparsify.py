@@ -8,15 +8,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.check import CheckReport, check_model
+from dlakit.analysis import Analysis
+from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
+from dlakit.sparsity.accuracy import accuracy_of
 from dlakit.sparsity.apply import PRUNED, LayerResult, SparsifyResult, sparsify_model
 from dlakit.sparsity.files import read_source, write_model
-from dlakit.sparsity.gain import default_gain_model
+from dlakit.sparsity.gain import perf_gains
 from dlakit.sparsity.pattern import MODES
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 
 def _layers(text: str | None) -> list[str] | None:
@@ -71,18 +74,18 @@ def sparsify(
         from dlakit.sparsity.accuracy import open_batches
 
         data_source = open_batches(compare, loaded, preset or _zoo_preset(model), num_samples)
-    report = check_model(loaded, target, precision)
-    gain_model = default_gain_model()
+    report = Analysis.of(loaded, target, precision).placement
     gains = None
-    if gain_model is not None and (min_gain is not None or (target.is_orin and precision == "int8")):
-        gains = gain_model(loaded, report, power_mode)
+    if min_gain is not None or (target.is_orin and precision == Precision.INT8):
+        gains = perf_gains(loaded, report, power_mode)
     elif power_mode is not None:
         target.platform.power_mode(power_mode)  # still validate the name
     result = sparsify_model(proto, report, mode, selected, min_gain, gains)
     write_model(result.model, output)
     data = as_dict(result, model, output, target_info(report))
     if data_source is not None:
-        data["accuracy"] = accuracy(proto, report, result, data_source, compare_int8, per_layer, shapes)
+        data["accuracy"] = accuracy_of(proto, report, result, data_source, compare_int8, per_layer,
+                                       parse_shapes(shapes))
     if fmt == "json":
         print_json(data)
     else:
@@ -92,32 +95,9 @@ def sparsify(
 def _zoo_preset(model: str) -> str | None:
     from pathlib import Path
 
-    try:
-        from dlakit.quantize.data import PRESETS
-    except ImportError:
-        return None
+    from dlakit.quantize.data import PRESETS
+
     return model if model in PRESETS and not Path(model).exists() else None
-
-
-def accuracy(proto: Any, report: CheckReport, result: SparsifyResult, data_source: Any,
-             int8: bool, per_layer: bool, shapes: str | None) -> dict[str, Any]:
-    """The ``accuracy`` field: dense FP32 as the reference, the pruned model (FP32, optionally INT8), per layer."""
-    from dlakit.sparsity.accuracy import add_int8_effect, fp32_effect, layer_sensitivity
-
-    source, batches = data_source
-    effect = fp32_effect(proto, result.model, batches)
-    if int8:
-        from dlakit.quantize.plan import off_dla_of
-
-        add_int8_effect(effect, proto, result.model, source, batches, shapes=parse_shapes(shapes),
-                        off_dla=off_dla_of(report))
-    out = effect.as_dict()
-    if per_layer:
-        names = [x.name for x in result.pruned]
-        rows = layer_sensitivity(proto, lambda name: sparsify_model(proto, report, result.mode, [name]).model,
-                                 names, batches)
-        out["per_layer"] = [r.as_dict() | {"layer": r.variant} for r in rows]
-    return out
 
 
 def target_info(report: CheckReport) -> dict[str, Any]:

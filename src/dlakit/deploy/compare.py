@@ -11,6 +11,7 @@ from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.check.registry import load_rules, load_trt_messages
 from dlakit.deploy.tensorrt_logs import BuildLog
 from dlakit.errors import DlakitError
+from dlakit.vocab import Device
 
 
 @dataclass
@@ -149,7 +150,7 @@ def compare_timing(report: CheckReport, estimate: Any, profile: list) -> TimingC
     predicted: dict[int, float] = {}
     for layer in estimate.layers:
         groups = {subgraph_of.get(node) for node in layer.nodes} - {None}
-        if layer.device == "dla" and len(groups) == 1:
+        if layer.device == Device.DLA and len(groups) == 1:
             index = groups.pop()
             predicted[index] = predicted.get(index, 0.0) + layer.time_us / 1000.0
     rows, other = [], 0.0

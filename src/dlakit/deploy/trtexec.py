@@ -14,12 +14,14 @@ from pathlib import Path
 import onnx_ir as ir
 
 from dlakit.check import DLA, CheckReport
+from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError
 from dlakit.model import static_dims
 
-#: Layers that run in FP16 on the DLA even in an INT8 build: trtexec must allow FP16 (--int8 alone does not).
-FP16_LAYERS = frozenset({"softmax", "slice", "lrn"})
-FP16_OPS = frozenset({"Sigmoid", "Tanh", "LRN", "Softmax"})
+#: Layers and ops that run in FP16 on the DLA even in an INT8 build: trtexec must allow FP16 (--int8 alone does not).
+#: From ``data/ops.toml`` (``[layers] fp16_in_int8`` and the ops whose ``int8`` is ``fp16_only``).
+FP16_LAYERS = op_data().fp16_layers
+FP16_OPS = op_data().having("int8", "fp16_only")
 
 
 @dataclass(frozen=True)
@@ -197,36 +199,6 @@ def _io_flag(option: str, values: list[ir.Value], chosen: list[tuple[str | None,
         return None
     return Flag(f"{option}={','.join(spec for spec, _ in chosen)}",  # type: ignore[misc]
                 "; ".join(f"{v.name}: {why}" for v, (_, why) in zip(values, chosen, strict=True)))
-
-
-def with_calibration(options: TrtexecOptions, report: CheckReport, graph: ir.Graph) -> list[str]:
-    """Complete ``options`` for its ``--calib`` cache as ``dlakit quantize`` would have: add the layers quantize
-    keeps in FP16 (its plan, from the same placement) to ``layer_precisions``, and return warnings naming the
-    tensors that need an INT8 scale but have none in the cache (TensorRT would give them a dummy range or fail).
-
-    The plan is :func:`dlakit.quantize.plan.build_plan`, the one quantize writes ``--layerPrecisions`` from, so the
-    two commands cannot drift apart.
-    """
-    if not options.calib or options.precision != "int8" or report.target.release.strongly_typed:
-        return []
-    from dlakit.quantize.plan import build_plan, off_dla_of
-
-    plan = build_plan(graph, set(options.layer_precisions), off_dla=off_dla_of(report))
-    options.layer_precisions = [*plan.fp16_layers,
-                                *(n for n in options.layer_precisions if n not in plan.fp16_layers)]
-    path = Path(options.calib)
-    if not path.is_file():
-        return [f"--calib {options.calib}: not found here, so not checked against the model's tensors"]
-    from dlakit.quantize.cache import read_cache
-
-    scales = read_cache(path).scales
-    missing = [name for name in plan.tensors if name not in scales]
-    if not missing:
-        return []
-    shown = ", ".join(f"'{name}'" for name in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
-                                                               else "")
-    return [f"--calib {options.calib}: {len(missing)} tensor(s) the DLA's INT8 layers read or write have no scale: "
-            f"{shown}; TensorRT gives them no calibrated range (re-run dlakit quantize on this model)"]
 
 
 def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions) -> TrtexecCommand:

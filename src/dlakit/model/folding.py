@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.model.shapes import InferenceCache, infer_node, static_dims
 from dlakit.model.validate import TENSOR_BYTES_LIMIT, budget_error, check_value_size, show, value_itemsize
 
@@ -211,11 +212,9 @@ def _run_reference(node: ir.Node, inputs: list[np.ndarray | None], opset: int) -
 
 #: Ops whose output size :func:`output_bound` computes exactly from their constant inputs; for the others the bound is
 #: a loose product of input sizes, used only to skip evaluation.
-GENERATORS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot"})
+GENERATORS = op_data().onnx_ops("generators")
 #: Ops whose output size depends on input values or attributes in ways :func:`output_bound` does not model.
-UNBOUNDED = frozenset({"BlackmanWindow", "HannWindow", "HammingWindow", "MelWeightMatrix", "Col2Im", "MaxUnpool",
-                       "DFT", "STFT", "CenterCropPad", "TfIdfVectorizer", "StringSplit", "RegexFullMatch",
-                       "SequenceConstruct", "SplitToSequence", "ConcatFromSequence", "SequenceInsert"})
+UNBOUNDED = op_data().onnx_ops("unbounded")
 
 
 def output_bound(node: ir.Node, inputs: list[np.ndarray | None]) -> int | None:

@@ -20,6 +20,7 @@ import onnx
 import onnx_ir as ir
 from onnx import AttributeProto, TensorProto
 
+from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError
 
 #: No tensor (graph input, weight, intermediate, folded constant) may exceed this: a bigger one is a broken shape,
@@ -31,8 +32,8 @@ MAX_DIM = (1 << 31) - 1
 MAX_RANK = 8
 NAME_LIMIT = 120
 STANDARD_DOMAINS = ("", "ai.onnx")
-SPATIAL_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "MaxPool", "AveragePool", "LpPool", "QLinearConv",
-                         "DeformConv"})
+#: Ops with spatial kernel / stride / pad attributes (``data/ops.toml`` ``[onnx] spatial``).
+SPATIAL_OPS = op_data().onnx_ops("spatial")
 #: String attributes with a closed set of values that rules read (ONNX operator specification).
 ENUMS = {
     "auto_pad": ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"),
@@ -43,13 +44,10 @@ ENUMS = {
                                        "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn"),
     "nearest_mode": ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"),
 }
-MODES = {"Resize": ("nearest", "linear", "cubic"), "Upsample": ("nearest", "linear", "bilinear"),
-         "Pad": ("constant", "reflect", "edge", "wrap"), "DepthToSpace": ("DCR", "CRD"),
-         "GridSample": ("bilinear", "nearest", "bicubic", "linear", "cubic")}
+#: Closed value sets of the ``mode`` attribute per op (``[onnx.modes]``).
+MODES = op_data().modes
 #: Ops whose ``axis`` attribute indexes the first input's dimensions: [-rank, rank - 1] (Flatten: up to rank).
-AXIS_OPS = frozenset({"Concat", "Gather", "GatherElements", "Softmax", "LogSoftmax", "Hardmax", "Split", "ArgMax",
-                      "ArgMin", "TopK", "CumSum", "LpNormalization", "Compress", "ScatterElements",
-                      "QuantizeLinear", "DequantizeLinear", "LayerNormalization", "OneHot"})
+AXIS_OPS = op_data().onnx_ops("axis")
 SUB_BYTE_BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4}
 for _name in ("INT2", "UINT2"):
     if hasattr(TensorProto, _name):

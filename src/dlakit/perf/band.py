@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 
 from dlakit.perf.hardware import PerfData
+from dlakit.vocab import Precision
 
 #: The band never claims more than this (a -90% bound is already "we do not know").
 MAX_BAND_PCT = 90.0
@@ -30,7 +31,7 @@ def extrapolations(*, generation: int, fit_platform: bool, precision: str, cores
         tags.append("xavier")
     elif not fit_platform:
         tags.append("other_orin")
-    if precision != "int8":
+    if precision != Precision.INT8:
         tags.append("fp16")
     if cores != 2:
         tags.append("one_core")

@@ -18,7 +18,7 @@ Procedure (documented in perf.toml's [calibration] section, run by ``benchmarks/
    of the parameters from a few starting points; numpy only.
 3. Leave-one-network-out: for each network, refit on the other networks' rows and predict its rows.
 4. Nested cross-validation (:func:`nested_cv`), the figure to trust: the model's structure choices (the candidates in
-   :data:`STRUCTURES`, e.g. the CBUF split between weights and data) are themselves chosen by an inner
+   :data:`STRUCTURES`, e.g. whether CBUF stripes hold bank-aligned rows) are themselves chosen by an inner
    leave-one-network-out on the other networks only, then the parameters are refitted on them and the held-out
    network predicted. Its errors give the error band (:data:`BAND_QUANTILE` quantile) and the band's measured
    coverage: each outer fold's band comes from its inner errors alone, so the coverage is out of sample too.
@@ -43,6 +43,7 @@ from dlakit.perf.estimate import layer_kind
 from dlakit.perf.hardware import Param, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 PARAM_NAMES = ("compute_efficiency", "dram_efficiency", "op_overhead_us")
 #: Compute/memory overlap within an op, fixed (see the module docstring).
@@ -104,10 +105,8 @@ def load_measurements(path: str | Path) -> list[Measurement]:
 
 
 def zoo_builder(name: str, batch: int) -> onnx.ModelProto:
-    try:
-        from dlakit import zoo
-    except ImportError as exc:
-        raise DlakitError("dlakit.zoo is not available; calibration needs the reference networks") from exc
+    from dlakit import zoo
+
     return zoo.build(name, form="prepared", batch=batch)
 
 
@@ -286,13 +285,12 @@ def write_calibration(section: str, path: Path | None = None) -> Path:
     return path
 
 
-#: Structure candidates the nested cross-validation chooses among (model-section overrides of perf.toml). The CBUF
-#: weight/data split is the one structure choice the shipped model made by cross-validation on the fit networks.
-#: ``weights_per_image`` is not among them: with two batch-2 networks the inner folds cannot tell it (the MobileNet
-#: fold picks "per image" and misses by 29%); it is fixed in perf.toml, with that caveat in its source.
-STRUCTURES: tuple[dict[str, float], ...] = (
-    {"cbuf_weight_share": 0.375}, {"cbuf_weight_share": 0.5}, {"cbuf_weight_share": 0.625},
-)
+#: Structure candidates the nested cross-validation chooses among (model-section overrides of perf.toml): whether a
+#: tiled convolution's input rows are aligned to CBUF banks. The CBUF's weight/data split stays at half (with the
+#: split among the candidates too, 3/8 or 5/8 is picked in three folds on noise: nested median 5.5%, against 2.2%
+#: without). Whether a batch shares a layer's weight fetch is not a candidate: it follows from the tiling
+#: (dlakit.perf.cost.conv_traffic).
+STRUCTURES: tuple[dict[str, float], ...] = ({"cbuf_rows_bank_aligned": 0}, {"cbuf_rows_bank_aligned": 1})
 #: Share of held-out rows the error band is meant to cover.
 BAND_COVERAGE = 0.8
 #: The band is this quantile of held-out errors: a quantile of one set of held-out errors covers less of the next
@@ -371,7 +369,7 @@ def fold_coverage(fold: NestedFold) -> list[bool]:
     data = load_perf_data()
     inside = []
     for case, err in zip(fold.cases, fold.errors, strict=True):
-        tags = extrapolations(generation=2, fit_platform=True, precision="int8", cores=case.row.cores,
+        tags = extrapolations(generation=2, fit_platform=True, precision=Precision.INT8, cores=case.row.cores,
                               batch=case.row.batch, kinds=case.kinds)
         inside.append(abs(float(err)) <= widened(fold.band_pct, tags, data))
     return inside

@@ -15,6 +15,7 @@ import numpy as np
 
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
 from dlakit.perf.ops import DlaOp, Tensor
+from dlakit.vocab import Device, Precision
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,18 @@ class Conditions:
     emc_mhz: float
     dram_gbps: float
     cores: int = 2
-    precision: str = "int8"
+    precision: str = Precision.INT8
     sparse: bool = False
     gpu_mhz: float = 612.0
+    #: SMs the power mode leaves on (data/gpu.toml); GPU fallback layers run on them
+    gpu_sms: int = 8
     #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);
     #: None = every eligible convolution (the what-if of trtexec --sparsity=force).
     sparse_nodes: frozenset[str] | None = None
 
     @property
     def bytes_per_element(self) -> int:
-        return 1 if self.precision == "int8" else 2
+        return 1 if self.precision == Precision.INT8 else 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
     if t.graph_input and c <= spec.image_input_max_channels:
         c = int(spec.image_input_max_channels)
     else:
-        vec = 32 if cond.precision == "int8" else 16
+        vec = 32 if cond.precision == Precision.INT8 else 16
         c = -(-c // vec) * vec
     return float(n * c * h * w * cond.bytes_per_element)
 
@@ -68,7 +71,7 @@ def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
     the same rule as :mod:`dlakit.sparsity` — and, when the model's pattern is known, only where it holds."""
     if cond.sparse_nodes is not None and not any(node in cond.sparse_nodes for node in op.nodes):
         return False
-    return (cond.sparse and bool(spec.sparse) and cond.precision == "int8" and op.kind in ("conv", "fc")
+    return (cond.sparse and bool(spec.sparse) and cond.precision == Precision.INT8 and op.kind in ("conv", "fc")
             and op.groups == 1 and op.in_c > spec.sparse_min_channels)
 
 
@@ -98,7 +101,7 @@ def conv_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
     pack = min(groups, max(1, atom_c // c_eff)) if groups > 1 else 1
     steps = math.ceil(groups / pack) * math.ceil(c_eff * pack / atom_c) * math.ceil(k_g * pack / atom_k) * taps
     cycles = math.ceil(op.out_pixels / spec.spatial_lanes) * steps
-    if cond.precision != "int8":
+    if cond.precision != Precision.INT8:
         cycles *= spec.int8_macs_per_clk / spec.fp16_macs_per_clk
     return float(cycles), sparse
 
@@ -108,9 +111,10 @@ def launches(op: DlaOp) -> float:
 
     Why per image: NVDLA's convolution pipeline walks one image's surface per hardware layer; its multi-batch mode
     exists for fully connected (inner-product) layers only ([NVDLA] hwarch.rst feature table, dla.md 3.3b), so a
-    batch-N convolution is N hardware ops, each with its own setup and its own weight fetch into the CBUF. This
-    makes images/s nearly flat in batch, as measured (issue 21: one detector at batch 1, 4 and 16). UNSURE that
-    TensorRT's DLA compiler does the same; it is the only reading that keeps img/s flat in batch.
+    batch-N convolution is N hardware ops, each with its own setup (whether they share the weight fetch follows from
+    the CBUF tiling, :func:`conv_traffic`). This makes images/s nearly flat in batch, as measured (issue 21: one
+    detector at batch 1, 4 and 16). UNSURE that TensorRT's DLA compiler does the same; it is the only reading
+    that keeps img/s flat in batch.
     """
     if op.kind == "free":
         return 0.0
@@ -124,11 +128,11 @@ def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
     """Cycles of the op's unit at full rate (FP16 halves the element rate of the side units)."""
     if op.kind in ("conv", "fc", "deconv"):
         return conv_cycles(op, spec, cond)
-    width = 1.0 if cond.precision == "int8" else 2.0
+    width = 1.0 if cond.precision == Precision.INT8 else 2.0
     if op.kind == "depthwise":
         # depthwise_macs_per_clk: the conv core with channels packed block-diagonally (perf.toml); in FP16 it
         # slows down by the conv core's FP16/INT8 rate ratio like any convolution
-        fp16 = 1.0 if cond.precision == "int8" else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+        fp16 = 1.0 if cond.precision == Precision.INT8 else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
         return op.macs / spec.depthwise_macs_per_clk * fp16, False
     out_elems = op.output.elements if op.output else 0
     in_elems = sum(t.elements for t in op.inputs)
@@ -159,7 +163,7 @@ class Residency:
         for index, op in enumerate(ops):
             for t in op.inputs:
                 last_use[t.name] = index
-                if op.device != "dla":
+                if op.device != Device.DLA:
                     gpu_read.add(t.name)
         self.resident: set[str] = set()
         # the live tensors' total and, per op index, those freed after it: O(1) per op however many are live
@@ -168,7 +172,7 @@ class Residency:
         frees: dict[int, list[tuple[str, float]]] = {}
         for index, op in enumerate(ops):
             out = op.output
-            if out is not None and op.device == "dla" and not out.graph_output and out.name not in gpu_read:
+            if out is not None and op.device == Device.DLA and not out.graph_output and out.name not in gpu_read:
                 if op.kind == "free":
                     if op.inputs and all(t.name in self.resident for t in op.inputs):
                         self.resident.add(out.name)
@@ -188,10 +192,8 @@ class Residency:
 def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> list[RawCost]:
     """Ideal cycles and DRAM bytes of every op (GPU ops get their DRAM bytes; their cycles are priced apart)."""
     residency = Residency(ops, data, spec, cond)
-    cbuf = spec.cbuf_bytes
-    w_cap = cbuf * data.model["cbuf_weight_share"].value
-    d_cap = cbuf - w_cap
-    per_image = data.model["weights_per_image"].value
+    aligned = bool(data.model["cbuf_rows_bank_aligned"].value)
+    weight_banks = max(1, min(int(spec.cbuf_banks) - 1, round(spec.cbuf_banks * data.model["cbuf_weight_share"].value)))
     costs = []
     for op in ops:
         if op.kind == "free":
@@ -203,32 +205,35 @@ def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditi
         reads = [(tensor_bytes(t, cond, spec), residency.dram(t)) for t in op.inputs]
         refetch = 0.0
         n = launches(op)
+        w_bytes = op.weight_elems * cond.bytes_per_element
         if op.weight_elems and op.kind != "depthwise":
-            # CBUF tiling per image (each image is its own hardware op, :func:`launches`); the first fetch of the
-            # weights is shared by the batch's images unless [model] weights_per_image says otherwise
-            w_bytes = op.weight_elems * cond.bytes_per_element
+            # CBUF tiling of the whole batch, image by image (each image is its own hardware op, :func:`launches`):
+            # whether the batch shares one weight fetch follows from the tiling the compiler picks (conv_traffic)
             main, main_dram = reads[0] if reads else (0.0, False)
             rest = sum(b for b, d in reads[1:] if d)
-            moved, refetch = conv_traffic(op, w_bytes, main / n, main_dram, cbuf, w_cap, d_cap)
-            dram = moved * n - w_bytes * (n - 1) * (1.0 - per_image) + rest + write
-            refetch *= n
+            moved, refetch = conv_traffic(op, w_bytes, main / n, main_dram, n, spec, weight_banks, aligned)
+            dram = moved + rest + write
         else:
-            w_bytes = op.weight_elems * cond.bytes_per_element
-            dram = sum(b for b, d in reads if d) + write + w_bytes * (1.0 + (n - 1) * per_image)
+            dram = sum(b for b, d in reads if d) + write + w_bytes
         costs.append(RawCost(cycles, dram, sparse, counted=n, refetch_bytes=refetch))
     return costs
 
 
-def conv_traffic(op: DlaOp, w_bytes: float, main: float, main_dram: bool, cbuf: float, w_cap: float,
-                 d_cap: float) -> tuple[float, float]:
-    """DRAM bytes of a convolution's weights and main input (``main``: one image's bytes), and the part of them that
-    is fetched again, for one image (the batch runs image by image, :func:`launches`).
+def conv_traffic(op: DlaOp, w_bytes: float, main: float, main_dram: bool, images: float, spec: DlaSpec,
+                 weight_banks: int, aligned: bool = True) -> tuple[float, float]:
+    """DRAM bytes of a convolution's weights and main input over a batch of ``images`` (``main``: one image's
+    bytes), and the part of them that is fetched again.
 
-    When weights and input fit the CBUF together, each is read once. Otherwise the compiler tiles the op: keep a
-    weight chunk (``w_cap``) and stream the input once per chunk, or keep an input stripe of rows (``d_cap``) and
-    stream all the weights once per stripe; it picks the cheaper in DRAM traffic. A stripe of a KxK convolution
-    also re-reads the K - stride halo rows its neighbour already read (the TensorRT CBUF check in dla.md 1.2 asks
-    for at least K input rows resident).
+    When weights and one image's input fit the CBUF together, each is read once and the weights stay for the next
+    image (NVDLA's CSC keeps CBUF-resident weights for the next hardware op: weight_reuse / skip_weight_rls,
+    [NVDLA] unit_description.rst). Otherwise the compiler tiles the op, splitting the CBUF's banks between a
+    weight chunk and an input stripe as TensorRT's CBUF check allots ``wtBanks + dataBanks <= 16`` ([model]
+    cbuf_weight_share of the banks for weights). The stripe holds whole rows, at least the kernel height
+    (dla.md 1.2), aligned to banks with [model] cbuf_rows_bank_aligned (:func:`bank_rows`). The compiler keeps a
+    weight chunk and streams every image's input once per chunk (weight-stationary: the batch shares the weight
+    fetch), or keeps an input stripe and streams all the weights once per stripe of every image
+    (input-stationary: nothing to share), whichever moves fewer DRAM bytes. A stripe of a KxK convolution also
+    re-reads the K - stride halo rows its neighbour already read.
 
     Why the re-fetched part is returned apart: a tiled op has filled its CBUF banks with the current pass (weight
     chunk or stripe), so the next pass's copy of the data can only be loaded into banks the running pass has
@@ -237,43 +242,59 @@ def conv_traffic(op: DlaOp, w_bytes: float, main: float, main_dram: bool, cbuf: 
     SSD-ResNet-34 (12 convs of 256 channels at 150x150 that fit neither CBUF nor SRAM) has ~6 ms of EMC-clocked
     time at 3200 MHz that a per-op roofline hides behind its compute, the ResNet-34 backbone (the same layers at
     48x80: inputs a sixth the size, half of them resident in SRAM) ~1.3 ms. Priced this way the re-fetches add to
-    the op's time (:func:`op_times`); leave-one-network-out error drops from 11.8% to 7.3%, the fit from 4.3% to
-    2.9%, with no added parameter. UNSURE: the DLA compiler's real tiling is not published; this is NVDLA's
+    the op's time (:func:`op_times`). UNSURE: the DLA compiler's real tiling is not published; this is NVDLA's
     (full-weight split-H or full-input partial-weight) reasoning with TensorRT's bank sizes.
     """
-    if w_bytes + main <= cbuf:
-        return w_bytes + (main if main_dram else 0.0), 0.0
-    halo = halo_factor(op, main, d_cap)
+    main_d = main if main_dram else 0.0
+    if w_bytes + main <= spec.cbuf_bytes:
+        return w_bytes + main_d * images, 0.0
+    banks = int(spec.cbuf_banks)
+    bank = spec.cbuf_bytes / banks
+    w_cap, d_cap = weight_banks * bank, (banks - weight_banks) * bank
+    stripes, halo = stripe_geometry(op, main, d_cap, bank if aligned else 0.0)
     passes = math.ceil(w_bytes / w_cap)
-    stripes = math.ceil(main / d_cap)
-    weight_stationary = w_bytes + (main * halo * passes if main_dram else 0.0)
-    input_stationary = w_bytes * stripes + (main * halo if main_dram else 0.0)
-    if weight_stationary <= input_stationary:
-        return weight_stationary, (main * (halo * passes - 1.0) if main_dram else 0.0)
-    return input_stationary, w_bytes * (stripes - 1) + (main * (halo - 1.0) if main_dram else 0.0)
+    weight_stationary = (w_bytes + main_d * images * halo * passes, main_d * images * (halo * passes - 1.0))
+    input_stationary = (w_bytes * images * stripes + main_d * images * halo,
+                        w_bytes * (images * stripes - 1) + main_d * images * (halo - 1.0))
+    return weight_stationary if weight_stationary[0] <= input_stationary[0] else input_stationary
 
 
-def halo_factor(op: DlaOp, main: float, d_cap: float) -> float:
-    """Input rows read / input rows, when a convolution's input is tiled by rows through ``d_cap`` CBUF bytes.
+def bank_rows(row: float, d_cap: float, bank: float) -> int:
+    """Whole input rows that ``d_cap`` bytes of data banks hold; with ``bank`` > 0 no row straddles a bank
+    boundary, so a row wider than a bank takes whole banks (a 150-pixel row of 256 INT8 channels, 37.5 KiB, takes
+    two 32 KiB banks: 4 rows in 8 banks instead of 6)."""
+    if bank <= 0:
+        return int(d_cap // row)
+    banks = int(d_cap // bank)
+    if row <= bank:
+        return banks * int(bank // row)
+    return banks // math.ceil(row / bank)
+
+
+def stripe_geometry(op: DlaOp, main: float, d_cap: float, bank: float = 0.0) -> tuple[int, float]:
+    """Stripes per image and input rows read / input rows, when a convolution's input (``main`` bytes for one
+    image) is tiled by rows through ``d_cap`` bytes of CBUF data banks (row alignment: :func:`bank_rows`).
 
     A stripe holds as many whole input rows (all channels, native layout) as fit, at least the kernel height;
     it yields ``(rows - K) // stride + 1`` output rows, and the next stripe starts ``stride`` rows after the
     last output row's first input row, so ``K - stride`` rows are read twice.
     """
-    if op.kind != "conv" or not op.inputs or op.output is None or op.kernel[0] <= 1:
-        return 1.0
-    _, _, h, _ = op.inputs[0].dims
-    out_h = op.output.dims[2]
-    if h <= 1 or out_h < 1:
-        return 1.0
+    if op.kind != "conv" or not op.inputs or op.output is None or op.inputs[0].dims[2] <= 1:
+        return max(1, math.ceil(main / d_cap)), 1.0
+    h, out_h = op.inputs[0].dims[2], op.output.dims[2]
     kh = op.kernel[0]
-    stride = max(1, round(h / out_h))
-    rows = max(kh, int(d_cap // (main / h)))  # main: one image's bytes
+    stride = max(1, round(h / max(1, out_h)))
+    rows = max(kh, bank_rows(main / h, d_cap, bank))
     if rows >= h:
-        return 1.0
+        return 1, 1.0
     out_rows = max(1, (rows - kh) // stride + 1)
     stripes = math.ceil(out_h / out_rows)
-    return max(1.0, stripes * ((out_rows - 1) * stride + kh) / h)
+    return stripes, (h + (stripes - 1) * max(0, kh - stride)) / h
+
+
+def halo_factor(op: DlaOp, main: float, d_cap: float, bank: float = 0.0) -> float:
+    """Input rows read / input rows of a row-tiled convolution (see :func:`stripe_geometry`)."""
+    return stripe_geometry(op, main, d_cap, bank)[1]
 
 
 def core_bandwidth(spec: DlaSpec, cond: Conditions) -> float:
@@ -314,13 +335,3 @@ def op_times(
     time = np.maximum(compute, streamed) + (1.0 - overlap) * np.minimum(compute, streamed) + serial
     time = time + counted * overhead_seconds(overhead, emc_mhz)
     return time, compute, memory
-
-
-def gpu_time(op: DlaOp, raw: RawCost, data: PerfData, cond: Conditions) -> float:
-    """A fallback layer on the GPU: roofline of its MACs (or elements) and DRAM bytes, plus a kernel launch."""
-    g = data.gpu
-    rate = (g["int8_macs_per_clk"] if cond.precision == "int8" else g["fp16_macs_per_clk"]).value
-    work = op.macs or (op.output.elements if op.output else 0) / 64
-    compute = work / (rate * cond.gpu_mhz * 1e6 * g["efficiency"].value)
-    memory = raw.dram_bytes / (cond.dram_gbps * 1e9 * g["dram_efficiency"].value)
-    return max(compute, memory) + g["layer_overhead_us"].value * 1e-6

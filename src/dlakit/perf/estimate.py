@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,17 +19,21 @@ from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
     core_bandwidth,
-    gpu_time,
     op_times,
     overhead_seconds,
     raw_costs,
     tensor_bytes,
 )
+from dlakit.perf.gpu import fallback_times, gpu_mode_for, load_gpu_data
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 from dlakit.targets import Target
+from dlakit.vocab import Device, Precision
 
-PRECISIONS = ("int8", "fp16")
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+
+PRECISIONS = tuple(Precision)
 #: Clock and batch ranges covered by the fit data (AGX Orin 64GB power modes, batches 1 and 2).
 CALIBRATED_DLA_MHZ = (614.4, 1600.0)
 CALIBRATED_BATCHES = (1, 2)
@@ -50,7 +54,7 @@ class Prepared:
 
     @property
     def kinds(self) -> set[str]:
-        return {layer_kind(op) for op in self.ops if op.device == "dla" and op.kind != "free"}
+        return {layer_kind(op) for op in self.ops if op.device == Device.DLA and op.kind != "free"}
 
 
 @dataclass
@@ -133,15 +137,14 @@ def layer_kind(op: DlaOp) -> str:
     return op.kind
 
 
-def placement_of(loaded: LoadedModel, target: Target, precision: str) -> tuple[dict[str, str], str, int]:
-    """Node placement from ``check``; without it every computing node is assumed to run on the DLA."""
-    try:
-        from dlakit.check import check_model
-    except ImportError:
-        return {}, "assumed: all nodes on DLA (dlakit.check unavailable)", 0
-    report = check_model(loaded, target, precision)
+def placement_of(loaded: LoadedModel, target: Target, precision: str,
+                 report: CheckReport | None = None) -> tuple[dict[str, str], str, int]:
+    """Node placement from ``check`` (``report`` when the caller already has it, else placed here)."""
+    from dlakit.check import FIXABLE, check_model
+
+    report = report if report is not None else check_model(loaded, target, precision)
     placement = {n.name: n.placement for n in report.nodes}
-    fixable = sum(1 for p in placement.values() if p == "fixable")
+    fixable = sum(1 for p in placement.values() if p == FIXABLE)
     return placement, "dlakit check", fixable
 
 
@@ -157,22 +160,22 @@ def model_batch(loaded: LoadedModel) -> int:
 MIN_CLOCK_MHZ = 50.0
 
 
-def prepare(loaded: LoadedModel, target: Target, precision: str = "int8",
-            placement: dict[str, str] | None = None) -> Prepared:
-    if precision not in PRECISIONS:
-        raise DlakitError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+def prepare(loaded: LoadedModel, target: Target, precision: str = Precision.INT8,
+            placement: dict[str, str] | None = None, report: CheckReport | None = None) -> Prepared:
+    """Place (or take ``placement``, or ``report``'s placement) and fuse ``loaded`` into DLA ops."""
+    precision = Precision.parse(precision)
     source, fixable = "given", 0
     if placement is None:
-        placement, source, fixable = placement_of(loaded, target, precision)
+        placement, source, fixable = placement_of(loaded, target, precision, report)
     ops = build_ops(loaded.graph, placement)
-    if not any(op.device == "dla" and op.kind != "free" for op in ops):
+    if not any(op.device == Device.DLA and op.kind != "free" for op in ops):
         raise DlakitError(f"{loaded.source}: no layer of this network runs on the DLA of {target.platform.name}; "
                           "run dlakit check to see why")
     return Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
 
 
 def conditions_for(target: Target, power_mode: str | None = None, cores: int | None = None, sparse: bool = False,
-                   precision: str = "int8", dla_mhz: float | None = None, emc_mhz: float | None = None,
+                   precision: str = Precision.INT8, dla_mhz: float | None = None, emc_mhz: float | None = None,
                    data: PerfData | None = None) -> tuple[Conditions, str]:
     """Resolve the clocks (power mode, optionally overridden), DRAM bandwidth and core count."""
     data = data or load_perf_data()
@@ -188,8 +191,11 @@ def conditions_for(target: Target, power_mode: str | None = None, cores: int | N
         raise DlakitError(f"--sparse: {plat.name} has no structured sparsity on its DLA (Orin only)")
     label = mode.name if dla_mhz is None and emc_mhz is None else f"{mode.name} (custom clocks)"
     emc = emc_mhz or mode.emc_mhz
+    gmode = gpu_mode_for(plat.key, mode.name)
     cond = Conditions(dla_mhz=dla_mhz or mode.dla_mhz, emc_mhz=emc, dram_gbps=plat.dram_gbps(emc), cores=cores,
-                      precision=precision, sparse=sparse, gpu_mhz=data.gpu_clock(plat.key, mode.name))
+                      precision=precision, sparse=sparse,
+                      gpu_mhz=gmode.mhz if gmode else data.gpu["default_mhz"].value,
+                      gpu_sms=gmode.sms if gmode else 8)
     return cond, label
 
 
@@ -200,7 +206,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     calib = calib or data.calibration
     spec = data.spec(prep.target.platform.dla_generation)
     raws = raw_costs(prep.ops, data, spec, cond)
-    on_dla = np.array([op.device == "dla" for op in prep.ops])
+    on_dla = np.array([op.device == Device.DLA for op in prep.ops])
     cycles = np.array([r.cycles for r in raws])
     dram = np.array([r.dram_bytes for r in raws])
     counted = np.array([r.counted for r in raws], dtype=float)
@@ -208,11 +214,11 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     bandwidth = core_bandwidth(spec, cond)
     times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch)
     streamed = memory * np.divide(dram - refetch, dram, out=np.ones_like(dram), where=dram > 0)
-    gpu = np.array([gpu_time(op, r, data, cond) if op.device == "gpu" and r.counted else 0.0
-                    for op, r in zip(prep.ops, raws, strict=True)])
+    gpu = (fallback_times(prep.ops, spec, cond, prep.target.platform.key) if not on_dla.all()
+           else np.zeros(len(prep.ops)))
     times = np.where(on_dla, times, gpu)
     crossings, crossing_bytes = _transitions(prep.ops, cond, spec)
-    reformat_bw = cond.dram_gbps * 1e9 * data.gpu["dram_efficiency"].value
+    reformat_bw = cond.dram_gbps * 1e9 * load_gpu_data().calibration.dram_efficiency
     transition_s = crossings * data.gpu["transition_us"].value * 1e-6 + crossing_bytes / reformat_bw
     latency = float(times.sum()) + transition_s
     gpu_s = float(gpu.sum()) + transition_s
@@ -223,7 +229,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     for i, op in enumerate(prep.ops):
         if op.kind == "free":
             continue
-        if op.device == "gpu":
+        if op.device == Device.GPU:
             bound = "gpu"
         else:
             hidden = min(compute[i], streamed[i]) * calib.overlap
@@ -245,16 +251,17 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
         precision=cond.precision, cores=cond.cores, batch=prep.batch, kinds=prep.kinds,
         clocks_inside=CALIBRATED_DLA_MHZ[0] <= cond.dla_mhz <= CALIBRATED_DLA_MHZ[1],
         unfit_kinds=bool(prep.kinds - set(calib.layer_kinds)) and bool(calib.layer_kinds),
-        gpu_fallback=any(op.device == "gpu" and op.kind != "free" for op in prep.ops))
+        gpu_fallback=any(op.device == Device.GPU and op.kind != "free" for op in prep.ops))
     band = widened(calib.error_band_pct, band_tags, data)
     assumptions = {
         "platform": prep.target.platform.key, "release": prep.target.release.key,
         "dla_generation": spec.generation, "dla_mhz": cond.dla_mhz, "emc_mhz": cond.emc_mhz,
         "dram_gbps_peak": round(cond.dram_gbps, 2), "core_dram_gbps_peak": round(bandwidth / 1e9, 2),
-        "macs_per_clk": spec.int8_macs_per_clk if cond.precision == "int8" else spec.fp16_macs_per_clk,
+        "macs_per_clk": spec.int8_macs_per_clk if cond.precision == Precision.INT8 else spec.fp16_macs_per_clk,
         "atomic_c": spec.atomic_c, "atomic_k": spec.atomic_k, "sram_bytes": spec.sram_bytes,
         "cbuf_bytes": spec.cbuf_bytes, "placement": prep.placement_source,
-        "gpu_mhz": cond.gpu_mhz, "transitions": crossings, "fixable_layers_on_gpu": prep.fixable,
+        "gpu_mhz": cond.gpu_mhz, "gpu_sms": cond.gpu_sms, "transitions": crossings,
+        "fixable_layers_on_gpu": prep.fixable,
         "calibration": {"version": calib.version, "fitted": calib.fitted, "compute_efficiency":
                         calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
                         "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},
@@ -268,7 +275,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
 
 def measured_for(prep: Prepared, cond: Conditions, mode_label: str, calib: Calibration) -> float | None:
     """NVIDIA's measured images/s for exactly this case, when it is one of the calibration rows."""
-    if prep.target.platform.key not in CALIBRATED_PLATFORMS or cond.precision != "int8":
+    if prep.target.platform.key not in CALIBRATED_PLATFORMS or cond.precision != Precision.INT8:
         return None
     weights = "sparse" if cond.sparse else "dense"
     for row in calib.residuals:
@@ -300,7 +307,7 @@ def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[
         reasons.append(f"{plat.name}: first-generation DLA, no measurement in the fit; parameters from NVDLA nv_full")
     elif plat.key not in CALIBRATED_PLATFORMS:
         reasons.append(f"{plat.name}: fit data is AGX Orin 64GB only; same DLA, other clocks/DRAM")
-    if cond.precision != "int8":
+    if cond.precision != Precision.INT8:
         reasons.append("FP16: the fit has INT8 only, and the Orin FP16 MAC rate is a low-confidence guess")
     if cond.cores != 2:
         reasons.append(f"{cond.cores} core(s): the fit has two cores sharing DRAM; one core's bus share is a guess")
@@ -315,6 +322,7 @@ def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[
     missing = sorted(prep.kinds - set(calib.layer_kinds))
     if missing:
         reasons.append(f"layer types absent from the fit data: {', '.join(missing)}")
-    if any(op.device == "gpu" and op.kind != "free" for op in prep.ops):
-        reasons.append("GPU fallback layers: GPU roofline and transition costs are not calibrated")
+    if any(op.device == Device.GPU and op.kind != "free" for op in prep.ops):
+        reasons.append("GPU fallback layers: the GPU model is calibrated on whole networks on the GPU (data/gpu.toml); "
+                       "transition costs are not calibrated")
     return reasons

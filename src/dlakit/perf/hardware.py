@@ -6,13 +6,11 @@ which of its inputs are guesses. The file is validated when loaded, and a broken
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
-CONFIDENCE = ("high", "medium", "low")
+from dlakit.data.opdata import check_confidence, read
 
 
 @dataclass(frozen=True)
@@ -24,12 +22,9 @@ class Param:
     confidence: str = "high"
 
 
-@dataclass(frozen=True)
-class DlaSpec:
-    """One DLA core of a generation: MAC array geometry, buffers and the rates of the side units."""
+class ParamSet:
+    """Sourced parameters read as attributes (``spec.int8_macs_per_clk``)."""
 
-    generation: int
-    name: str
     params: dict[str, Param]
 
     def __getattr__(self, key: str) -> float:
@@ -37,6 +32,15 @@ class DlaSpec:
             return self.params[key].value
         except KeyError:
             raise AttributeError(key) from None
+
+
+@dataclass(frozen=True)
+class DlaSpec(ParamSet):
+    """One DLA core of a generation: MAC array geometry, buffers and the rates of the side units."""
+
+    generation: int
+    name: str
+    params: dict[str, Param]
 
     def low_confidence(self) -> list[str]:
         return sorted(k for k, p in self.params.items() if p.confidence == "low")
@@ -79,7 +83,6 @@ class PerfData:
     generations: dict[int, DlaSpec]
     model: dict[str, Param]
     gpu: dict[str, Param]
-    gpu_mhz: dict[str, dict[str, float]]
     calibration: Calibration
     #: error-band widening factor per kind of extrapolation (dlakit.perf.band)
     band: dict[str, Param] = field(default_factory=dict)
@@ -89,30 +92,25 @@ class PerfData:
             raise ValueError(f"perf.toml: no DLA generation {generation}")
         return self.generations[generation]
 
-    def gpu_clock(self, platform: str, mode: str | None) -> float:
-        table = self.gpu_mhz.get(platform, {})
-        return float(table.get(mode or "", self.gpu["default_mhz"].value))
-
 
 DLA_KEYS = (
     "int8_macs_per_clk", "fp16_macs_per_clk", "atomic_c", "atomic_k", "spatial_lanes", "cbuf_bytes", "sram_bytes",
     "depthwise_macs_per_clk", "sdp_elems_per_clk", "pdp_elems_per_clk", "cdp_elems_per_clk", "dma_bytes_per_clk",
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
-    "core_bus_share",
+    "core_bus_share", "cbuf_banks",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "weights_per_image")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned")
 #: model keys that may be 0 (switches)
-MODEL_SWITCHES = ("weights_per_image",)
+MODEL_SWITCHES = ("cbuf_rows_bank_aligned",)
 BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
              "gpu_fallback")
-GPU_KEYS = ("int8_macs_per_clk", "fp16_macs_per_clk", "efficiency", "dram_efficiency", "layer_overhead_us",
-            "transition_us", "default_mhz")
+#: the GPU itself is modelled in dlakit.perf.gpu (data/gpu.toml); perf.toml keeps what crossing to it costs
+GPU_KEYS = ("transition_us", "default_mhz")
 
 
 @cache
 def load_perf_data() -> PerfData:
-    text = resources.files("dlakit.data").joinpath("perf.toml").read_text(encoding="utf-8")
-    return parse_perf_data(tomllib.loads(text))
+    return parse_perf_data(read("perf.toml"))
 
 
 def parse_perf_data(data: dict[str, Any]) -> PerfData:
@@ -134,28 +132,26 @@ def parse_perf_data(data: dict[str, Any]) -> PerfData:
         if not (0 <= model[key].value <= 1 if key in MODEL_SWITCHES else 0 < model[key].value <= 1):
             raise ValueError(f"perf.toml: model.{key} must be in (0, 1]")
     gpu = _params("gpu", data.get("gpu", {}), GPU_KEYS)
-    gpu_mhz = {plat: {m: float(v) for m, v in modes.items()} for plat, modes in data.get("gpu_mhz", {}).items()}
     band = _params("band", data.get("band", {}), BAND_KEYS)
     for key in BAND_KEYS:
         if band[key].value < 1:
             raise ValueError(f"perf.toml: band.{key} must be >= 1 (a widening factor)")
-    return PerfData(generations, model, gpu, gpu_mhz, _calibration(data.get("calibration", {})), band)
+    return PerfData(generations, model, gpu, _calibration(data.get("calibration", {})), band)
 
 
-def _params(where: str, entry: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Param]:
+def _params(where: str, entry: dict[str, Any], keys: tuple[str, ...], file: str = "perf.toml") -> dict[str, Param]:
     params = {}
     for key in keys:
         raw = entry.get(key)
         if not isinstance(raw, dict) or "value" not in raw or not raw.get("source"):
-            raise ValueError(f"perf.toml: {where}.{key} must be {{ value = ..., source = \"...\" }}")
+            raise ValueError(f"{file}: {where}.{key} must be {{ value = ..., source = \"...\" }}")
         value = raw["value"]
         if isinstance(value, bool):
             value = float(value)
         if not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"perf.toml: {where}.{key} must be a non-negative number or a boolean")
+            raise ValueError(f"{file}: {where}.{key} must be a non-negative number or a boolean")
         confidence = raw.get("confidence", "high")
-        if confidence not in CONFIDENCE:
-            raise ValueError(f"perf.toml: {where}.{key}: confidence must be one of {CONFIDENCE}")
+        check_confidence(f"{file}: {where}.{key}", confidence)
         params[key] = Param(float(value), str(raw["source"]), confidence)
     return params
 

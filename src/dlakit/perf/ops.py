@@ -15,22 +15,17 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.model import is_constant, is_folded, node_macs, static_dims
 
-CONV_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-SCALE_OPS = frozenset({"BatchNormalization", "Add", "Sub", "Mul", "Div"})
-ACTIVATION_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "PRelu", "HardSigmoid", "HardSwish"})
-POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMean"})
-ELTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Equal", "Greater", "Less", "Abs",
-                         "Neg", "Sin", "Cos", "Atanh", "Sqrt", "Exp", "Log", "Reciprocal", "Where"})
-FREE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Cast"})
-MOVE_OPS = frozenset({"Transpose", "DepthToSpace", "SpaceToDepth", "Slice", "Split", "Pad", "Tile", "Expand"})
-RESIZE_OPS = frozenset({"Resize", "Upsample"})
-
+#: What the performance model knows of each op, from ``data/ops.toml``: its kind (``perf``), whether it rides in the
+#: SDP behind a convolution (``sdp``), and the execution unit of each kind (``[perf_units]``).
+_OPS = op_data()
+SCALE_OPS = _OPS.having("sdp", "scale")
+ACTIVATION_OPS = _OPS.having("sdp", "act")
 #: Execution unit per op kind (NVDLA names: CONV core, depth-wise processor, SDP, PDP, CDP, DMA/rubik engines).
-UNIT = {"conv": "conv", "fc": "conv", "deconv": "conv", "depthwise": "dwp", "pool": "pdp", "lrn": "cdp",
-        "eltwise": "sdp", "activation": "sdp", "softmax": "sdp", "move": "dma", "resize": "dma", "free": "none",
-        "other": "sdp"}
+UNIT = _OPS.perf_units
+_KIND = {op: info.perf for op, info in _OPS.ops.items() if info.perf is not None}
 
 
 @dataclass(frozen=True)
@@ -99,34 +94,16 @@ def _weight_elems(node: ir.Node) -> int:
 
 def classify(node: ir.Node) -> str:
     """The op kind of a single node, as the DLA compiler would run it on its own."""
-    op = node.op_type
-    if op == "Conv":
+    kind = _KIND.get(node.op_type, "other")
+    if kind == "conv":
         weight = static_dims(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
         groups = node.attributes.get_int("group", 1)
         if groups > 1 and weight is not None and weight[1] == 1:
             return "depthwise"
         return "conv"
-    if op == "ConvTranspose":
-        return "deconv"
-    if op in ("Gemm", "MatMul"):
+    if kind == "fc":
         return "fc" if len(node.inputs) > 1 and is_constant(node.inputs[1]) else "other"
-    if op in POOL_OPS:
-        return "pool"
-    if op == "LRN":
-        return "lrn"
-    if op in ACTIVATION_OPS or op == "BatchNormalization":
-        return "activation"
-    if op in ELTWISE_OPS:
-        return "eltwise"
-    if op == "Softmax":
-        return "softmax"
-    if op in FREE_OPS:
-        return "free"
-    if op in MOVE_OPS:
-        return "move"
-    if op in RESIZE_OPS:
-        return "resize"
-    return "other"
+    return kind
 
 
 def _fusable(node: ir.Node, residual_taken: bool, out: ir.Value) -> str | None:

@@ -18,13 +18,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
-from dlakit.atomic import write_with
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model, parse_shapes
 from dlakit.model.loader import read_model_proto
@@ -34,11 +33,14 @@ from dlakit.prepare.recognise import GENERIC, NETWORK_CHOICES, Recognition, reco
 from dlakit.prepare.structure import Structure, analyse
 from dlakit.prepare.verification import verify_cut_points
 from dlakit.rewrite import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs
+from dlakit.sources import open_model, save_model
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
 
 __all__ = ["NETWORK_CHOICES", "RECIPES", "PrepareResult", "Recipe", "Recognition", "prepare_model", "save_prepared"]
-
-#: ONNX protobufs cannot exceed 2 GiB; larger models keep their weights in a side file.
-PROTO_LIMIT = 1 << 31
 
 ModelSource = str | os.PathLike[str] | onnx.ModelProto | LoadedModel
 
@@ -58,7 +60,7 @@ class PrepareResult:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     check_before: dict[str, Any] | None = None
     check_after: dict[str, Any] | None = None
-    target: Any = None
+    target: Target | None = None
     output: str | None = None
     written: bool = False
 
@@ -102,9 +104,7 @@ def _load(model: ModelSource, shapes: str | Mapping[str, tuple[int, ...]] | None
             from dlakit import zoo
 
             if zoo.is_zoo_name(label):
-                loaded = load_model(zoo.build(label, form="published"), parsed)
-                loaded.source = label
-                return loaded, label, None
+                return open_model(label, parsed, form="published"), label, None
         proto = read_model_proto(label)
     proto, tail = drop_control_flow_tail(proto, label)
     loaded = load_model(proto, parsed, label=label)
@@ -122,10 +122,12 @@ def _require_parts(recognition: Recognition, recipe: Recipe, structure: Structur
                           "--network auto or generic")
 
 
-def _check(loaded: LoadedModel, target: Any, precision: str) -> dict[str, Any]:
-    from dlakit.check import check_model
+def _check(loaded: LoadedModel, target: Target, precision: str, placement: CheckReport | None = None
+           ) -> dict[str, Any]:
+    """check's summary of ``loaded`` with its DLA node share (``placement``: one already made for it)."""
+    from dlakit.analysis import Analysis
 
-    summary = dict(check_model(loaded, target, precision).summary)
+    summary = dict(Analysis.of(loaded, target, precision, placement).placement.summary)
     placed = summary["dla_nodes"] + summary["gpu_nodes"] + summary["fixable_nodes"]
     summary["dla_node_fraction"] = round(summary["dla_nodes"] / placed, 6) if placed else 0.0
     return summary
@@ -133,20 +135,12 @@ def _check(loaded: LoadedModel, target: Any, precision: str) -> dict[str, Any]:
 
 def save_prepared(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
     """Write atomically (temp file + rename); weights go to ``<name>.data`` beyond protobuf's 2 GiB."""
-    target = Path(path)
-
-    def writer(tmp: Path) -> None:
-        if proto.ByteSize() >= PROTO_LIMIT:
-            onnx.save_model(proto, str(tmp), save_as_external_data=True, location=f"{target.name}.data")
-        else:
-            onnx.save_model(proto, str(tmp))
-
-    write_with(target, writer)
+    save_model(proto, path)
 
 
 def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = None, *, network: str = "auto",
                   shapes: str | Mapping[str, tuple[int, ...]] | None = None, platform: str | None = None,
-                  release: str | None = None, precision: str = "int8",
+                  release: str | None = None, precision: str = Precision.INT8,
                   inputs: str | os.PathLike[str] | Mapping[str, np.ndarray] | None = None,
                   tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, check: bool = True) -> PrepareResult:
     """Recognise, apply the recipe, verify; write ``output`` only when verification passes (else raise)."""
@@ -184,7 +178,7 @@ def prepare_model(model: ModelSource, output: str | os.PathLike[str] | None = No
         refused=applied.refused, target=target, output=None if output is None else os.fspath(output))
     if check:
         result.check_before = _check(loaded, target, precision)
-        result.check_after = _check(applied.model, target, precision)
+        result.check_after = _check(applied.model, target, precision, applied.placement)
     if output is not None:
         if not verification.passed:
             raise DlakitError(f"verification failed: {failure(verification)}; {output} not written")

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from dlakit.analysis import fix_model
 from dlakit.model import LoadedModel
 from dlakit.prepare.steps import expose_fused_heads, four_d_outputs, fuse_head_siblings
 from dlakit.prepare.structure import Structure
-from dlakit.rewrite import FixOptions, fix_model
+from dlakit.rewrite import FixOptions
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
 
 COMMON = ("constant-folding", "identity-removal", "fold-pad-into-conv", "fold-mul-add-into-conv")
 CLASSIFIER = ("reduce-to-pool", "global-pool-to-pool", "squeeze-to-reshape", "matmul-to-conv", "reshape-merge")
@@ -73,6 +79,8 @@ class Applied:
     steps: list[Step] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
     refused: list[tuple[str, str, str]] = field(default_factory=list)
+    #: ``model``'s INT8 placement on the target, where the fix's guard computed it and no later step changed the model
+    placement: CheckReport | None = field(default=None, repr=False)
 
 
 def _ops(pairs: list[tuple[str, str]]) -> str:
@@ -80,13 +88,13 @@ def _ops(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f"{op}×{n}" for op, n in counts.most_common())
 
 
-def apply_recipe(recipe: Recipe, loaded: LoadedModel, structure: Structure, target: object = None) -> Applied:
+def apply_recipe(recipe: Recipe, loaded: LoadedModel, structure: Structure, target: Target | None = None) -> Applied:
     """Run ``recipe`` on a copy of ``loaded`` (which is not modified)."""
     heads = [h.output.name or "" for h in structure.heads] if recipe.cut == "heads" else None
     options = FixOptions(outputs=heads or None, cut_postprocess=recipe.cut == "postprocess",
                          rules=list(recipe.rules) if recipe.rules is not None else None, target=target)
     result = fix_model(loaded, options)
-    applied = Applied(model=result.model)
+    applied = Applied(model=result.model, placement=result.placement)
     steps = applied.steps
     if result.cut is not None:
         cut = result.cut
@@ -105,6 +113,7 @@ def apply_recipe(recipe: Recipe, loaded: LoadedModel, structure: Structure, targ
     if recipe.fuse_heads and heads:
         fused = fuse_head_siblings(model, heads)
         if fused:
+            applied.placement = None  # the model changed after the fix placed it
             steps.append(Step("fuse-head-siblings", "; ".join(a.node for a in fused), len(fused)))
             joined = expose_fused_heads(model)
             for name, parts in joined.items():
@@ -115,6 +124,7 @@ def apply_recipe(recipe: Recipe, loaded: LoadedModel, structure: Structure, targ
     if recipe.classifier_head:
         four_d = four_d_outputs(model)
         if four_d:
+            applied.placement = None
             steps.append(Step("four-d-outputs", f"{', '.join(four_d)} kept as (N, C, 1, 1)", len(four_d)))
     applied.model = model
     return applied

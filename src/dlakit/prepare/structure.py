@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.model import constant_array, is_constant, static_dims
 
-LINEAR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+#: The op classes below are ``data/ops.toml``'s (linear: a layer with weights; chain, flatten, postprocess flags).
+LINEAR_OPS = op_data().having("weighted", True)
 #: ops a tensor flows through unchanged in layout on a block's path (constant operands only for arithmetic)
-CHAIN_OPS = frozenset({"Conv", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "PRelu", "Pad", "Mul", "Add",
-                       "Sub", "Div", "Identity", "Sigmoid", "HardSigmoid", "HardSwish"})
+CHAIN_OPS = op_data().having("chain", True)
 #: ops between a global pool and a classifier's linear layer
-FLATTEN_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Identity"})
-POSTPROCESS_OPS = frozenset({"TopK", "ArgMax", "ArgMin", "NonMaxSuppression"})
+FLATTEN_OPS = op_data().having("flatten", True)
+POSTPROCESS_OPS = op_data().having("postprocess", True)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def _pycocotools():
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError:
-        raise DlakitError("--coco needs pycocotools: pip install pycocotools") from None
+        raise DlakitError("--coco needs pycocotools: pip install pycocotools (the coco extra: dlakit[coco])") from None
     return COCO, COCOeval
 
 

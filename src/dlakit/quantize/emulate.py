@@ -9,6 +9,7 @@ biases stay in float because DLA adds them in its higher-precision post-processi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ from dlakit.quantize.data import DataSource
 from dlakit.quantize.numerics import INT8_MAX, ROUNDINGS, fake_quant, sqnr_db
 from dlakit.quantize.plan import QuantPlan, build_plan
 from dlakit.quantize.qdq import QdqModel, insert_qdq
-from dlakit.quantize.runtime import progress_bar, session, to_proto, with_outputs
+from dlakit.quantize.runtime import Session, progress_bar, session, to_proto, with_outputs
 
 EmulatedModel = QdqModel
 
@@ -68,27 +69,48 @@ class TensorError:
         return self.cosine_sum / self.rows if self.rows else 1.0
 
     def add(self, ref: np.ndarray, emu: np.ndarray, scale: float | None) -> None:
-        ref64, emu64 = ref.astype(np.float64), emu.astype(np.float64)
-        self.signal += float(np.sum(ref64**2))
-        self.noise += float(np.sum((ref64 - emu64) ** 2))
-        self.max_abs = max(self.max_abs, float(np.max(np.abs(ref64 - emu64))) if ref.size else 0.0)
-        rows_ref = ref64.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref64.reshape(1, -1)
-        rows_emu = emu64.reshape(rows_ref.shape)
-        norm_ref, norm_emu = np.linalg.norm(rows_ref, axis=1), np.linalg.norm(rows_emu, axis=1)
-        norms = norm_ref * norm_emu
-        # both zero: identical (1); exactly one zero: nothing in common (0), not a perfect match
-        cos = np.where(norms > 0, np.sum(rows_ref * rows_emu, axis=1) / np.where(norms > 0, norms, 1),
-                       np.where((norm_ref == 0) & (norm_emu == 0), 1.0, 0.0))
-        self.cosine_sum += float(cos.sum())
-        self.rows += len(cos)
-        if scale is not None:
-            self.local_signal += float(np.sum(ref64**2))
-            self.local_noise += float(np.sum((ref64 - fake_quant(ref, scale)) ** 2))
+        self.merge(batch_stats(ref, emu, scale))
+
+    def merge(self, stats: BatchStats) -> None:
+        """Add one batch's :func:`batch_stats`; merging the batches in their order gives the same floats
+        whichever process computed each (how sharded runs equal the serial one bit for bit)."""
+        signal, noise, max_abs, cosine_sum, rows, local = stats
+        self.signal += signal
+        self.noise += noise
+        self.max_abs = max(self.max_abs, max_abs)
+        self.cosine_sum += cosine_sum
+        self.rows += rows
+        if local is not None:
+            self.local_signal += local[0]
+            self.local_noise += local[1]
 
     def as_dict(self) -> dict[str, object]:
         return {"tensor": self.tensor, "layer": self.producer, "op": self.op, "sqnr_db": _round(self.sqnr_db),
                 "layer_sqnr_db": _round(self.layer_sqnr_db), "local_sqnr_db": _round(self.local_sqnr_db),
                 "max_abs_error": self.max_abs, "cosine": round(self.cosine, 6)}
+
+
+#: one batch of one tensor: signal, noise, max |error|, sum of row cosines, rows, (local signal, local noise) or None
+BatchStats = tuple[float, float, float, float, int, tuple[float, float] | None]
+
+
+def batch_stats(ref: np.ndarray, emu: np.ndarray, scale: float | None) -> BatchStats:
+    """What one batch adds to a :class:`TensorError` (``scale``: also the error of quantizing ``ref`` alone)."""
+    ref64, emu64 = ref.astype(np.float64), emu.astype(np.float64)
+    signal = float(np.sum(ref64**2))
+    noise = float(np.sum((ref64 - emu64) ** 2))
+    max_abs = float(np.max(np.abs(ref64 - emu64))) if ref.size else 0.0
+    rows_ref = ref64.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref64.reshape(1, -1)
+    rows_emu = emu64.reshape(rows_ref.shape)
+    norm_ref, norm_emu = np.linalg.norm(rows_ref, axis=1), np.linalg.norm(rows_emu, axis=1)
+    norms = norm_ref * norm_emu
+    # both zero: identical (1); exactly one zero: nothing in common (0), not a perfect match
+    cos = np.where(norms > 0, np.sum(rows_ref * rows_emu, axis=1) / np.where(norms > 0, norms, 1),
+                   np.where((norm_ref == 0) & (norm_emu == 0), 1.0, 0.0))
+    local = None
+    if scale is not None:
+        local = (float(np.sum(ref64**2)), float(np.sum((ref64 - fake_quant(ref, scale)) ** 2)))
+    return signal, noise, max_abs, float(cos.sum()), len(cos), local
 
 
 def _db(signal: float, noise: float) -> float:
@@ -132,26 +154,47 @@ def compare_layers(model: onnx.ModelProto, emulated: QdqModel, source: DataSourc
     Accumulated error hides where it started, so ``layer_sqnr_db`` is the SQNR of only the noise a layer adds on
     top of the noisiest tensor it is computed from (noise-to-signal ratios subtract, decibels do not).
     """
-    outputs = [o.name for o in model.graph.output]
-    # every INT8 tensor, and the graph outputs whatever their precision
-    names = list(dict.fromkeys([n for n in emulated.compare_names if n in emulated.scales] + outputs))
-    ref_sess = session(with_outputs(model, names))
-    emu_names = [emulated.compare_names.get(n, n) for n in names]
-    emu_sess = session(with_outputs(emulated.model, emu_names), quantized=True)
-    inputs = {i.name for i in model.graph.input}
+    names = compared_tensors(model, emulated)
     errors = {n: TensorError(n) for n in names}
     with progress_bar(len(source), "comparing FP32 and emulated INT8", progress) as advance:
-        for batch, valid in source.batches(batch_size):
-            feeds = {k: v for k, v in batch.items() if k in inputs}
-            refs = ref_sess.run(names, feeds)
-            emus = emu_sess.run(emu_names, feeds)
-            for name, ref, emu in zip(names, refs, emus, strict=True):
-                if ref.ndim and ref.shape[0] == batch_size and valid < batch_size:
-                    ref, emu = ref[:valid], emu[:valid]
-                if comparable(ref, emu):
-                    errors[name].add(ref, emu, emulated.scales.get(name))
+        for stats, valid in layer_batch_stats(model, emulated, source, batch_size):
+            for name, value in stats.items():
+                errors[name].merge(value)
             advance(valid)
-    for name, (producer, op, ups) in _sources(model, set(names)).items():
+    return rank_layers(model, errors)
+
+
+def compared_tensors(model: onnx.ModelProto, emulated: QdqModel) -> list[str]:
+    """Every INT8 tensor, and the graph outputs whatever their precision."""
+    outputs = [o.name for o in model.graph.output]
+    return list(dict.fromkeys([n for n in emulated.compare_names if n in emulated.scales] + outputs))
+
+
+def layer_batch_stats(model: onnx.ModelProto, emulated: QdqModel, source: DataSource, batch_size: int,
+                      session_of: Callable[..., Session] = session) -> Iterator[tuple[dict[str, BatchStats], int]]:
+    """Per batch of ``source``: the :func:`batch_stats` of every compared tensor, and the batch's real samples.
+    ``session_of(model, quantized)`` makes the sessions (a worker keeps them for its next shard)."""
+    names = compared_tensors(model, emulated)
+    ref_sess = session_of(with_outputs(model, names), False)
+    emu_names = [emulated.compare_names.get(n, n) for n in names]
+    emu_sess = session_of(with_outputs(emulated.model, emu_names), True)
+    inputs = {i.name for i in model.graph.input}
+    for batch, valid in source.batches(batch_size):
+        feeds = {k: v for k, v in batch.items() if k in inputs}
+        refs = ref_sess.run(names, feeds)
+        emus = emu_sess.run(emu_names, feeds)
+        stats = {}
+        for name, ref, emu in zip(names, refs, emus, strict=True):
+            if ref.ndim and ref.shape[0] == batch_size and valid < batch_size:
+                ref, emu = ref[:valid], emu[:valid]
+            if comparable(ref, emu):
+                stats[name] = batch_stats(ref, emu, emulated.scales.get(name))
+        yield stats, valid
+
+
+def rank_layers(model: onnx.ModelProto, errors: dict[str, TensorError]) -> list[TensorError]:
+    """Fill in producer, op and ``layer_sqnr_db`` of the accumulated errors; worst first."""
+    for name, (producer, op, ups) in _sources(model, set(errors)).items():
         err = errors[name]
         err.producer, err.op, err.inputs = producer, op, ups
         worst_input = max((_nsr(errors[u]) for u in ups), default=0.0)
@@ -167,7 +210,13 @@ def _nsr(err: TensorError) -> float:
 def run_model(model: onnx.ModelProto, source: DataSource, batch_size: int, quantized: bool,
               progress: bool = True) -> list[np.ndarray]:
     """The graph outputs over all samples, concatenated along the batch axis."""
-    sess = session(model, quantized=quantized)
+    return join_outputs(output_batches(model, source, batch_size, quantized, progress))
+
+
+def output_batches(model: onnx.ModelProto, source: DataSource, batch_size: int, quantized: bool,
+                   progress: bool = False, session_of: Callable[..., Session] = session) -> list[list[np.ndarray]]:
+    """Per graph output, its value for each batch (padding removed): what :func:`join_outputs` concatenates."""
+    sess = session_of(model, quantized)
     names = [o.name for o in model.graph.output]
     inputs = {i.name for i in model.graph.input}
     collected: list[list[np.ndarray]] = [[] for _ in names]
@@ -176,6 +225,10 @@ def run_model(model: onnx.ModelProto, source: DataSource, batch_size: int, quant
             for i, value in enumerate(sess.run(names, {k: v for k, v in batch.items() if k in inputs})):
                 collected[i].append(value[:valid] if value.ndim and value.shape[0] == batch_size else value)
             advance(valid)
+    return collected
+
+
+def join_outputs(collected: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [_join(parts) for parts in collected]
 
 
@@ -225,8 +278,14 @@ def output_errors(emulation: Emulation, source: DataSource, batch_size: int, pro
     """SQNR, max error, cosine and (for 2-D score outputs) top-1 agreement of every graph output."""
     reference = run_model(emulation.model, source, batch_size, quantized=False, progress=progress)
     emulated = run_model(emulation.emulated.model, source, batch_size, quantized=True, progress=progress)
+    return output_rows(emulation.model, reference, emulated)
+
+
+def output_rows(model: onnx.ModelProto, reference: list[np.ndarray], emulated: list[np.ndarray]
+                ) -> list[dict[str, object]]:
+    """:func:`output_errors` from the outputs of both models over every sample."""
     rows = []
-    for output, ref, emu in zip(emulation.model.graph.output, reference, emulated, strict=True):
+    for output, ref, emu in zip(model.graph.output, reference, emulated, strict=True):
         if not comparable(ref, emu):
             rows.append({"name": output.name, "sqnr_db": None, "max_abs_error": None, "cosine": None,
                          "note": "integer or data-dependent output (indices, detection count): not compared"})

@@ -80,13 +80,27 @@ def evaluate(model: onnx.ModelProto, emulated: onnx.ModelProto | None, files: li
              input_name: str, sample_shape: tuple[int, ...], preset: Preset, batch_size: int,
              progress: bool = True) -> dict[str, object]:
     """Accuracy of the FP32 model and (when given) the emulated INT8 model on the same images."""
+    fp32, int8 = logits(model, emulated, files, input_name, sample_shape, preset, batch_size, progress)
+    return summarize(fp32, int8, labels)
+
+
+def logits(model: onnx.ModelProto, emulated: onnx.ModelProto | None, files: list[Path], input_name: str,
+           sample_shape: tuple[int, ...], preset: Preset, batch_size: int, progress: bool = True
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first output of the FP32 model and of the emulated INT8 model (None if not given) over ``files``."""
     source = DataSource(files[0].parent, {input_name: sample_shape}, files, "images", preset)
     fp32 = run_model(model, source, batch_size, quantized=False, progress=progress)[0]
-    result: dict[str, object] = {"samples": len(files), "fp32": accuracy(fp32, labels).as_dict()}
-    if emulated is not None:
-        int8 = run_model(emulated, source, batch_size, quantized=True, progress=progress)[0]
+    int8 = None if emulated is None else run_model(emulated, source, batch_size, quantized=True,
+                                                   progress=progress)[0]
+    return fp32, int8
+
+
+def summarize(fp32: np.ndarray, int8: np.ndarray | None, labels: np.ndarray) -> dict[str, object]:
+    """``evaluate``'s result from the logits of every image (in the order of ``labels``)."""
+    result: dict[str, object] = {"samples": len(labels), "fp32": accuracy(fp32, labels).as_dict()}
+    if int8 is not None:
         result["int8_emulated"] = accuracy(int8, labels).as_dict()
-        flat32, flat8 = fp32.reshape(len(files), -1), int8.reshape(len(files), -1)
+        flat32, flat8 = fp32.reshape(len(labels), -1), int8.reshape(len(labels), -1)
         result["top1_agreement"] = round(float(np.mean(flat32.argmax(1) == flat8.argmax(1))), 4)
         result["logit_sqnr_db"] = round(sqnr_db(flat32, flat8), 2)
     return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -25,6 +25,10 @@ from dlakit.quantize.fp16 import to_fp16
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan
 from dlakit.quantize.qdq import insert_qdq
 from dlakit.targets import Target
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
 
 
 def layer_precisions(layers: list[str]) -> str:
@@ -38,16 +42,18 @@ class QuantizeOutputs:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def trtexec_commands(loaded: LoadedModel, target: Target, files: dict[str, Path], fp16_layers: list[str]
-                     ) -> dict[str, Any]:
-    """trtexec command lines for the target's release (calibration cache, or Q/DQ model when strongly typed)."""
+def trtexec_commands(loaded: LoadedModel, target: Target, files: dict[str, Path], fp16_layers: list[str],
+                     placement: CheckReport | None = None) -> dict[str, Any]:
+    """trtexec command lines for the target's release (calibration cache, or Q/DQ model when strongly typed).
+
+    ``placement``: ``loaded``'s INT8 placement on ``target`` when the caller has it (else it is placed here)."""
     from dlakit.check import check_model
     from dlakit.deploy.trtexec import TrtexecOptions, build_command
 
-    report = check_model(loaded, target, "int8")
+    report = placement if placement is not None else check_model(loaded, target, Precision.INT8)
     strongly = target.release.strongly_typed
     options = TrtexecOptions(
-        precision="int8",
+        precision=Precision.INT8,
         calib=None if strongly else files["cache"].name,
         layer_precisions=[] if strongly else fp16_layers,
         model_path=files["qdq"].name if strongly else Path(loaded.source).name,
@@ -70,9 +76,11 @@ def write_outputs(
     never_negative: set[str] | None = None,
     write_qdq: bool = True,
     qdq_precision: str = "auto",
+    placement: CheckReport | None = None,
 ) -> QuantizeOutputs:
     """Write every output for ``tied`` scales (DLA constraints applied) and return their paths and summary.
 
+    ``placement``: ``loaded``'s INT8 placement (``Analysis.placement``), reused for the trtexec command.
     ``qdq_precision``: ``fp16`` (the strongly typed DLA form: no FP32 tensor is left, since DLA cannot run FP32),
     ``fp32`` (explicit quantization for TensorRT 8.6-10, other tools), or ``auto`` (fp16 for strongly typed releases).
     """
@@ -107,7 +115,7 @@ def write_outputs(
     if qdq_model is not None:
         write_with(files["qdq"], lambda tmp: onnx.save(qdq_model, str(tmp)))
     try:
-        trtexec = trtexec_commands(loaded, target, files, fp16)
+        trtexec = trtexec_commands(loaded, target, files, fp16, placement)
     except DlakitError as exc:
         trtexec = {"script": f"# trtexec command unavailable: {exc}\n", "command": None, "warnings": [str(exc)]}
     write_text(files["trtexec"], trtexec["script"])

@@ -9,32 +9,38 @@ members whose own range is much smaller, since those lose resolution.
 
 Which layers are on the DLA at all is ``dlakit check``'s placement for the target (:func:`off_dla_layers`, passed
 as ``off_dla``): a layer check sends to the GPU (unsupported, a restriction broken, fixable but not yet fixed, or over
-the loadable limit) gets no DLA scale here either. The op table below only says how a DLA layer is quantized (INT8,
-FP16-only, fused epilogue, pass-through) and stands alone when no placement is given.
+the loadable limit) gets no DLA scale here either. The op data (``data/ops.toml``: ``int8``, ``equal_scale``) only
+says how a DLA layer is quantized (INT8, FP16-only, fused epilogue, pass-through) and stands alone when no placement
+is given.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
+from dlakit.data.opdata import INT8_MODES, op_data
 from dlakit.model import LoadedModel, constant_array, is_constant, is_folded
+from dlakit.vocab import Precision
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-ELTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Equal", "Greater", "Less"})
-FUSED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "PRelu"})
-PASS_THROUGH_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"})
-FP16_ONLY_OPS = frozenset({"Sigmoid", "Tanh", "LRN", "Softmax", "HardSigmoid", "ReduceMean", "ReduceMax",
-                           "ReduceSum", "ReduceMin"})
-DLA_OPS = (WEIGHTED_OPS | POOL_OPS | ELTWISE_OPS | FUSED_ACTIVATIONS | PASS_THROUGH_OPS | FP16_ONLY_OPS
-           | frozenset({"Concat", "Resize", "Upsample", "BatchNormalization", "Slice", "Pad", "Abs", "Neg",
-                        "Selu", "Elu", "Softplus", "Softsign", "ThresholdedRelu", "HardSwish", "Split",
-                        "DepthToSpace", "SpaceToDepth", "Sqrt", "Reciprocal", "Exp", "Log"}))
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.targets import Target
+
+#: How the DLA quantizes each op, from ``data/ops.toml`` (``int8``, ``equal_scale``; weighted = its layer has weights)
+_OPS = op_data()
+WEIGHTED_OPS = _OPS.having("weighted", True)
+POOL_OPS = _OPS.having("equal_scale", "pool")
+ELTWISE_OPS = _OPS.having("equal_scale", "inputs")
+CONCAT_OPS = _OPS.having("equal_scale", "concat")
+FUSED_ACTIVATIONS = _OPS.having("int8", "fused")
+PASS_THROUGH_OPS = _OPS.having("int8", "pass")
+DLA_OPS = _OPS.having("int8", *INT8_MODES)
 #: ops that DLA runs in FP16 even when INT8 is requested: their outputs get no scale unless an INT8 layer reads them
-FP16_UPGRADE_OPS = FP16_ONLY_OPS | frozenset({"Sqrt", "Reciprocal", "Exp", "Log", "Softplus", "Selu", "Elu"})
+FP16_UPGRADE_OPS = _OPS.having("int8", "fp16", "fp16_only")
 
 
 def is_dla_op(node: ir.Node) -> bool:
@@ -154,18 +160,19 @@ def _single_consumer(value: ir.Value) -> ir.Node | None:
     return uses[0][0] if isinstance(uses[0], tuple) else uses[0].node
 
 
-def off_dla_layers(loaded: LoadedModel, target: object) -> frozenset[str]:
-    """The layers ``dlakit check`` does not place on the DLA of ``target`` in INT8 (GPU or fixable)."""
+def off_dla_layers(loaded: LoadedModel, target: Target) -> frozenset[str]:
+    """The layers ``dlakit check`` does not place on the DLA of ``target`` in INT8 (GPU or fixable); a command that
+    has its model's :class:`dlakit.analysis.Analysis` reads ``analysis.off_dla`` instead (no second placement)."""
     from dlakit.check import check_model
 
-    return off_dla_of(check_model(loaded, target, precision="int8"))  # type: ignore[arg-type]
+    return off_dla_of(check_model(loaded, target, precision=Precision.INT8))
 
 
-def off_dla_of(report: object) -> frozenset[str]:
+def off_dla_of(report: CheckReport) -> frozenset[str]:
     """The layers a :class:`dlakit.check.CheckReport` does not place on the DLA (GPU or fixable)."""
     from dlakit.check import DLA, FOLDED
 
-    return frozenset(p.name for p in report.nodes if p.placement not in (DLA, FOLDED))  # type: ignore[attr-defined]
+    return frozenset(p.name for p in report.nodes if p.placement not in (DLA, FOLDED))
 
 
 def build_plan(graph: ir.Graph, fp16_layers: set[str] | frozenset[str] = frozenset(), fuse_eltwise: bool = True,
@@ -233,7 +240,7 @@ def build_plan(graph: ir.Graph, fp16_layers: set[str] | frozenset[str] = frozens
         elif node.op_type in ELTWISE_OPS and len(ins) > 1 and node.name not in absorbed:
             for other in ins[1:]:
                 plan.tie(ins[0], other, f"element-wise {node.name}: inputs share a scale")
-        elif node.op_type == "Concat" and ins and outs:
+        elif node.op_type in CONCAT_OPS and ins and outs:
             for value in ins:
                 plan.tie(outs[0], value, f"concat {node.name}: inputs and output share a scale")
         elif node.op_type in PASS_THROUGH_OPS and ins and outs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +21,11 @@ from dlakit.quantize.emulate import Emulation, build_emulator, compare_layers, e
 from dlakit.quantize.plan import off_dla_of
 from dlakit.quantize.runtime import input_specs
 
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
 
-def per_layer_error(loaded: LoadedModel, check_report: Any, calib: str, data: str | None = None,
+
+def per_layer_error(loaded: LoadedModel, check_report: CheckReport | None, calib: str, data: str | None = None,
                     num_samples: int = 8, calibration_samples: int = 64) -> list[dict[str, Any]]:
     """Rows ``{name, layer, op, sqnr_db, layer_sqnr_db, local_sqnr_db, cosine, max_abs_error, inputs}``, worst first.
 

@@ -7,6 +7,7 @@ session, so peak memory stays bounded by the budget plus one set of weights, wha
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -123,6 +124,7 @@ def session(model: onnx.ModelProto, quantized: bool = False, threads: int = 0) -
     """A CPU session; Q/DQ models get basic optimizations only and never ``WeightBiasQuantization``."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = threads or int(os.environ.get("DLAKIT_ORT_THREADS") or 0)  # set on Ray workers (dlakit.scale)
     if threads:
         options.intra_op_num_threads = threads
     if quantized:

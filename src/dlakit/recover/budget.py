@@ -18,6 +18,7 @@ technique (bias correction, rounding optimisation) can reach the target, only fe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,10 +26,9 @@ import onnx
 
 from dlakit.model import LoadedModel
 from dlakit.quantize.plan import QuantPlan
-from dlakit.quantize.runtime import progress_bar
-from dlakit.recover.mixed import emulate_with
+from dlakit.recover.mixed import Trials
 from dlakit.recover.observe import Source
-from dlakit.recover.ranges import Reference, output_sqnr
+from dlakit.recover.ranges import Reference
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _round(value: float) -> float | None:
 def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                  amax: dict[str, float], source: Source, batch_size: int, fp16_nodes: set[str] | None = None,
                  unsigned: set[str] | None = None, uncorrected: onnx.ModelProto | None = None,
-                 progress: bool = False) -> NoiseBudget:
+                 progress: bool = False, runner: Callable[..., list[float]] | None = None) -> NoiseBudget:
     """The budget of ``model`` (scales ``amax``, FP16 layers ``fp16_nodes``) against FP32 ``reference``.
 
     ``loaded`` is ``model`` loaded (for the plan); ``uncorrected`` the model before bias correction, whose biases
@@ -88,25 +88,20 @@ def noise_budget(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mo
     began = time.perf_counter()
     fp16 = set(fp16_nodes or ())
     unsigned = unsigned or set()
-    fp32 = Reference(reference)
-
-    def sqnr(scales: dict[str, float]) -> float:
-        emulated, _ = emulate_with(loaded, model, scales, fp16, unsigned, uncorrected, plan.off_dla)
-        return output_sqnr(fp32, emulated, source, batch_size)
-
-    total = sqnr(amax)
-    weights = sqnr({})
+    trials = Trials(loaded, model, Reference(reference), unsigned, uncorrected, plan.off_dla, batch_size, runner)
+    total = trials.sqnr(amax, fp16, source)
+    weights = trials.sqnr({}, fp16, source)
     groups: dict[str, list[str]] = {}
     for name in plan.tensors:
         if name in amax:
             groups.setdefault(plan.group_of(name), []).append(name)
     base = _nsr(total)
     shares = []
-    with progress_bar(len(groups), f"noise budget: {len(groups)} scale groups", progress) as advance:
-        for members in groups.values():
-            alone = sqnr({members[0]: amax[members[0]]})  # the equal-scale rule gives the whole group this scale
-            share = (_nsr(alone) - _nsr(weights)) / base if base else 0.0
-            shares.append(GroupShare(members[0], members, max(share, 0.0)))
-            advance(1)
+    # one run per group: the equal-scale rule gives the whole group its first member's scale
+    alones = trials.sqnrs([({m[0]: amax[m[0]]}, fp16) for m in groups.values()], source,
+                          f"noise budget: {len(groups)} scale groups", progress)
+    for members, alone in zip(groups.values(), alones, strict=True):
+        share = (_nsr(alone) - _nsr(weights)) / base if base else 0.0
+        shares.append(GroupShare(members[0], members, max(share, 0.0)))
     shares.sort(key=lambda g: -g.share)
     return NoiseBudget(len(source), total, weights, shares, time.perf_counter() - began)

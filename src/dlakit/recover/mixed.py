@@ -17,6 +17,7 @@ comes from ``dlakit.perf`` (INT8 vs FP16 estimate) when that package is availabl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ from dlakit.quantize.plan import QuantPlan, build_plan
 from dlakit.quantize.runtime import progress_bar
 from dlakit.recover.observe import ArraySource, Source
 from dlakit.recover.ranges import Reference, build, output_sqnr
+from dlakit.vocab import Precision
 
 CANDIDATES = 12
 SCREEN_SAMPLES = 4
@@ -123,6 +125,38 @@ def emulate_with(loaded: LoadedModel, model: onnx.ModelProto, amax: dict[str, fl
 
 
 @dataclass
+class Trials:
+    """Emulator runs of ``model`` under other scales or FP16 layers, each scored by its output SQNR against the
+    FP32 ``reference``: in this process, or by ``runner`` (sharded over Ray: the same SQNRs, in the same order)."""
+
+    loaded: LoadedModel
+    model: onnx.ModelProto
+    reference: Reference
+    unsigned: set[str]
+    uncorrected: onnx.ModelProto | None
+    off_dla: frozenset[str]
+    batch_size: int
+    runner: Callable[..., list[float]] | None = None  # runs sqnrs elsewhere (dlakit.scale.trials.sharder)
+
+    def sqnrs(self, trials: list[tuple[dict[str, float], set[str]]], source: Source, description: str,
+              progress: bool = False) -> list[float]:
+        """The output SQNR of each ``(amax, fp16_nodes)`` trial on ``source``."""
+        if self.runner is not None:
+            return self.runner(self, trials, source, description, progress)
+        out = []
+        with progress_bar(len(trials), description, progress) as advance:
+            for amax, fp16 in trials:
+                out.append(self.sqnr(amax, fp16, source))
+                advance(1)
+        return out
+
+    def sqnr(self, amax: dict[str, float], fp16: set[str], source: Source) -> float:
+        emulated, _ = emulate_with(self.loaded, self.model, amax, fp16, self.unsigned, self.uncorrected,
+                                   self.off_dla)
+        return output_sqnr(self.reference, emulated, source, self.batch_size)
+
+
+@dataclass
 class Candidate:
     """A set of DLA layers that, in FP16 together, removes the INT8 error of ``tensor`` (its producer and all its
     readers: DLA keeps a tensor INT8 as long as one INT8 layer writes or reads it)."""
@@ -175,8 +209,10 @@ def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added
 def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                 amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
                 max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
-                candidates: int = CANDIDATES, progress: bool = False) -> MixedResult:
-    """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``."""
+                candidates: int = CANDIDATES, progress: bool = False,
+                runner: Callable[..., list[float]] | None = None) -> MixedResult:
+    """Pick FP16 layers for ``model`` (recovered, ranges ``amax``) against FP32 ``reference`` on ``source``;
+    ``runner`` (:func:`dlakit.scale.trials.sharder`) runs the per-candidate emulator runs on Ray workers."""
     began = time.perf_counter()
     unsigned = unsigned or set()
     fp32 = Reference(reference)  # one FP32 run per data subset, shared by every candidate's comparison
@@ -210,22 +246,21 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     screen = _head(source, SCREEN_SAMPLES, batch_size)
     base_screen = 10 ** (-output_sqnr(fp32, emulated, screen, batch_size) / 10)
     screened = []
-    with progress_bar(len(pool), f"FP16 layers: screening {len(pool)} candidates", progress) as advance:
-        for cand in pool:
-            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            gain = base_screen - 10 ** (-output_sqnr(fp32, trial, screen, batch_size) / 10)
-            screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
-            advance(1)
+    trials = Trials(loaded, model, fp32, unsigned, reference, off, batch_size, runner)
+    sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in pool], screen,
+                         f"FP16 layers: screening {len(pool)} candidates", progress)
+    for cand, sqnr in zip(pool, sqnrs, strict=True):
+        gain = base_screen - 10 ** (-sqnr / 10)
+        screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
     screened.sort(key=lambda item: -item[0])
     ranked = [cand for _, gain, cand in screened if gain > 0][:candidates]
     base_nsr = 10 ** (-base / 10)
     gains: dict[str, float] = {}
-    with progress_bar(len(ranked), f"FP16 layers: measuring the best {len(ranked)}", progress) as advance:
-        for cand in ranked:
-            trial, _ = emulate_with(loaded, model, amax, set(cand.nodes), unsigned, reference, off)
-            cand.sqnr_fp16_db = output_sqnr(fp32, trial, source, batch_size)
-            gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
-            advance(1)
+    sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in ranked], source,
+                         f"FP16 layers: measuring the best {len(ranked)}", progress)
+    for cand, sqnr in zip(ranked, sqnrs, strict=True):
+        cand.sqnr_fp16_db = sqnr
+        gains[cand.tensor] = max(base_nsr - 10 ** (-cand.sqnr_fp16_db / 10), 0.0)
     result.measured = ranked
     order = sorted(ranked, key=lambda c: -gains[c.tensor] / max(c.macs, total * 1e-4))
     picked: dict[str, Unit] = {}
@@ -269,15 +304,13 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
 def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = None, platform: str | None = None
                  ) -> str:
     """Fill ``int8_us``/``fp16_us`` of ``units`` from ``dlakit.perf``; returns a note when it is unavailable."""
-    try:
-        from dlakit.perf import conditions_for, evaluate, prepare
-        from dlakit.targets import resolve_target
-    except ImportError:
-        return "dlakit.perf not installed: no time estimates"
+    from dlakit.perf import conditions_for, evaluate, prepare
+    from dlakit.targets import resolve_target
+
     try:
         target = resolve_target(platform, release)
         times: dict[str, dict[str, tuple[int, float]]] = {}
-        for precision in ("int8", "fp16"):
+        for precision in Precision:
             prep = prepare(loaded, target, precision)
             cond, label = conditions_for(target, precision=precision)
             estimate = evaluate(prep, cond, label)
@@ -286,7 +319,7 @@ def attach_times(loaded: LoadedModel, units: list[Unit], release: str | None = N
     except Exception as exc:  # the estimate is an extra; a model it cannot place must not fail the recovery
         return f"no time estimate: {str(exc).splitlines()[0][:160]}"
     for unit in units:
-        for precision, attr in (("int8", "int8_us"), ("fp16", "fp16_us")):
+        for precision, attr in ((Precision.INT8, "int8_us"), (Precision.FP16, "fp16_us")):
             layers = {times[precision][n] for n in unit.nodes if n in times[precision]}
             setattr(unit, attr, round(sum(t for _, t in layers), 2) if layers else None)
     return f"DLA time from dlakit.perf ({target.label})"

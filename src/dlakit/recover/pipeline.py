@@ -9,15 +9,17 @@ what each technique gained.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
+from dlakit.analysis import Analysis
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model
 from dlakit.quantize.calibrate import require_int8_layers
-from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan, off_dla_layers
+from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
 from dlakit.quantize.runtime import input_specs, tensor_bytes, to_proto
 from dlakit.recover.bias_correction import BiasCorrection, correct_biases
 from dlakit.recover.budget import NoiseBudget, noise_budget
@@ -26,6 +28,7 @@ from dlakit.recover.mixed import MixedResult, attach_times, restore_biases, sele
 from dlakit.recover.observe import ArraySource, Observation, Source, observe
 from dlakit.recover.ranges import RangeSearch, search_ranges
 from dlakit.targets import resolve_target
+from dlakit.vocab import Precision
 
 #: DLA software from which unsigned (and asymmetric) INT8 exists (int8_baseline.md; dla.md §4.1)
 UINT8_MIN_DLA = (3, 16)
@@ -48,6 +51,8 @@ class RecoverOptions:
     timings: bool = True  # attach dlakit.perf DLA times to FP16 layers
     noise_budget: bool = False  # measure each quantization point's share of the output noise (one run per group)
     progress: bool = True  # a bar on a terminal, a line every 15 s in a log, for the per-candidate searches
+    #: runs the per-candidate emulator runs (sensitivity, noise budget) elsewhere: dlakit.scale.trials.sharder(pool)
+    trial_runner: Callable[..., list[float]] | None = None
 
 
 @dataclass
@@ -124,7 +129,8 @@ def _head(source: Source, count: int, batch_size: int) -> Source:
     return ArraySource({k: np.concatenate(v)[:count] for k, v in arrays.items()})
 
 
-def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None = None) -> Recovery:
+def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None = None,
+            analysis: Analysis | None = None) -> Recovery:
     """Run the recovery on ``loaded`` with calibration ``source``; the input model is never modified."""
     options = options or RecoverOptions()
     if options.max_fp16_macs is not None and not 0 <= options.max_fp16_macs <= 1:
@@ -142,7 +148,9 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     original = to_proto(loaded)
-    off_dla = off_dla_layers(loaded, resolve_target(options.platform, options.release))
+    if analysis is None:  # the INT8 placement of ``loaded`` on the options' target
+        analysis = Analysis.of(loaded, resolve_target(options.platform, options.release), Precision.INT8)
+    off_dla = analysis.off_dla
     plan = build_plan(loaded.graph, off_dla=off_dla)
     require_int8_layers(plan, loaded.source)
     notes: list[str] = []
@@ -201,7 +209,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     if options.target_sqnr_db is not None or options.max_fp16_macs:
         loaded2 = load_model(model2)
         mixed = select_fp16(loaded2, model1, model2, plan, amax, subset, batch, options.target_sqnr_db,
-                            options.max_fp16_macs, unsigned, progress=options.progress)
+                            options.max_fp16_macs, unsigned, progress=options.progress, runner=options.trial_runner)
         seconds["mixed_precision"] = mixed.seconds
         if options.timings and mixed.fp16_units:
             mixed.timing_note = attach_times(loaded2, mixed.fp16_units, options.release, options.platform)
@@ -213,7 +221,7 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     if options.noise_budget:
         fp16 = set(mixed.fp16_nodes) if mixed else set()
         budget = noise_budget(load_model(model2), model1, model2, final_plan, amax, subset, batch, fp16,
-                              unsigned & set(amax), model1, progress=options.progress)
+                              unsigned & set(amax), model1, progress=options.progress, runner=options.trial_runner)
         seconds["noise_budget"] = budget.seconds
     seconds["total"] = time.perf_counter() - began
     raw_final = {k: v for k, v in raw.items() if k in amax}

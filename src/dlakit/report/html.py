@@ -80,20 +80,35 @@ def _performance(data: ReportData) -> list[str]:
         why = data.estimate_error or "no estimate"
         return [f"<section id='performance'><h2>Performance</h2><p class='note'>{escape(why)}</p></section>"]
     rows = []
+    vs = any(m.vs_gpu is not None for m in data.modes)
     for m in data.modes:
         sparse = m.sparse
-        rows.append([escape(m.power_mode), f"{m.dense.images_per_second:,.0f}", f"{m.dense.latency_ms:.2f}",
-                     f"{sparse.images_per_second:,.0f}" if sparse else "–",
-                     f"{sparse.images_per_second / m.dense.images_per_second:.2f}×" if sparse else "–"])
+        row = [escape(m.power_mode), f"{m.dense.images_per_second:,.0f}", f"{m.dense.latency_ms:.2f}",
+               f"{sparse.images_per_second:,.0f}" if sparse else "–",
+               f"{sparse.images_per_second / m.dense.images_per_second:.2f}×" if sparse else "–"]
+        if vs:
+            row += [f"{m.vs_gpu.gpu_images_per_second:,.0f}" if m.vs_gpu else "–",
+                    f"{m.vs_gpu.perf_per_watt_ratio:.1f}×" if m.vs_gpu else "–",
+                    f"{m.vs_gpu_sparse.perf_per_watt_ratio:.1f}×" if m.vs_gpu_sparse else "–"]
+        rows.append(row)
     first = data.modes[0].dense
     out_of_region = "; ".join(first.out_of_region)
+    head = ["power mode", "images/s (dense)", "latency ms / batch", "images/s (2:4 sparse)", "sparse gain"]
+    note = ""
+    if vs:
+        head += ["GPU images/s", "DLA/GPU perf/W (dense)", "(sparse)"]
+        from dlakit.perf.power import load_power_data
+
+        v = next(m.vs_gpu for m in data.modes if m.vs_gpu)
+        held = load_power_data().calibration.lono_median_abs_pct
+        note = (f" GPU alone at batch {v.gpu_batch} (dlakit estimate --vs-gpu); perf/W from a power model fitted to "
+                f"NVIDIA's ratios, leave-one-network-out median error {held:.0f}%.")
     return [
         "<section id='performance'><h2>Estimated throughput per power mode</h2>",
-        _table(["power mode", "images/s (dense)", "latency ms / batch", "images/s (2:4 sparse)", "sparse gain"],
-               rows, numeric={1, 2, 3, 4}),
+        _table(head, rows, numeric=set(range(1, len(head)))),
         f"<p class='note'>{first.cores} DLA core(s), batch {first.batch}; error band ±{first.error_band_pct:.0f}% "
         f"(the 90th percentile of leave-one-network-out errors, widened where the model extrapolates). "
-        f"{escape(out_of_region)}</p></section>",
+        f"{escape(out_of_region)}{escape(note)}</p></section>",
     ]
 
 

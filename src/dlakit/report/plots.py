@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
 from dlakit.check import DLA, FIXABLE, FOLDED, GPU, CheckReport
+from dlakit.vocab import Device
 
 COLOURS = {DLA: "#2e9d57", GPU: "#d64541", FIXABLE: "#e8a33d", FOLDED: "#bbbbbb"}
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
@@ -88,7 +89,7 @@ def layer_time_bars(layers: Sequence, top: int = 30) -> str:
     """The slowest layers of an estimate, bar length = time, colour = device, hatch = memory-bound."""
     chosen = sorted(layers, key=lambda layer: layer.time_us, reverse=True)[:top]
     fig, ax = plt.subplots(figsize=(9, 0.22 * len(chosen) + 1))
-    colours = [COLOURS[DLA] if layer.device == "dla" else COLOURS[GPU] for layer in chosen]
+    colours = [COLOURS[DLA] if layer.device == Device.DLA else COLOURS[GPU] for layer in chosen]
     bars = ax.barh(range(len(chosen)), [layer.time_us for layer in chosen], color=colours)
     for bar, layer in zip(bars, chosen, strict=True):
         if layer.bound == "memory":
@@ -112,7 +113,7 @@ def roofline_side(intensity: float, ridge: float) -> str:
 def roofline(layers: Sequence, peak_macs_per_s: float, bandwidth_bytes_per_s: float) -> str:
     """Layers against the core's compute ceiling and the DRAM bandwidth ceiling (MAC per byte of DRAM traffic)."""
     points = [(layer.macs / layer.bytes, layer.macs / (layer.time_us * 1e-6), layer) for layer in layers
-              if layer.device == "dla" and layer.macs > 0 and layer.bytes > 0 and layer.time_us > 0]
+              if layer.device == Device.DLA and layer.macs > 0 and layer.bytes > 0 and layer.time_us > 0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if points:
         xs = [p[0] for p in points]

@@ -20,18 +20,21 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from dlakit.data.opdata import op_data
 from dlakit.model import LoadedModel, is_folded
 from dlakit.model.folding import propagate
 
+if TYPE_CHECKING:
+    from dlakit.targets import Target
+
 #: ops whose output type is not their first input's (everything else a rule emits keeps the type)
-TYPE_CHANGING = frozenset({"Cast", "Shape", "Size", "Equal", "Less", "Greater", "ArgMax", "ArgMin", "NonZero",
-                           "TopK", "ConstantOfShape"})
+TYPE_CHANGING = op_data().onnx_ops("type_changing")  # data/ops.toml [onnx]
 #: ``check`` returns this to say "not this rule's pattern at all" (nothing is reported to the user).
 NO_MATCH = ""
 
@@ -95,7 +98,7 @@ class NameSource:
 class RuleContext:
     """What a rule sees: the graph, the opset, the target, and a builder whose nodes are committed only on success."""
 
-    def __init__(self, graph: ir.Graph, opset: int, names: NameSource, target: Any = None) -> None:
+    def __init__(self, graph: ir.Graph, opset: int, names: NameSource, target: Target | None = None) -> None:
         self.graph = graph
         self.opset = opset
         self.names = names
@@ -202,7 +205,7 @@ def _safe_check(rule: Rule, node: ir.Node, ctx: RuleContext) -> str | None:
         return f"rule '{rule.id}' could not analyse this node ({type(exc).__name__}: {exc})"
 
 
-def apply_rules(loaded: LoadedModel, rules: Iterable[Rule], *, target: Any = None,
+def apply_rules(loaded: LoadedModel, rules: Iterable[Rule], *, target: Target | None = None,
                 max_rounds: int = 12) -> tuple[LoadedModel, list[Applied], list[Refused]]:
     """Apply ``rules`` until no rule applies any more; return the model, what was applied, what was refused.
 

@@ -2,16 +2,17 @@
 
 Order matters and mirrors NVIDIA's preparation scripts: cut first (post-processing never needs rewriting), fold
 constants (rules read weights and indices as arrays), rewrite to a fixpoint, then fuse sibling convolutions (after
-the folds, so a conv + BatchNorm pair fuses as one conv). Given a target, a placement guard then makes sure the
+the folds, so a conv + BatchNorm pair fuses as one conv). Given a target and check's placement score (as
+:func:`dlakit.analysis.fix_model` passes it), a placement guard then makes sure the
 rules as a whole do not leave ``check``'s verdict worse than the preparation passes alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -24,6 +25,10 @@ from dlakit.rewrite.engine import Applied, Refused, Rule, apply_rules, reload
 from dlakit.rewrite.passes import CutReport, cut_at_outputs, cut_postprocess, fold_constants, fuse_sibling_convs
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import MIN_IR_VERSION
+from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.targets import Target
 
 #: Models older than this opset are upgraded first: TensorRT's ONNX parser and ONNX Runtime's kernels start here,
 #: and the rules emit ops (Cast with a type enum, Reshape with a shape input) in their modern forms.
@@ -39,10 +44,11 @@ class FixOptions:
     cut_postprocess: bool = False
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
-    target: Any = None
-    #: with a target: drop rules whose rewrites leave the placement worse (see :func:`guard_placement`)
+    target: Target | None = None
+    #: with a target and a placement score: drop rules whose rewrites leave the placement worse (see
+    #: :func:`guard_placement`)
     guard: bool = True
-    precision: str = "int8"
+    precision: str = Precision.INT8
 
 
 @dataclass
@@ -54,6 +60,10 @@ class FixResult:
     folded_nodes: int = 0
     #: rules the placement guard left out, with why
     guarded: dict[str, str] = field(default_factory=dict)
+    #: ``model``'s ``dlakit.check.CheckReport`` on the fix's target where the guard's score placed it
+    #: (:func:`dlakit.analysis.fix_model` keeps it, so that the caller need not place the model again); rewrite does
+    #: not import check, hence ``Any``
+    placement: Any = field(default=None, repr=False)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model.model)
@@ -87,30 +97,25 @@ def copy_model(loaded: LoadedModel) -> LoadedModel:
     return fresh
 
 
-def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResult:
+#: Placement quality of a model for the options' target, best first (see :func:`dlakit.analysis.placement_score`).
+Score = Callable[[LoadedModel, "FixOptions"], tuple[float, int, int, int]]
+
+
+def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Score | None = None) -> FixResult:
     """Rewrite a copy of ``loaded`` for DLA; ``loaded`` itself is left untouched.
 
-    With a target (and ``guard``), rules that leave the placement worse than without them are dropped again.
+    With a target, ``guard`` and a placement ``score``, rules that leave the placement worse than without them are
+    dropped again. The score is ``check``'s, which sits above the rule library (check asks the rules whether they
+    apply), so it is passed in: :func:`dlakit.analysis.fix_model` is this function with check's score.
     """
     options = options or FixOptions()
     result = _fix_once(loaded, options)
-    if options.guard and options.target is not None and result.applied:
-        result = guard_placement(loaded, options, result)
+    if options.guard and options.target is not None and score is not None and result.applied:
+        result = guard_placement(loaded, options, result, score)
     return result
 
 
-def _score(loaded: LoadedModel, options: FixOptions) -> tuple[float, int, int, int] | None:
-    """Placement quality, best first: DLA MAC share, then fewer GPU↔DLA transitions, GPU nodes, loadables."""
-    try:
-        from dlakit.check import check_model
-    except ImportError:
-        return None
-    summary = check_model(loaded, options.target, options.precision).summary
-    off_dla = summary["gpu_nodes"] + summary["fixable_nodes"]  # "fixable" still runs on the GPU as it is
-    return round(summary["dla_mac_fraction"], 6), -summary["transitions"], -off_dla, -summary["dla_subgraphs"]
-
-
-def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult) -> FixResult:
+def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult, score_of: Score) -> FixResult:
     """Never leave the placement worse than the preparation passes alone would.
 
     A rewrite can turn a GPU op into a DLA op that sits between GPU ops (an island): the op moves, but two
@@ -118,9 +123,7 @@ def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult)
     together score worse than none (DLA MAC share, then transitions, GPU nodes, loadables), rules are added back one at
     a time in registry order and each is kept only if the placement does not get worse with it.
     """
-    score = _score(result.model, options)
-    if score is None:
-        return result
+    score = score_of(result.model, options)
     rules, passes = select_rules(options.rules, options.skip_rules)
 
     def trial(rule_ids: list[str]) -> tuple[FixResult, tuple[float, int, int, int]]:
@@ -128,7 +131,7 @@ def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult)
                                    rules=[*passes, *rule_ids], target=options.target, guard=False,
                                    precision=options.precision)
         fixed = _fix_once(loaded, trial_options)
-        return fixed, _score(fixed.model, trial_options) or (0.0, 0, 0, 0)
+        return fixed, score_of(fixed.model, trial_options)
 
     best_result, best = trial([])
     if score >= best:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError, numpy_file_problem
 from dlakit.model import LoadedModel, static_dims
 
@@ -168,7 +169,7 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: float, name: st
 
 #: ops whose outputs are selections (indices, counts): a last-bit change of a score can reorder or swap them, so
 #: they are judged by their continuous inputs (NMS: boxes and scores; TopK/ArgMax/ArgMin: the data)
-DISCRETE_OPS = {"NonMaxSuppression": 2, "TopK": 1, "ArgMax": 1, "ArgMin": 1}
+DISCRETE_OPS = op_data().selection_inputs  # data/ops.toml [onnx.selection_inputs]
 
 
 def _discrete_inputs(proto: onnx.ModelProto, name: str) -> list[str]:

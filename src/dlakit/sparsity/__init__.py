@@ -14,7 +14,6 @@ not train.
 
 from dlakit.sparsity.apply import FINE_TUNE_NOTE, LayerResult, SparsifyResult, sparsify_model
 from dlakit.sparsity.eligibility import (
-    MIN_CHANNELS,
     SparsityInfo,
     sparse_nodes,
     sparsity_column,
@@ -27,7 +26,6 @@ from dlakit.sparsity.pattern import MODES, density, energy_kept, force_mask, has
 
 __all__ = [
     "FINE_TUNE_NOTE",
-    "MIN_CHANNELS",
     "MODES",
     "GainEstimate",
     "GainModel",

@@ -19,13 +19,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from dlakit.errors import DlakitError
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.sparsity.apply import SparsifyResult
 
 Batch = dict[str, np.ndarray]
 
@@ -97,15 +101,6 @@ def fp32_effect(dense: onnx.ModelProto, sparse: onnx.ModelProto, batches: list[t
     return effect
 
 
-def int8_available() -> bool:
-    try:
-        from dlakit.quantize.calibrate import calibrate  # noqa: F401
-        from dlakit.quantize.emulate import build_emulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def add_int8_effect(effect: AccuracyEffect, dense: onnx.ModelProto, sparse: onnx.ModelProto, source: Any,
                     batches: list[tuple[Batch, int]], method: str = "entropy", shapes: Any = None,
                     off_dla: frozenset[str] = frozenset()) -> None:
@@ -144,11 +139,9 @@ def open_batches(path: str, loaded: Any, preset: str | None, num_samples: int | 
                  ) -> tuple[Any, list[tuple[Batch, int]]]:
     """A ``dlakit.quantize`` data source over ``path`` (image folder, .npy/.npz) and its batches in memory, at the
     model's static batch size; the batches are reused for every model compared."""
-    try:
-        from dlakit.quantize.data import PRESETS, open_source
-        from dlakit.quantize.runtime import input_specs
-    except ImportError as exc:
-        raise DlakitError("--compare needs dlakit.quantize (data loading), which is not available here") from exc
+    from dlakit.quantize.data import PRESETS, open_source
+    from dlakit.quantize.runtime import input_specs
+
     if preset is not None and preset not in PRESETS:
         raise DlakitError(f"--preset: '{preset}' is not one of {', '.join(PRESETS)}")
     inputs, batch = input_specs(loaded)
@@ -156,5 +149,37 @@ def open_batches(path: str, loaded: Any, preset: str | None, num_samples: int | 
     return source, list(source.batches(batch or 1))
 
 
-__all__ = ["AccuracyEffect", "OutputDelta", "add_int8_effect", "compare", "fp32_effect", "int8_available",
-           "layer_sensitivity", "open_batches", "run_first_output"]
+def accuracy_of(proto: onnx.ModelProto, report: CheckReport, result: SparsifyResult,
+                data_source: tuple[Any, list[tuple[Batch, int]]], int8: bool, per_layer: bool,
+                shapes: Any = None) -> dict[str, Any]:
+    """``dlakit sparsify --compare``'s ``accuracy`` field: dense FP32 as the reference, the pruned model (FP32,
+    with ``int8`` also through the DLA INT8 emulator on ``report``'s placement), and with ``per_layer`` the FP32 cost
+    of pruning each layer alone."""
+    from dlakit.quantize.plan import off_dla_of
+    from dlakit.sparsity.apply import sparsify_model
+
+    source, batches = data_source
+    effect = fp32_effect(proto, result.model, batches)
+    if int8:
+        add_int8_effect(effect, proto, result.model, source, batches, shapes=shapes, off_dla=off_dla_of(report))
+    out = effect.as_dict()
+    if per_layer:
+        names = [x.name for x in result.pruned]
+        rows = layer_sensitivity(proto, lambda name: sparsify_model(proto, report, result.mode, [name]).model,
+                                 names, batches)
+        out["per_layer"] = [r.as_dict() | {"layer": r.variant} for r in rows]
+    return out
+
+
+__all__ = [
+    "AccuracyEffect",
+    "OutputDelta",
+    "accuracy_of",
+    "add_int8_effect",
+    "compare",
+    "fp32_effect",
+
+    "layer_sensitivity",
+    "open_batches",
+    "run_first_output",
+]

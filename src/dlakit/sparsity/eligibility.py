@@ -20,10 +20,10 @@ import onnx_ir as ir
 
 from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.model import constant_array, is_constant, static_dims
+from dlakit.perf.hardware import load_perf_data
 from dlakit.sparsity.pattern import density, has_2to4
+from dlakit.vocab import Precision
 
-#: DLA needs more than this many input channels (per group) to use structured sparsity [DLA-SW FAQ].
-MIN_CHANNELS = 64
 #: Ops that only pass a weight through on its way to the convolution (followed to find where it is stored).
 PASS_THROUGH = ("Identity",)
 
@@ -101,6 +101,12 @@ def weight_storage(value: ir.Value | None) -> tuple[str | None, str | None]:
                       f"stored in the file; {hint}")
 
 
+def min_channels() -> int:
+    """DLA needs more than this many input channels (per group) to use structured sparsity [DLA-SW FAQ]: perf.toml's
+    ``sparse_min_channels`` of the second-generation (Orin) DLA, the only one that runs sparse."""
+    return int(load_perf_data().spec(2).sparse_min_channels)
+
+
 def _kernel(weight_dims: tuple[int, ...] | None, node: ir.Node) -> tuple[int, ...]:
     if weight_dims is not None and len(weight_dims) >= 2:
         return tuple(weight_dims[2:])
@@ -127,7 +133,7 @@ def conv_info(node: ir.Node, placement: str, is_orin: bool, platform_name: str, 
         fail("placement", f"placed on the {placement.upper()} by check: only DLA convolutions are considered")
     if not is_orin:
         fail("platform", f"{platform_name} has a first-generation (Xavier) DLA: structured sparsity is Orin only")
-    if precision != "int8":
+    if precision != Precision.INT8:
         fail("precision", f"{precision.upper()} build: DLA runs structured sparsity for INT8 convolutions "
                           "(sparse rates are published for INT8 only); build with --int8")
     if kernel and len(kernel) != 2:
@@ -139,9 +145,10 @@ def conv_info(node: ir.Node, placement: str, is_orin: bool, platform_name: str, 
         else:
             fail("grouped", f"grouped convolution (group = {groups}, C = {c} per group): dlakit treats only "
                             "group = 1 as eligible; NVIDIA documents sparsity for dense convolutions")
-    if c is not None and c <= MIN_CHANNELS and not (groups > 1 and c == 1):
-        fail("channels", f"C = {c} input channels{' per group' if groups > 1 else ''} ≤ {MIN_CHANNELS}: "
-                         f"DLA needs C > {MIN_CHANNELS} for structured sparsity")
+    limit = min_channels()
+    if c is not None and c <= limit and not (groups > 1 and c == 1):
+        fail("channels", f"C = {c} input channels{' per group' if groups > 1 else ''} ≤ {limit}: "
+                         f"DLA needs C > {limit} for structured sparsity")
     if c is None:
         fail("channels", "weight shape unknown: cannot count input channels")
     if weight_value is None or not is_constant(weight_value):
@@ -196,5 +203,5 @@ def summarize(infos: list[SparsityInfo]) -> dict[str, int]:
     }
 
 
-__all__ = ["MIN_CHANNELS", "SparsityInfo", "conv_info", "sparse_nodes", "sparsity_column", "sparsity_info",
+__all__ = ["SparsityInfo", "conv_info", "min_channels", "sparse_nodes", "sparsity_column", "sparsity_info",
            "summarize", "weight_storage"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -10,33 +9,18 @@ import onnx
 
 from dlakit.atomic import write_with
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel, load_model, parse_shapes
-from dlakit.model.loader import read_model_proto
+from dlakit.model import LoadedModel
 
 #: protobuf cannot serialise a message of 2 GiB or more; larger models get their tensors in a side file
 PROTO_LIMIT = 2**31 - 1024
 
 
 def read_source(model: str, shapes: str | None = None) -> tuple[onnx.ModelProto, LoadedModel]:
-    """The model as a ModelProto (the file's own, external data loaded, or a zoo network) and its analysis form.
+    """The model as a ModelProto (the file's own, external data loaded, or a zoo network) and its analysis form
+    (:func:`dlakit.sources.open_source`): the output must be the user's file with only the pruned tensors changed."""
+    from dlakit.sources import open_source
 
-    We keep the proto because the output must be the user's file with only the pruned tensors changed; the
-    analysis form (``load_model``) renames unnamed nodes and fixes the ``--shapes`` given, which must not leak into
-    the written model.
-    """
-    path = Path(model)
-    if not path.exists() and importlib.util.find_spec("dlakit.zoo") is not None:
-        from dlakit import zoo
-
-        if zoo.is_zoo_name(model):
-            proto = zoo.build(model)
-            loaded = load_model(proto, parse_shapes(shapes))
-            loaded.source = model
-            return proto, loaded
-    proto = read_model_proto(path)
-    loaded = load_model(proto, parse_shapes(shapes))
-    loaded.source = model
-    return proto, loaded
+    return open_source(model, shapes)
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -11,13 +11,13 @@ with a stub and keeps working (without speed-ups) where ``dlakit.perf`` is not i
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dlakit.check import CheckReport
 from dlakit.model import LoadedModel
+from dlakit.vocab import Device, Precision
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,6 @@ class GainModel(Protocol):
     def __call__(self, loaded: LoadedModel, report: CheckReport, power_mode: str | None) -> GainEstimate: ...
 
 
-def perf_available() -> bool:
-    return importlib.util.find_spec("dlakit.perf") is not None
-
-
 def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None) -> GainEstimate:
     """:class:`GainModel` backed by ``dlakit.perf``: the same placement as ``report``, priced dense and all-sparse.
 
@@ -78,12 +74,12 @@ def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None)
     dense_cond, label = conditions_for(report.target, power_mode, None, False, report.precision)
     dense = evaluate(prep, dense_cond, label)
     estimate = GainEstimate(label, dense.latency_ms, source="dlakit.perf")
-    if not report.target.is_orin or report.precision != "int8":
+    if not report.target.is_orin or report.precision != Precision.INT8:
         return estimate  # no sparse mode: every gain would be 1.0; leave layers empty
     sparse_cond, _ = conditions_for(report.target, power_mode, None, True, report.precision)
     sparse = evaluate(prep, sparse_cond, label)
     for d, s in zip(dense.layers, sparse.layers, strict=True):
-        if d.device != "dla":
+        if d.device != Device.DLA:
             continue
         gain = LayerGain(d.name, d.time_us, s.time_us, d.bound)
         for node in d.nodes:
@@ -91,9 +87,9 @@ def perf_gains(loaded: LoadedModel, report: CheckReport, power_mode: str | None)
     return estimate
 
 
-def default_gain_model() -> GainModel | None:
-    """The performance model when ``dlakit.perf`` is installed, else None (speed-ups are then not reported)."""
-    return perf_gains if perf_available() else None
+def default_gain_model() -> GainModel:
+    """The performance model's gains (:func:`perf_gains`)."""
+    return perf_gains
 
 
-__all__ = ["GainEstimate", "GainModel", "LayerGain", "default_gain_model", "perf_available", "perf_gains"]
+__all__ = ["GainEstimate", "GainModel", "LayerGain", "default_gain_model", "perf_gains"]

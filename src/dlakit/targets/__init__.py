@@ -6,15 +6,13 @@ The facts live in ``data/targets.toml``; this module loads them once, checks the
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
+from dlakit.data.opdata import check_confidence, read
 from dlakit.errors import DlakitError
 
-CONFIDENCE = ("high", "medium", "low")
 LOADABLE_LIMITS = ("hard", "soft")
 #: Defaults for the per-release lists that only old releases restrict (TensorRT 8.4 onwards: the full set).
 DEFAULT_ACTIVATIONS = ("RELU", "SIGMOID", "TANH", "CLIP", "LEAKY_RELU")
@@ -195,8 +193,7 @@ def resolve_target(platform: str | None = None, release: str | None = None) -> T
 
 @cache
 def load_catalog() -> Catalog:
-    text = resources.files("dlakit.data").joinpath("targets.toml").read_text(encoding="utf-8")
-    return parse_catalog(tomllib.loads(text))
+    return parse_catalog(read("targets.toml"))
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
@@ -223,8 +220,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
 
 def _confidence(key: str, entry: dict[str, Any]) -> str:
     value = entry.get("confidence", "high")
-    if value not in CONFIDENCE:
-        raise ValueError(f"targets.toml: {key}: confidence must be one of {CONFIDENCE}")
+    check_confidence(f"targets.toml: {key}", value)
     return value
 
 

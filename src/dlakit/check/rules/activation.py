@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 #: ONNX op → TensorRT ActivationType; which of them a release runs on DLA is release data (activation_types)
 DLA_ACTIVATIONS = {"Relu": "RELU", "Sigmoid": "SIGMOID", "Tanh": "TANH", "LeakyRelu": "LEAKY_RELU", "Clip": "CLIP"}
@@ -70,7 +71,7 @@ def clip(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 @rule("activation.int8-upgrade", ops=FP16_IN_INT8)
 def int8_upgrade(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision == "int8" and ctx.op in FP16_IN_INT8:
+    if ctx.precision == Precision.INT8 and ctx.op in FP16_IN_INT8:
         yield Finding(f"{ctx.op} runs in FP16 on DLA even in an INT8 build", value="int8", allowed="fp16")
 
 

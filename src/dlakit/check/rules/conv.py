@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 
 def _range(name: str, values: tuple[int, ...], spec: RuleSpec, what: str) -> Iterator[Finding]:
@@ -133,7 +134,7 @@ def groups(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 def int8_group_channels(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     group = ctx.attr("group", 1)
     weight = ctx.dims(ctx.input(1))
-    if ctx.precision != "int8" or group == 1 or weight is None:
+    if ctx.precision != Precision.INT8 or group == 1 or weight is None:
         return
     per_group_in, per_group_out = weight[1], weight[0] // group
     if per_group_in % 4 or per_group_out % 4:
@@ -151,7 +152,7 @@ def cbuf_banks(ctx: NodeContext, spec: RuleSpec, precision: str) -> tuple[int, i
     data, weight = ctx.dims(ctx.input(0)), ctx.dims(ctx.input(1))
     if window is None or data is None or weight is None or len(data) != 4:
         return None
-    element = 1 if precision == "int8" else 2
+    element = 1 if precision == Precision.INT8 else 2
     channels, width = data[1], data[3]
     kernel_bytes = weight[1] * window.kernel[0] * window.kernel[1] * element
     bank = spec.limits["bank_bytes"]
@@ -198,8 +199,8 @@ def cbuf_margin(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if banks is None or sum(banks) >= limit:
         return  # conv.cbuf already moves it off the DLA
     total = sum(banks)
-    fp16 = sum(cbuf_banks(ctx, cbuf_spec, "fp16")) if ctx.precision == "int8" else total
-    if ctx.precision == "int8" and fp16 >= limit:
+    fp16 = sum(cbuf_banks(ctx, cbuf_spec, "fp16")) if ctx.precision == Precision.INT8 else total
+    if ctx.precision == Precision.INT8 and fp16 >= limit:
         yield Finding(
             f"convolution buffer: {total} of {limit} banks in INT8 but {fp16} of {limit} in FP16 "
             f"({_cbuf_shape(ctx)}); if TensorRT runs this layer in FP16 it does not fit (TensorRT issue 3499: "

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 #: ONNX op → TensorRT ElementWiseOperation
 TRT_ELEMENTWISE = {"Add": "SUM", "Sum": "SUM", "Mean": "SUM", "Sub": "SUB", "Mul": "PROD", "Div": "DIV",
@@ -63,7 +64,7 @@ def xavier_sub(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 @rule("eltwise.int8-equal-scales")
 def int8_equal_scales(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision == "int8" and len(ctx.runtime_inputs) > 1:
+    if ctx.precision == Precision.INT8 and len(ctx.runtime_inputs) > 1:
         what = "inputs and output" if ctx.layer == "concatenation" else "inputs"
         yield Finding(f"INT8 {ctx.layer} needs its {what} to share one scale (dlakit quantize applies this)")
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 
 def _check(values: tuple[int, ...], spec: RuleSpec, what: str, fix: str | None = None) -> Iterator[Finding]:
@@ -69,5 +70,5 @@ def xavier_exclusive_average(ctx: NodeContext, spec: RuleSpec) -> Iterator[Findi
 
 @rule("pool.int8-equal-scales", ops=("MaxPool", "AveragePool"))
 def int8_equal_scales(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision == "int8" and ctx.op in ("MaxPool", "AveragePool"):
+    if ctx.precision == Precision.INT8 and ctx.op in ("MaxPool", "AveragePool"):
         yield Finding("INT8 pooling needs the input and output scales to be equal (dlakit quantize applies this)")

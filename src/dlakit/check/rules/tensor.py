@@ -8,6 +8,7 @@ import numpy as np
 
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
+from dlakit.vocab import Precision
 
 RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
@@ -93,9 +94,6 @@ def scale_range(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
         )
 
 
-NEAREST_OK = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil"),
-              ("pytorch_half_pixel", "round_prefer_floor"), ("pytorch_half_pixel", "round_prefer_ceil")}
-LINEAR_OK = {"half_pixel", "pytorch_half_pixel"}
 
 
 @rule("resize.mode")
@@ -107,17 +105,19 @@ def resize_mode(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     kind = ("linear" if mode in ("linear", "bilinear") else "nearest") + (
         "-asymmetric" if transform == "asymmetric" else "-half-pixel")
     release = ctx.target.release
+    nearest_ok = {tuple(pair) for pair in spec.limits["nearest"]}  # the modes DLA takes (rules.toml)
+    linear_ok = set(spec.limits["linear"])
     if mode in ("nearest", "linear", "bilinear") and kind not in release.resize_modes and (
-            (transform, rounding) in NEAREST_OK or transform in LINEAR_OK):
+            (transform, rounding) in nearest_ok or transform in linear_ok):
         yield Finding(f"{mode} resize with {transform} coordinates is not supported on DLA with TensorRT "
                       f"{release.tensorrt} (supported: {', '.join(sorted(release.resize_modes)) or 'none'})",
                       value=kind, allowed=sorted(release.resize_modes))
-    elif mode == "nearest" and (transform, rounding) not in NEAREST_OK:
+    elif mode == "nearest" and (transform, rounding) not in nearest_ok:
         yield Finding(f"nearest resize with {transform} coordinates and {rounding} rounding is not supported",
-                      value=[transform, rounding], allowed=sorted(" + ".join(p) for p in NEAREST_OK))
-    elif mode in ("linear", "bilinear") and transform not in LINEAR_OK:
+                      value=[transform, rounding], allowed=sorted(" + ".join(p) for p in nearest_ok))
+    elif mode in ("linear", "bilinear") and transform not in linear_ok:
         yield Finding(f"linear resize with {transform} coordinates is not supported (half_pixel only)",
-                      value=transform, allowed=sorted(LINEAR_OK))
+                      value=transform, allowed=sorted(linear_ok))
     elif mode not in ("nearest", "linear", "bilinear"):
         yield Finding(f"resize mode {mode} is not supported (nearest or linear only)", value=mode,
                       allowed=["nearest", "linear"])
@@ -187,7 +187,7 @@ def slice_static(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 @rule("slice.fp16")
 def slice_fp16(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision == "int8":
+    if ctx.precision == Precision.INT8:
         yield Finding("Slice runs in FP16 on DLA; an INT8 build reformats around it", value="int8", allowed="fp16")
 
 

@@ -9,6 +9,7 @@ import onnx_ir as ir
 from dlakit.check.context import NodeContext
 from dlakit.check.registry import Finding, RuleSpec, rule
 from dlakit.check.rules.general import batch_of
+from dlakit.vocab import Precision
 
 TRT_REDUCE = {"GlobalAveragePool": "AVG", "ReduceMean": "AVG", "GlobalMaxPool": "MAX", "ReduceMax": "MAX",
               "ReduceSum": "SUM", "ReduceMin": "MIN", "ReduceProd": "PROD"}
@@ -132,7 +133,7 @@ def comparison_op(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 
 @rule("comparison.int8-cast")
 def comparison_int8_cast(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
-    if ctx.precision != "int8":
+    if ctx.precision != Precision.INT8:
         yield Finding("comparisons run on DLA in INT8 only; this is an FP16 build", value=ctx.precision,
                       allowed="int8")
         return

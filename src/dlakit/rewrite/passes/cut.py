@@ -24,18 +24,15 @@ from dataclasses import dataclass, field
 import onnx
 import onnx_ir as ir
 
+from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError
 from dlakit.model import constant_array, is_constant
 
-POSTPROCESS_OPS = frozenset({"TopK", "ArgMax", "ArgMin", "NonMaxSuppression"})
-#: Ops that appear in box/score decoding; a node of one of these types that feeds only the cut region is cut too.
-DECODING_OPS = frozenset({
-    "Reshape", "Transpose", "Concat", "Slice", "Split", "Squeeze", "Unsqueeze", "Flatten", "Gather", "GatherND",
-    "GatherElements", "Sigmoid", "Softmax", "LogSoftmax", "Exp", "Log", "Mul", "Add", "Sub", "Div", "Cast", "Max",
-    "Min", "Clip", "Sqrt", "Tile", "Expand", "ReduceMax", "ReduceMin", "Equal", "Greater", "Less", "Where", "Not",
-    "And", "Or", "Identity", "Shape", "ConstantOfShape", "Range", "Neg", "Abs", "Pow", "Floor", "Ceil", "Round",
-    "NonZero",
-})
+#: Post-processing ops (``data/ops.toml`` ``postprocess``): DLA never runs them; everything downstream is cut.
+POSTPROCESS_OPS = op_data().having("postprocess", True)
+#: Ops that appear in box/score decoding (``decoding``); a node of one of these types that feeds only the cut region
+#: is cut too.
+DECODING_OPS = op_data().having("decoding", True)
 
 
 @dataclass
@@ -96,7 +93,8 @@ def cut_at_outputs(graph: ir.Graph, names: list[str]) -> CutReport:
     return report
 
 
-RESHAPING = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
+#: rank-changing shuffles: the ops TensorRT makes a Shuffle layer of
+RESHAPING = frozenset(op for op, info in op_data().ops.items() if info.layer == "shuffle")
 #: decode tails may also hold YOLOv8's distribution-focal-loss head: Softmax then a small constant 1x1 Conv
 TAIL_OPS = DECODING_OPS | {"Conv"}
 DECODE_SIGNS = frozenset({"Sigmoid", "Exp", "Softmax"})

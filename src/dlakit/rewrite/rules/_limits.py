@@ -9,13 +9,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from dlakit.data.opdata import read
+
 
 @cache
 def limit(rule: str, key: str) -> Any:
     """``limits[key]`` of the check rule ``rule`` (e.g. ``limit("pool.window", "max")`` is 8)."""
-    from dlakit.check.registry import rule_spec  # late: check imports the rule library for its "fix" column
+    return _rules()[rule]["limits"][key]
 
-    return rule_spec(rule).limits[key]
+
+@cache
+def _rules() -> dict[str, Any]:
+    return read("rules.toml")["rules"]
 
 
 def pool_window_max() -> int:

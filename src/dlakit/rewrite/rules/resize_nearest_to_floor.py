@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims
+from dlakit.rewrite.rules._limits import limit
 
 TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
 ROUNDINGS = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
@@ -70,13 +71,13 @@ def identical_to_floor(transform: str, rounding: str, size: int, scale: Fraction
 
 
 def _plan(node: ir.Node, ctx: RuleContext) -> str | None:
-    from dlakit.check.rules.tensor import NEAREST_OK  # the modes DLA takes: check's data
+    nearest_ok = {tuple(pair) for pair in limit("resize.mode", "nearest")}  # the modes DLA takes: check's data
 
     if node.op_type != "Resize" or ctx.opset < 11 or node.attributes.get_string("mode", "nearest") != "nearest":
         return NO_MATCH
     transform = node.attributes.get_string("coordinate_transformation_mode", "half_pixel")
     rounding = node.attributes.get_string("nearest_mode", "round_prefer_floor")
-    if (transform, rounding) in NEAREST_OK:
+    if (transform, rounding) in nearest_ok:
         return NO_MATCH
     if transform not in TRANSFORMS or rounding not in ROUNDINGS:
         return f"the {transform} + {rounding} mode has no bit-identical floor form"

@@ -1,0 +1,62 @@
+"""Helpers shared by the GPU and power fits (``dlakit.perf.gpu``, ``dlakit.perf.power``): a multi-start Nelder-Mead,
+leave-one-network-out, the fit-quality lines and the rewrite of a data file's generated calibration section."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+C = TypeVar("C")
+
+
+def multi_start(loss: Callable[[np.ndarray], float], starts: Sequence[np.ndarray],
+                step: float = 0.3) -> tuple[np.ndarray, float]:
+    """The best minimum of ``loss`` from each start (Nelder-Mead, then a polish with a small simplex)."""
+    from dlakit.perf.calibrate import nelder_mead
+
+    best, best_loss = None, math.inf
+    for start in starts:
+        x, value = nelder_mead(loss, np.asarray(start, dtype=float), step=step)
+        x, value = nelder_mead(loss, x, step=0.05)
+        if value < best_loss:
+            best, best_loss = x, value
+    assert best is not None
+    return best, best_loss
+
+
+def leave_one_network_out(cases: Sequence[C], network: Callable[[C], str],
+                          fit: Callable[[Sequence[C]], tuple[list[float], float]],
+                          errors: Callable[[Sequence[C], Sequence[float]], np.ndarray],
+                          ) -> dict[str, tuple[list[float], np.ndarray]]:
+    """For each network: the parameters fitted without it and its rows' held-out errors (%)."""
+    result = {}
+    for held in dict.fromkeys(network(c) for c in cases):
+        params, _ = fit([c for c in cases if network(c) != held])
+        result[held] = (params, errors([c for c in cases if network(c) == held], params))
+    return result
+
+
+def quality_lines(errs: np.ndarray, lono: dict[str, tuple[Any, np.ndarray]]) -> list[str]:
+    """rows, fit median and held-out median / p90 / networks, as TOML lines."""
+    held = np.abs(np.concatenate([e for _, e in lono.values()]))
+    return [f"rows = {len(errs)}", f"median_abs_pct = {float(np.median(np.abs(errs))):.2f}",
+            f"lono_median_abs_pct = {float(np.median(held)):.2f}",
+            f"lono_p90_abs_pct = {float(np.percentile(held, 90)):.2f}",
+            f"networks = [{', '.join(chr(34) + n + chr(34) for n in lono)}]"]
+
+
+def write_section(filename: str, marker: str, section: str, path: Path | None = None) -> Path:
+    """Replace everything after ``marker`` in the package data file ``filename`` with ``section``."""
+    from dlakit.atomic import write_text
+
+    path = path or Path(str(resources.files("dlakit.data").joinpath(filename)))
+    text = path.read_text(encoding="utf-8")
+    if marker not in text:
+        raise ValueError(f"{path}: no generated-calibration marker line; restore it before refitting")
+    write_text(path, text[: text.index(marker) + len(marker)] + section)
+    return path
