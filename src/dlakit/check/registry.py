@@ -7,7 +7,7 @@ data entry, so the two never drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -83,7 +83,8 @@ class RuleSpec:
     def applies_to(self, layer: str) -> bool:
         return "*" in self.layers or layer in self.layers
 
-    def evaluate(self, ctx: NodeContext) -> Iterator[Reason]:
+    def evaluate(self, ctx: NodeContext) -> list[Reason]:
+        """The rule's reasons for the node (usually none: a list, not a generator, so that costs little)."""
         try:
             findings = list(self.function(ctx, self) or ())
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
@@ -95,19 +96,21 @@ class RuleSpec:
             raise DlakitError(f"node '{show(ctx.node.name)}' ({ctx.node.op_type}): rule {self.name} cannot read it "
                               f"({type(exc).__name__}: {show(str(exc)[:200])}); its attributes or inputs are "
                               "malformed: fix them or re-export the model") from exc
-        for finding in findings:
-            trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
-            yield Reason(
-                trt_message=trt,
-                rule=self.name,
-                message=finding.message,
-                value=finding.value,
-                allowed=finding.allowed,
-                confidence=self.confidence,
-                fix=finding.fix if finding.fix is not None else self.fix,
-                blocking=self.blocking,
-                source=self.source,
-            )
+        return [self._reason(ctx, finding) for finding in findings]
+
+    def _reason(self, ctx: NodeContext, finding: Finding) -> Reason:
+        trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
+        return Reason(
+            trt_message=trt,
+            rule=self.name,
+            message=finding.message,
+            value=finding.value,
+            allowed=finding.allowed,
+            confidence=self.confidence,
+            fix=finding.fix if finding.fix is not None else self.fix,
+            blocking=self.blocking,
+            source=self.source,
+        )
 
 
 def _fill(template: str, fields: dict[str, Any]) -> str | None:
@@ -145,15 +148,20 @@ OpSpec = OpInfo
 
 
 _FUNCTIONS: dict[str, RuleFunction] = {}
+#: rule → the only ops it can report on (its function returns at once for any other op)
+_OPS: dict[str, frozenset[str]] = {}
 
 
-def rule(name: str) -> Callable[[RuleFunction], RuleFunction]:
-    """Register the function that implements the rule ``name`` of ``data/rules.toml``."""
+def rule(name: str, ops: Iterable[str] | None = None) -> Callable[[RuleFunction], RuleFunction]:
+    """Register the function that implements the rule ``name`` of ``data/rules.toml``. ``ops``: the ops outside
+    which the function finds nothing, so placement does not call it for other nodes (its own test stays)."""
 
     def register(function: RuleFunction) -> RuleFunction:
         if name in _FUNCTIONS:
             raise ValueError(f"rule {name} registered twice")
         _FUNCTIONS[name] = function
+        if ops is not None:
+            _OPS[name] = frozenset(ops)
         return function
 
     return register
@@ -195,6 +203,11 @@ def load_rules() -> tuple[RuleSpec, ...]:
             )
         )
     return tuple(specs)
+
+
+def rule_ops(name: str) -> frozenset[str] | None:
+    """The ops rule ``name`` is limited to (see :func:`rule`), None for all."""
+    return _OPS.get(name)
 
 
 @cache
