@@ -253,7 +253,7 @@ def apply_rules(loaded: LoadedModel, rules: Iterable[Rule], *, target: Target | 
                         replacements = rule.rewrite(node, ctx)
                     except Exception as exc:
                         verdict = refuse(f"rule '{rule.id}' failed to rewrite this node ({type(exc).__name__}: "
-                                         f"{exc})")
+                                         f"{exc})", rule=rule.id)
                     else:
                         new_names = [n.name or "" for n in ctx.nodes]
                         commit(graph, node, ctx, replacements)
