@@ -94,3 +94,18 @@ def test_sparsity_refusals_carry_rule_value_and_allowed():
     assert info.reasons == [v.reason for v in info.refusals]
     conv1 = next(n for n in loaded.graph if n.name == "conv1")  # C = 96
     assert conv_info(conv1, Placement.DLA, True, "Jetson AGX Orin", Precision.INT8).eligible
+
+
+def test_no_rule_tests_its_answer_as_a_string():
+    """NO_MATCH is a Verdict, not "": a rule that asks ``isinstance(plan, str)`` would take a no-match for a plan
+    and apply where it should stay silent (and check would promise a fix). Rules test ``isinstance(plan, Answer)``."""
+    import re
+    from pathlib import Path
+
+    import dlakit.rewrite.rules as rules
+
+    offenders = [f"{path.name}:{number}: {line.strip()}"
+                 for path in sorted(Path(rules.__file__).parent.glob("*.py"))
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"isinstance\(\w+, str\)|return \"\"(\s|$)", line)]
+    assert not offenders, "rules must use Answer / NO_MATCH:\n" + "\n".join(offenders)
