@@ -77,9 +77,9 @@ def _fix_refusal(node: ir.Node, reasons: list[Reason]) -> Reason | None:
     from dlakit.rewrite.feasibility import fix_refusal  # late: rewrite's rules import check's data
 
     for rule_id in dict.fromkeys(r.fix for r in reasons if r.fix):
-        reason = fix_refusal(rule_id, node)
-        if reason is not None:
-            return Reason(rule="fix.refused", message=f"fix rule '{rule_id}' does not apply here: {reason}",
+        verdict = fix_refusal(rule_id, node)
+        if verdict.refused:
+            return Reason(rule="fix.refused", message=f"fix rule '{rule_id}' does not apply here: {verdict.reason}",
                           fix=None, blocking=False)
     return None
 

@@ -13,18 +13,17 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from dlakit.data.opdata import LAYERS, OpInfo, check_confidence, op_data, read
+from dlakit.verdict import Verdict
 
 if TYPE_CHECKING:
     from dlakit.check.context import NodeContext
 
 
 @dataclass(frozen=True)
-class Finding:
-    """What a rule function reports: the problem, the offending value and the allowed range."""
+class Finding(Verdict):
+    """A check rule's refusal (a :class:`~dlakit.verdict.Verdict`: the problem, the offending value, the allowed
+    range) with what only check needs: a fix that overrides the rule's default and fields for its TensorRT line."""
 
-    message: str
-    value: Any = None
-    allowed: Any = None
     fix: str | None = None  # overrides the rule's default fix (e.g. only some violations are fixable)
     trt: dict[str, Any] = field(default_factory=dict)  # fields of the rule's trt_message template (e.g. op)
 
@@ -64,7 +63,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-RuleFunction = Callable[["NodeContext", "RuleSpec"], Iterable[Finding]]
+#: A rule function yields its verdicts on one node: refusals (a :class:`Finding` or a plain Verdict); nothing, or
+#: verdicts that are not refusals, when the node meets the rule.
+RuleFunction = Callable[["NodeContext", "RuleSpec"], Iterable[Verdict]]
 
 
 @dataclass(frozen=True)
@@ -96,18 +97,19 @@ class RuleSpec:
             raise DlakitError(f"node '{show(ctx.node.name)}' ({ctx.node.op_type}): rule {self.name} cannot read it "
                               f"({type(exc).__name__}: {show(str(exc)[:200])}); its attributes or inputs are "
                               "malformed: fix them or re-export the model") from exc
-        return [self._reason(ctx, finding) for finding in findings]
+        return [self._reason(ctx, v) for v in findings if v.refused]
 
-    def _reason(self, ctx: NodeContext, finding: Finding) -> Reason:
-        trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
+    def _reason(self, ctx: NodeContext, verdict: Verdict) -> Reason:
+        own = verdict if isinstance(verdict, Finding) else Finding(verdict.reason, verdict.value, verdict.allowed)
+        trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, own.trt)
         return Reason(
             trt_message=trt,
             rule=self.name,
-            message=finding.message,
-            value=finding.value,
-            allowed=finding.allowed,
+            message=own.reason,
+            value=own.value,
+            allowed=own.allowed,
             confidence=self.confidence,
-            fix=finding.fix if finding.fix is not None else self.fix,
+            fix=own.fix if own.fix is not None else self.fix,
             blocking=self.blocking,
             source=self.source,
         )

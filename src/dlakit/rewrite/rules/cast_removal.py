@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules import identity_removal
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     x = node.inputs[0]
     if x is None or x.dtype is None:
         return NO_MATCH

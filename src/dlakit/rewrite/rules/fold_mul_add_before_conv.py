@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_int, attr_ints, const_of, dims
 from dlakit.rewrite.rules.fold_mul_add_into_conv import _per_channel, emit_conv, weight_and_bias
 
 OPS = ("Mul", "Div", "Add", "Sub")
 
 
-def _plan(conv: ir.Node) -> tuple[ir.Node, str, np.ndarray] | str:
+def _plan(conv: ir.Node) -> tuple[ir.Node, str, np.ndarray] | Answer:
     """(the op before the conv, "scale" or "shift", one value per input channel)."""
     x = conv.inputs[0]
     op = x.producer() if x is not None else None
@@ -53,9 +53,9 @@ def _plan(conv: ir.Node) -> tuple[ir.Node, str, np.ndarray] | str:
     return op, "shift", per if op.op_type == "Add" else -per
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

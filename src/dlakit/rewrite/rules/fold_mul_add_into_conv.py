@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims
 
 
-def _conv_and_operand(node: ir.Node) -> tuple[ir.Node, np.ndarray | None] | str:
+def _conv_and_operand(node: ir.Node) -> tuple[ir.Node, np.ndarray | None] | Answer:
     x = node.inputs[0]
     operand = None
     if node.op_type in ("Mul", "Add", "Sub"):
@@ -49,9 +49,9 @@ def _per_channel(array: np.ndarray, channels: int, rank: int) -> np.ndarray | No
     return array.reshape(-1)
 
 
-def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | str:
+def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | Answer:
     found = _conv_and_operand(node)
-    if isinstance(found, str):
+    if isinstance(found, Answer):
         return found
     conv, operand = found
     weight = const_of(conv.inputs[1])
@@ -78,9 +78,9 @@ def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | str:
     return conv, np.ones(channels), per if node.op_type == "Add" else -per
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     folded = _folded(node)
-    return folded if isinstance(folded, str) else None
+    return folded if isinstance(folded, Answer) else None
 
 
 def weight_and_bias(conv: ir.Node) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
 GATES = 3
@@ -17,12 +17,12 @@ GATES = 3
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     rec = plan(node, GATES, ["Sigmoid", "Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, GATES, ["Sigmoid", "Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     u = Unroller(ctx, node, rec, GATES)
     before_reset = node.attributes.get_int("linear_before_reset", 0)
 

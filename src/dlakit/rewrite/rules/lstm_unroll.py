@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
@@ -29,15 +29,15 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if node.attributes.get_int("input_forget", 0):
         return "input_forget=1 couples the input and forget gates"
     peep = _peepholes(node)
-    if isinstance(peep, str):
+    if isinstance(peep, Answer):
         return peep
     rec = plan(node, GATES, ["Sigmoid", "Tanh", "Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, GATES, ["Sigmoid", "Tanh", "Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     peep = _peepholes(node)
     u = Unroller(ctx, node, rec, GATES)
     h = rec.hidden

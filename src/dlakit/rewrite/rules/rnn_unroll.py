@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     rec = plan(node, 1, ["Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, 1, ["Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     u = Unroller(ctx, node, rec, 1)
 
     def cell(d: int, t: int, state: list[ir.Value]) -> list[ir.Value]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules.transpose_through_elementwise import perm_of
 
 
@@ -27,7 +27,7 @@ def _composed(node: ir.Node) -> tuple[ir.Value, list[int]] | None:
     return x, p2
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     found = _composed(node)
     if found is None:
         return NO_MATCH

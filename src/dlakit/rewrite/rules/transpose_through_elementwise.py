@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims
 
 UNARY = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Abs", "Neg",
@@ -82,7 +82,7 @@ def _earlier_inverse(value: ir.Value, perm: list[int], node: ir.Node, ctx: RuleC
 Plan = tuple[list[int], dict[int, np.ndarray], dict[int, ir.Value]]
 
 
-def _plan(node: ir.Node, ctx: RuleContext) -> Plan | str:
+def _plan(node: ir.Node, ctx: RuleContext) -> Plan | Answer:
     """(the permutation, the constants and the reused inverse Transposes by input position) when ``node`` can move
     its input Transposes behind it."""
     perm: list[int] | None = None
@@ -144,7 +144,7 @@ def _at_model_input(node: ir.Node) -> bool:
     return x is not None and x.is_graph_input()
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     if node.op_type == "Transpose":
         up = _upward(node)
         if up is None or perm_of(node) is None or dims(up.outputs[0]) is None:
@@ -153,7 +153,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
         consts = [const_of(up.inputs[i]) for i in _data_inputs(up)]
         return NO_MATCH if any(c is not None and c.ndim > out for c in consts) else None
     plan = _plan(node, ctx)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def _move_up(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
