@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, check_format, load_input, print_json
+from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, check_format, print_json
 from dlakit.errors import DlakitError
+from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -53,7 +54,7 @@ def plan(
     mode = target.platform.power_mode(power_mode).name
     preps = []
     for model in models:
-        prep = prepare(load_input(model), target, precision)
+        prep = prepare(open_model(model), target, precision)
         prep.name = model
         preps.append(prep)
     targets = parse_targets(target_ms, models)
