@@ -63,12 +63,13 @@ def channel_vector(spec: DlaSpec, cond: Conditions) -> int:
 def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
     """Bytes in the DLA's native layout: channels padded to 32 (INT8, CHW32) or 16 (FP16, CHW16); image input HWC4."""
     n, c, h, w = t.dims
+    bpe = cond.bytes_per_element
     if t.graph_input and c <= spec.image_input_max_channels:
         c = int(spec.image_input_max_channels)
     else:
-        vec = channel_vector(spec, cond)
+        vec = int(spec.params["feature_atom_bytes"].value) // bpe or 1  # channel_vector, inlined (hot)
         c = -(-c // vec) * vec
-    return float(n * c * h * w * cond.bytes_per_element)
+    return float(n * c * h * w * bpe)
 
 
 def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
@@ -251,17 +252,19 @@ class Residency:
             ra, rb = root(a), root(b)
             if ra != rb:
                 parent[ra] = rb
+        find = root if parent else str  # most networks alias nothing: skip the lookups
+        outputs = [op.outputs for op in ops]
         last_use: dict[str, int] = {}
         pinned: set[str] = set()
         for index, op in enumerate(ops):
             for t in op.inputs:
-                last_use[root(t.name)] = index
+                last_use[find(t.name)] = index
                 if op.device != Device.DLA or t.graph_input:
-                    pinned.add(root(t.name))
-            for t in op.outputs:
-                last_use.setdefault(root(t.name), index)
+                    pinned.add(find(t.name))
+            for t in outputs[index]:
+                last_use.setdefault(find(t.name), index)
                 if t.graph_output:
-                    pinned.add(root(t.name))
+                    pinned.add(find(t.name))
         sources: dict[str, list[str]] = {}
         for a, b in layout.links:
             sources.setdefault(a, []).append(b)
@@ -276,18 +279,19 @@ class Residency:
             if size + used > limit:
                 return False
             used += size
-            frees.setdefault(max(last_use.get(root(name), -1), index), []).append(size)
+            frees.setdefault(max(last_use.get(find(name), -1), index), []).append(size)
             return True
 
         for index, op in enumerate(ops):
             if op.device == Device.DLA:
-                copied = {t.name for t in layout.copies.get(index, [])}
-                for out in op.outputs:
-                    if root(out.name) in pinned:
+                copied = {t.name for t in layout.copies.get(index, ())} if op.kind == "slice" else ()
+                for out in outputs[index]:
+                    if find(out.name) in pinned:
                         continue
                     if out.name in sources and out.name not in copied:
                         # a view, or a concat whose copied inputs must fit beside the parts written in place
-                        extra = sum(tensor_bytes(t, cond, spec) for t in layout.copies.get(index, []))
+                        extra = (sum(tensor_bytes(t, cond, spec) for t in layout.copies.get(index, ()))
+                                 if op.kind == "concat" else 0.0)
                         if (all(s in self.resident for s in sources[out.name])
                                 and (extra == 0 or allocate(extra, out.name, index))):
                             self.resident.add(out.name)
