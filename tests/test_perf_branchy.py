@@ -195,3 +195,33 @@ def test_gpu_model_keeps_concat_free_and_prices_every_split_output():
     assert "concat" in FREE_KINDS and costs.cycles[index["cat"]] == 0 and costs.launches[index["cat"]] == 0
     split = prep.ops[index["split"]]
     assert costs.cycles[index["split"]] > 0 and len(split.outputs) == 4
+
+
+def sliced(starts: list[int], ends: list[int], axes: list[int], channels: int) -> onnx.ModelProto:
+    """conv (64 channels) -> Slice -> conv: the Slice reads the first conv's buffer."""
+    net = NetBuilder((1, 3, 32, 32))
+    x = net.conv(net.conv("input", 3, 64, 3), 64, 64, 1)
+    for name, values in (("starts", starts), ("ends", ends), ("axes", axes)):
+        net.inits.append(numpy_helper.from_array(np.array(values, np.int64), f"slice.{name}"))
+    net.nodes.append(helper.make_node("Slice", [x, "slice.starts", "slice.ends", "slice.axes"], ["slice.y"],
+                                      name="slice"))
+    return net.model(net.conv("slice.y", channels, 64, 1))
+
+
+@pytest.mark.parametrize(("starts", "ends", "axes", "channels", "free"), [
+    ([32], [64], [1], 32, True),  # channels 32..63: one whole INT8 atom
+    ([0], [32], [1], 32, True),
+    ([8], [40], [1], 32, False),  # starts inside an atom
+    ([-32], [2**62], [-3], 32, True),  # negative axis and start, end past the dimension
+    ([0], [16], [2], 64, False),  # rows, not channels: a copy
+])
+def test_slice_is_a_view_only_on_whole_channel_atoms(starts, ends, axes, channels, free):
+    _, ops, cond = priced(sliced(starts, ends, axes, channels))
+    op, raw = ops["slice"]
+    spec = load_perf_data().spec(2)
+    assert bool(op.parts) == (axes in ([1], [-3]))
+    if free:
+        assert (raw.cycles, raw.counted) == (0.0, 0.0)
+    else:
+        assert raw.counted == 1
+        assert raw.cycles == pytest.approx(tensor_bytes(op.output, cond, spec) / spec.dma_bytes_per_clk)

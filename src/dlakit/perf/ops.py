@@ -215,13 +215,16 @@ def _slice_start(node: ir.Node, dims: list[int]) -> int | None:
     consts = [constant_array(v) if v is not None else None for v in node.inputs[1:5]]
     if len(consts) < 2 or consts[0] is None or consts[1] is None:
         return None
-    starts, ends = consts[0].tolist(), consts[1].tolist()
-    axes = consts[2].tolist() if len(consts) > 2 and consts[2] is not None else list(range(len(starts)))
-    steps = consts[3].tolist() if len(consts) > 3 and consts[3] is not None else [1] * len(starts)
+    flat = [None if c is None else [int(x) for x in c.reshape(-1)] for c in consts]
+    starts, ends = flat[0], flat[1]
+    axes = flat[2] if len(flat) > 2 and flat[2] is not None else list(range(len(starts)))
+    steps = flat[3] if len(flat) > 3 and flat[3] is not None else [1] * len(starts)
     rank = len(dims)
     sliced = {}
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=False):
         axis = axis + rank if axis < 0 else axis
+        if not 0 <= axis < rank:
+            return None
         size = dims[axis]
         lo = min(max(start + size if start < 0 else start, 0), size)
         hi = min(max(end + size if end < 0 else end, 0), size)
@@ -234,7 +237,7 @@ def _channel_parts(op: DlaOp, node: ir.Node) -> None:
     """Fill ``op.parts`` when ``node`` (Split, Slice, Concat) works along the channel axis of 2-4-D tensors."""
     if node.op_type == "Concat":
         dims = [static_dims(v) if v is not None else None for v in node.inputs]
-        if not dims or any(d is None for d in dims) or not _channel_axis(node, len(dims[0])):
+        if not dims or any(d is None or len(d) != len(dims[0]) for d in dims) or not _channel_axis(node, len(dims[0])):
             return
         offset, parts = 0, []
         for value, d in zip(node.inputs, dims, strict=True):
@@ -250,15 +253,15 @@ def _channel_parts(op: DlaOp, node: ir.Node) -> None:
             return
         offset, parts = 0, []
         for value in node.outputs:
-            d = static_dims(value)
-            if d is None:
+            d = static_dims(value) if value is not None else None
+            if d is None or len(d) != len(src):
                 return
             parts.append(ChannelPart(value.name, offset, int(d[1])))
             offset += int(d[1])
     else:
         start = _slice_start(node, list(src))
         out = static_dims(node.outputs[0])
-        if start is None or out is None:
+        if start is None or out is None or len(out) != len(src):
             return
         parts = [ChannelPart(node.outputs[0].name, start, int(out[1]))]
     op.parts, op.total_channels = parts, int(src[1])
