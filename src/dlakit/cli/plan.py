@@ -10,7 +10,6 @@ from rich.table import Table
 
 from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -45,16 +44,17 @@ def plan(
 ) -> None:
     """Assign networks (whole, or backbone on a DLA and head on the GPU) to GPU, DLA0 and DLA1 for the highest frame
     rate, or meeting latency targets, with shared-DRAM contention modelled; prints trtexec commands per engine."""
-    from dlakit.perf import prepare
+    from dlakit.analysis import Analysis
     from dlakit.perf.plan import plan as make_plan
     from dlakit.perf.plan import trtexec_lines
+    from dlakit.sources import open_model
 
     check_format(fmt, ("table", "json"))
     target = resolve_target(platform, release)
     mode = target.platform.power_mode(power_mode).name
     preps = []
     for model in models:
-        prep = prepare(open_model(model), target, precision)
+        prep = Analysis.of(open_model(model), target, precision).prepared
         prep.name = model
         preps.append(prep)
     targets = parse_targets(target_ms, models)
