@@ -107,12 +107,19 @@ def _dynamic_inputs(node: ir.Node) -> list[ir.Value]:
 
 
 def _weight_elems(node: ir.Node) -> int:
-    total = 0
-    for value in node.inputs:
-        if value is not None and is_constant(value):
-            dims = static_dims(value)
-            total += math.prod(dims) if dims else 0
-    return total
+    """The elements of a conv/deconv/FC layer's weights and bias, the bias counted as one value per output map
+    whether or not the model has one: a layer costs the same with its bias as without it (so folding an Add into
+    the bias, as ``fix`` does, never changes the priced tiling; the fit networks all carry biases)."""
+    value = node.inputs[1] if len(node.inputs) > 1 else None
+    if value is None or not is_constant(value):
+        return 0
+    dims = static_dims(value)
+    if not dims:
+        return 0
+    maps = dims[1] * node.attributes.get_int("group", 1) if node.op_type == "ConvTranspose" else dims[0]
+    if node.op_type in ("MatMul", "Gemm"):
+        maps = dims[0] if node.op_type == "Gemm" and node.attributes.get_int("transB", 0) else dims[-1]
+    return math.prod(dims) + maps
 
 
 def classify(node: ir.Node) -> str:
