@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -13,7 +11,7 @@ from dlakit.analysis import Analysis
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.deploy.compare import compare_placement, compare_timing
 from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
-from dlakit.deploy.trtexec import TrtexecOptions, build_command
+from dlakit.deploy.trtexec import TrtexecOptions, build_command, zoo_setup
 from dlakit.errors import DlakitError
 from dlakit.model import parse_shapes
 from dlakit.sources import open_model
@@ -64,13 +62,7 @@ def trtexec(
     sparsity = None
     if sparse:
         sparsity = "enable" if _has_sparse_weights(report) else "force"
-    setup = []
-    model_path = model
-    if not Path(model).exists():  # a zoo name: the command reads the file the first line writes
-        from dlakit.zoo.registry import canonical
-
-        model_path = f"{canonical(model)}.onnx"
-        setup = [f"dlakit zoo build {canonical(model)} -o {model_path}"]
+    model_path, setup = zoo_setup(model)  # a zoo name: the command reads the file the first line writes
     options = TrtexecOptions(core=core, precision=precision, calib=calib, layer_precisions=_layer_list(fp16_layers),
                              sparse=sparsity, standalone=standalone, shapes=parse_shapes(shapes), profile=profile,
                              model_path=model_path)

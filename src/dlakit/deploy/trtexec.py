@@ -41,6 +41,12 @@ class TrtexecOptions:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     profile: bool = False
     model_path: str = "model.onnx"
+    #: "dla" (a DLA core, GPU fallback where check says so) or "gpu" (the whole model on the GPU)
+    engine: str = "dla"
+    #: ``--inputIOFormats`` entries chosen by the caller (e.g. a plan's head reading what its backbone writes)
+    input_formats: list[str | None] | None = None
+    #: engine file stem (default: the model file's)
+    engine_stem: str | None = None
 
 
 @dataclass
@@ -152,6 +158,21 @@ def _rank_note(dims: tuple[int, ...] | None) -> str:
         else ""
 
 
+#: formats only the DLA reads or writes (TensorRT headers: kDLA_LINEAR, kDLA_HWC4; kCHW16 "only supported by DLA"
+#: from 10.12, shared/facts/trt_headers_dla.md): a GPU engine is not given them
+DLA_ONLY_FORMATS = frozenset({"dla_linear", "dla_hwc4", "chw16"})
+
+
+def zoo_setup(model: str) -> tuple[str, list[str]]:
+    """(the path a command reads, the shell lines that write it): a zoo name is built to ``NAME.onnx`` first."""
+    if Path(model).exists():
+        return model, []
+    from dlakit.zoo.registry import canonical
+
+    path = f"{canonical(model)}.onnx"
+    return path, [f"dlakit zoo build {canonical(model)} -o {path}"]
+
+
 def _format_for_input(value: ir.Value, report: CheckReport, precision: str, major: int) -> tuple[str | None, str]:
     """(format, reason) of one network input: HWC4 straight into a first convolution when C is 1, 3 or 4."""
     kind = io_type_for(value, major)
@@ -206,11 +227,16 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
     target = report.target
     release = target.release
     cores = target.platform.dla_cores
+    gpu = options.engine == "gpu"
+    if options.engine not in ("dla", "gpu"):
+        raise DlakitError(f"engine: '{options.engine}' is not dla or gpu")
     if not 0 <= options.core < cores:
         raise DlakitError(f"core (--core): {target.platform.name} has DLA cores 0..{cores - 1}, not {options.core}")
     if options.precision not in ("int8", "fp16"):
         raise DlakitError(f"precision (--precision): '{options.precision}' is not int8 or fp16")
-    fallback = not report.fully_on_dla
+    fallback = not report.fully_on_dla and not gpu
+    if gpu and (options.standalone or options.sparse):
+        raise DlakitError("a GPU engine has no --standalone (cuDLA) build and no DLA sparsity")
     if options.standalone and fallback:
         gpu = [n.name for n in report.nodes if n.placement in ("gpu", "fixable")]
         raise DlakitError(
@@ -224,11 +250,12 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
                           "use node names as dlakit check lists them")
     warnings: list[str] = []
     flags = [Flag(f"--onnx={options.model_path}", "the model (static shapes, as checked)")]
-    flags.append(Flag(f"--useDLACore={options.core}",
-                      f"run DLA layers on core {options.core} of {cores}; build one engine per core to use both"))
-    fp16_needed = bool(options.layer_precisions) or any(
+    if not gpu:
+        flags.append(Flag(f"--useDLACore={options.core}",
+                          f"run DLA layers on core {options.core} of {cores}; build one engine per core to use both"))
+    fp16_needed = bool(options.layer_precisions) or (not gpu and any(
         n.placement == DLA and (n.layer in FP16_LAYERS or n.op in FP16_OPS) for n in report.nodes
-    )
+    ))
     if release.strongly_typed:
         flags.append(Flag("--stronglyTyped", f"TensorRT {release.tensorrt} builds DLA networks strongly typed: "
                                              "precisions come from the model's Q/DQ nodes, not builder flags"))
@@ -251,16 +278,32 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
         flags.append(Flag("--precisionConstraints=prefer", "honour the per-layer precisions below"))
         spec = ",".join(f"{name}:fp16" for name in options.layer_precisions)
         flags.append(Flag(f"--layerPrecisions={spec}", f"{len(options.layer_precisions)} layer(s) kept in FP16"))
-    if target.is_orin:
+    if target.is_orin and not gpu:
         flags.append(Flag("--memPoolSize=dlaSRAM:1", "1 MiB of the core's SRAM per loadable, as NVIDIA's reference "
                                                      "Orin builds"))
     major = release.trt_version[0]
     inputs = [_format_for_input(v, report, options.precision, major) for v in graph.inputs]
     outputs = [_format_for_output(v, report, options.precision, major) for v in graph.outputs]
+    given = options.input_formats if options.input_formats is not None else [None] * len(graph.inputs)
+    if len(given) != len(graph.inputs):
+        raise DlakitError(f"input formats: {len(given)} given for {len(graph.inputs)} inputs")
+    inputs = [(spec, "what the engine before this one writes: no reformat between them") if spec else chosen
+              for spec, chosen in zip(given, inputs, strict=True)]
+    if gpu:  # TensorRT's defaults (fp32:chw) unless the caller chose formats; never a DLA-only one
+        default = ("fp32:chw", "GPU engine: the default format")
+        inputs = [(spec, why) if spec and given[i] and spec.partition(":")[2] not in DLA_ONLY_FORMATS else
+                  (default if io_type_for(v, major) == "float" else (spec, why))
+                  for i, (v, (spec, why)) in enumerate(zip(graph.inputs, inputs, strict=True))]
+        outputs = [default if io_type_for(v, major) == "float" else (spec, why)
+                   for v, (spec, why) in zip(graph.outputs, outputs, strict=True)]
     for option, values, chosen, role in (("--inputIOFormats", list(graph.inputs), inputs, "input"),
                                          ("--outputIOFormats", list(graph.outputs), outputs, "output")):
         io_flag = _io_flag(option, values, chosen, role, warnings)
         if io_flag is not None:
+            problems = format_problems(io_flag.flag.split("=", 1)[1], values, role, major)
+            if problems:  # never print a format TensorRT refuses: leave the list out, TensorRT picks
+                warnings.append(f"{option} left out: {'; '.join(problems)}")
+                continue
             flags.append(io_flag)
     if fallback:
         count = sum(1 for n in report.nodes if n.placement in ("gpu", "fixable"))
@@ -275,7 +318,7 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
             warnings.append("--sparse: DLA uses 2:4 sparsity for INT8 convolutions only; FP16 layers stay dense")
     for name, dims in options.shapes.items():
         flags.append(Flag(f"--shapes={name}:{'x'.join(map(str, dims))}", "the static input shape checked"))
-    stem = Path(options.model_path).stem
+    stem = options.engine_stem or Path(options.model_path).stem
     if options.standalone:
         flags.append(Flag("--buildDLAStandalone", "emit a DLA loadable for cuDLA (no GPU, no inference run)"))
         flags.append(Flag(f"--saveEngine={stem}.dla", "the loadable"))
@@ -293,5 +336,5 @@ def build_command(report: CheckReport, graph: ir.Graph, options: TrtexecOptions)
         flags.append(Flag(f"--exportLayerInfo={stem}.layers.json",
                           "layer placement (dlakit.deploy.tensorrt_logs.parse_layer_info reads it)"))
     header = (f"dlakit trtexec: {report.source} on {target.label}, {options.precision.upper()}, "
-              f"DLA core {options.core}")
+              + ("GPU" if gpu else f"DLA core {options.core}"))
     return TrtexecCommand(flags=flags, warnings=warnings, header=header)
