@@ -116,3 +116,97 @@ def test_plan_cli_json():
 def test_plan_cli_errors_are_one_line(args, words):
     result = run("plan", *args)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def _ort(model, feeds):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def test_backbone_then_head_computes_the_full_model(preps):
+    """The cut the plan deploys: ONNX Runtime runs the backbone, feeds the boundary to the head, and gets the
+    full model's outputs."""
+    from dlakit import zoo
+    from dlakit.deploy.plan import split_model
+
+    prep = preps[0]
+    k = planner.split_points(prep)[0]
+    boundary = planner.crossing_tensors(prep.ops, k)
+    full = zoo.build("resnet50")
+    backbone, head = split_model(full, boundary, "resnet50")
+    assert [o.name for o in backbone.graph.output] == boundary
+    assert {i.name for i in head.graph.input} == set(boundary)
+    x = np.random.default_rng(0).normal(size=[d.dim_value for d in full.graph.input[0].type.tensor_type.shape.dim])
+    feeds = {full.graph.input[0].name: x.astype(np.float32)}
+    expected = _ort(full, feeds)
+    middle = _ort(backbone, feeds)
+    got = _ort(head, {name: middle[name] for name in boundary})
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5)
+
+
+def test_a_boundary_tensor_the_model_lacks_is_one_line():
+    from dlakit import zoo
+    from dlakit.deploy.plan import split_model
+
+    with pytest.raises(planner.DlakitError, match="'nosuch'"):
+        split_model(zoo.build("resnet50"), ["nosuch"], "resnet50")
+
+
+def _io_problems(argv, graph, major):
+    from dlakit.deploy.trtexec import format_problems
+
+    problems = []
+    for arg in argv:
+        for option, values, role in (("--inputIOFormats=", graph.inputs, "input"),
+                                     ("--outputIOFormats=", graph.outputs, "output")):
+            if arg.startswith(option):
+                problems += format_problems(arg.split("=", 1)[1], list(values), role, major)
+    return problems
+
+
+def test_plan_write_writes_every_file_its_commands_read_and_every_format_is_valid(tmp_path):
+    from dlakit.model import load_model
+    from dlakit.targets import resolve_target
+
+    out = tmp_path / "deploy"
+    result = run("plan", "resnet50", "ssd-mobilenetv1", "--power-mode", "30W", "--write", str(out), "-f", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (out / "plan.sh").read_text().count("trtexec --onnx=") == len(data["trtexec"])
+    assert json.loads((out / "plan.json").read_text())["trtexec"] == data["trtexec"]
+    major = resolve_target(None, None).release.trt_version[0]
+    split = {c["model"] for c in data["trtexec"] if c["file"].endswith((".backbone.onnx", ".head.onnx"))}
+    assert split, "the plan splits resnet50 at 30W (backbone on both DLA cores, head on the GPU)"
+    for c in data["trtexec"]:
+        onnx_arg = next(a for a in c["argv"] if a.startswith("--onnx="))
+        path = out / onnx_arg.split("=", 1)[1]
+        assert path.is_file() and c["setup"] == [], c
+        assert _io_problems(c["argv"], load_model(path).graph, major) == [], c["command"]
+        assert ("--useDLACore=" in c["command"]) == (c["engine"] != "GPU")
+    heads = [c for c in data["trtexec"] if c["file"].endswith(".head.onnx")]
+    backbones = [c for c in data["trtexec"] if c["file"].endswith(".backbone.onnx")]
+    written = next(a for a in backbones[0]["argv"] if a.startswith("--outputIOFormats=")).split("=", 1)[1]
+    assert f"--inputIOFormats={written}" in heads[0]["argv"]  # the head reads what the backbone writes
+    assert sorted(p.name for p in out.iterdir()) == sorted(data["written"]["files"])
+
+
+def test_plan_without_write_builds_zoo_networks_first():
+    data = json.loads(run("plan", "resnet50", "ssd-mobilenetv1", "--power-mode", "30W", "-f", "json").stdout)
+    for c in data["trtexec"]:
+        assert c["setup"][0] == f"dlakit zoo build {c['model']} -o {c['model']}.onnx"
+
+
+def test_plan_write_failing_at_its_last_file_leaves_nothing(tmp_path):
+    out = tmp_path / "deploy"
+    (out / "plan.sh").mkdir(parents=True)
+    result = run("plan", "resnet50", "ssd-mobilenetv1", "--power-mode", "30W", "--write", str(out))
+    assert result.returncode == 2 and "is a directory" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in out.rglob("*")] == ["plan.sh"]
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "x").write_text("")
+    result = run("plan", "resnet50", "--write", str(tmp_path / "new" / "x"))
+    assert result.returncode == 2 and "is a file" in result.stderr

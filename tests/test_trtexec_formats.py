@@ -112,3 +112,17 @@ def test_calib_keeps_fp16_only_layers_in_layer_precisions(tmp_path):
     data = json.loads(run("trtexec", str(path), "--calib", str(cache), "--release", "jetpack-6.0", "-f",
                           "json").stdout)
     assert "--layerPrecisions=sig:fp16" in data["argv"] and "--fp16" in data["argv"]
+
+
+def test_a_gpu_engine_gets_no_dla_flag_and_no_dla_only_format():
+    loaded = load_model(build("resnet50"))
+    target = resolve_target(None, None)
+    report = check_model(loaded, target, "int8")
+    for given in (None, ["fp16:chw16"], ["int8:chw32"]):
+        command = build_command(report, loaded.graph, TrtexecOptions(engine="gpu", model_path="r.onnx",
+                                                                     input_formats=given))
+        argv = command.argv
+        assert not any(a.startswith(("--useDLACore", "--memPoolSize", "--allowGPUFallback")) for a in argv)
+        expected = "int8:chw32" if given == ["int8:chw32"] else "fp32:chw"
+        assert f"--inputIOFormats={expected}" in argv
+        assert _io_problems(argv, loaded.graph, target.release.trt_version[0]) == []
