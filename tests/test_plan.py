@@ -156,21 +156,10 @@ def test_a_boundary_tensor_the_model_lacks_is_one_line():
         split_model(zoo.build("resnet50"), ["nosuch"], "resnet50")
 
 
-def _io_problems(argv, graph, major):
-    from dlakit.deploy.trtexec import format_problems
-
-    problems = []
-    for arg in argv:
-        for option, values, role in (("--inputIOFormats=", graph.inputs, "input"),
-                                     ("--outputIOFormats=", graph.outputs, "output")):
-            if arg.startswith(option):
-                problems += format_problems(arg.split("=", 1)[1], list(values), role, major)
-    return problems
-
-
 def test_plan_write_writes_every_file_its_commands_read_and_every_format_is_valid(tmp_path):
     from dlakit.model import load_model
     from dlakit.targets import resolve_target
+    from tests.test_trtexec_formats import _io_problems
 
     out = tmp_path / "deploy"
     result = run("plan", "resnet50", "ssd-mobilenetv1", "--power-mode", "30W", "--write", str(out), "-f", "json")
@@ -210,3 +199,18 @@ def test_plan_write_failing_at_its_last_file_leaves_nothing(tmp_path):
     (tmp_path / "new" / "x").write_text("")
     result = run("plan", "resnet50", "--write", str(tmp_path / "new" / "x"))
     assert result.returncode == 2 and "is a file" in result.stderr
+
+
+def test_plan_write_into_the_folder_of_its_input_keeps_the_input(tmp_path):
+    import hashlib
+
+    from tests.hostile import base_model, save
+
+    model = save(base_model(), tmp_path)
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    result = run("plan", str(model), "--write", str(tmp_path), "-f", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+    assert all(f"--onnx={model.name}" in c["argv"] for c in data["trtexec"])
+    assert data["written"]["files"] == ["plan.json", "plan.sh"]

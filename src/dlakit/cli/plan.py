@@ -49,8 +49,9 @@ def plan(
     rate, or meeting latency targets, with shared-DRAM contention modelled; prints trtexec commands per engine."""
     from dlakit.analysis import Analysis
     from dlakit.deploy.plan import deploy_plan
+    from dlakit.model.loader import read_model_proto
     from dlakit.perf.plan import plan as make_plan
-    from dlakit.sources import open_source
+    from dlakit.sources import open_model, zoo_proto
 
     check_format(fmt, ("table", "json"))
     if write is not None and write.exists() and not write.is_dir():
@@ -59,7 +60,8 @@ def plan(
     mode = target.platform.power_mode(power_mode).name
     preps, sources = [], {}
     for model in models:
-        proto, loaded = open_source(model)
+        loaded = open_model(model)  # errors name the file
+        proto = zoo_proto(model) or read_model_proto(model)  # the model as given: what the segments are cut from
         prep = Analysis.of(loaded, target, precision).prepared
         prep.name = model
         preps.append(prep)
@@ -166,7 +168,8 @@ def _write(folder: Path, deployment, record: dict, inputs: list[str]) -> None:
     script = ["#!/bin/sh", "# dlakit plan: one TensorRT engine per engine and segment", "set -e",
               'cd "$(dirname "$0")"']
     for c in record["trtexec"]:
-        script += [f"# {c['engine']}: {c['model']}, {c['segment']}", shlex.join(c["argv"])]
+        comment = " ".join(f"{c['engine']}: {c['model']}, {c['segment']}".split())  # one line, whatever the name
+        script += [f"# {comment}", shlex.join(c["argv"])]
     with transaction(inputs):
         for name, proto in deployment.files.items():
             save_model(proto, folder / name)
