@@ -188,10 +188,10 @@ class Calibrator:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            from dlakit.errors import DlakitError
+            from dlakit.errors import OptionError
 
-            raise DlakitError(f"--method: unknown calibration method '{self.method}'; choose one of: "
-                              f"{', '.join(METHODS)}")
+            raise OptionError(f"{{method}}: unknown calibration method '{self.method}'; choose one of: "
+                              f"{', '.join(METHODS)}", "method")
 
     @property
     def needs_histogram(self) -> bool:
