@@ -4,30 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis, fix_model
-from dlakit.check import CheckReport
+from dlakit.choices import DEFAULT_TOLERANCE, FIX_RULE_IDS
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel
-from dlakit.rewrite import (
-    DEFAULT_TOLERANCE,
-    FixOptions,
-    FixResult,
-    Verification,
-    blame,
-    known_ids,
-    load_inputs,
-    random_inputs,
-    verify,
-)
-from dlakit.sources import open_model, save_model
 from dlakit.targets import Target, resolve_target
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.model import LoadedModel
+    from dlakit.rewrite import FixResult, Verification
 
 
 def _ids(text: str | None) -> list[str] | None:
@@ -37,6 +28,8 @@ def _ids(text: str | None) -> list[str] | None:
 def check_summary(loaded: LoadedModel, target: Target, precision: str,
                   placement: CheckReport | None = None) -> dict[str, Any]:
     """check's summary of ``loaded`` (``placement`` where the fix's guard already placed it)."""
+    from dlakit.analysis import Analysis
+
     return dict(Analysis.of(loaded, target, precision, placement).placement.summary)
 
 
@@ -146,7 +139,7 @@ def fix(
                                          help="Cut before TopK/ArgMax/NMS and the decoding that feeds them."),
     outputs: str | None = typer.Option(None, "--outputs", help="Cut the graph at these tensors: a,b,..."),
     rules: str | None = typer.Option(None, "--rules", help="Apply only these rules: a,b,... (default: all). Rules: "
-                                     + ", ".join(known_ids()) + "."),
+                                     + ", ".join(FIX_RULE_IDS) + "."),
     skip_rules: str | None = typer.Option(None, "--skip-rules", help="Do not apply these rules: a,b,..."),
     inputs: Path | None = typer.Option(None, "--inputs", help=".npz with one array per model input."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance",
@@ -157,6 +150,10 @@ def fix(
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """Rewrite unsupported patterns into DLA-supported ones and prove the result equal with ONNX Runtime."""
+    from dlakit.analysis import fix_model
+    from dlakit.rewrite import FixOptions, blame, load_inputs, random_inputs, verify
+    from dlakit.sources import open_model, save_model
+
     check_format(fmt, ("table", "json"))
     if rules is not None and skip_rules is not None:
         raise DlakitError("give either --rules or --skip-rules, not both")

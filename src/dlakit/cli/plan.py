@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, check_format, load_input, print_json
+from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, check_format, print_json
 from dlakit.errors import DlakitError
 from dlakit.targets import resolve_target
 
@@ -47,13 +47,14 @@ def plan(
     from dlakit.perf import prepare
     from dlakit.perf.plan import plan as make_plan
     from dlakit.perf.plan import trtexec_lines
+    from dlakit.sources import open_model
 
     check_format(fmt, ("table", "json"))
     target = resolve_target(platform, release)
     mode = target.platform.power_mode(power_mode).name
     preps = []
     for model in models:
-        prep = prepare(load_input(model), target, precision)
+        prep = prepare(open_model(model), target, precision)
         prep.name = model
         preps.append(prep)
     targets = parse_targets(target_ms, models)

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 import onnx
 
+from dlakit.choices import DEFAULT_BUDGET_MB
 from dlakit.errors import DlakitError, OptionError
 from dlakit.model import LoadedModel
 from dlakit.quantize.calibrators import Calibrator
 from dlakit.quantize.data import DataSource
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
 from dlakit.quantize.runtime import input_specs, stream_activations, tensor_bytes, to_proto
-
-DEFAULT_BUDGET_MB = 1024
 
 
 @dataclass

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlakit.choices import METHODS
+
 HIST_BINS = 2048
 QUANT_LEVELS = 128  # EntropyCalibration2 merges the histogram into 128 levels (the positive half of INT8)
-METHODS = ("max", "entropy", "percentile", "mse")
 #: values per tensor and batch that enter the histogram (every value enters the extremes and zero count)
 HIST_SAMPLE_LIMIT = 1 << 16
 
