@@ -91,15 +91,16 @@ def test_eval_with_workers_equals_serial(cluster, files, capsys):
 
 
 def test_eval_logits_with_workers_are_bit_identical(cluster, files):
-    from dlakit.cli.quantize import _emulation
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.data import make_preset
     from dlakit.quantize.emulate import join_outputs
     from dlakit.quantize.evaluate import labelled_images, logits
     from dlakit.scale import Pool, run_shards
     from dlakit.scale.data import DataSource, EvalJob, _eval_shard, shards_of
+    from dlakit.targets import resolve_target
 
     model, tmp = files
-    _, emulation = _emulation(str(model), None, str(tmp / "q" / "cls.cache"), False)
+    _, emulation = emulation_of(str(model), None, str(tmp / "q" / "cls.cache"), False, resolve_target(None, None))
     images, _ = labelled_images(tmp / "val")
     preset = make_preset("unit", None, None, None, None, None)
     fp32, int8 = logits(emulation.model, emulation.emulated.model, images, "x", (3, 16, 16), preset, BATCH, False)
@@ -114,11 +115,12 @@ def test_eval_logits_with_workers_are_bit_identical(cluster, files):
 
 
 def test_emulate_compare_with_workers_equals_serial(cluster, files, capsys):
-    from dlakit.cli.quantize import _emulation
+    from dlakit.emulation import emulation_of
     from dlakit.quantize.data import open_source
     from dlakit.quantize.emulate import compare_layers
     from dlakit.scale import Pool
     from dlakit.scale.data import emulate_sharded
+    from dlakit.targets import resolve_target
 
     model, tmp = files
     args = ["emulate", str(model), "--calib-cache", str(tmp / "q" / "cls.cache"), "--inputs", str(tmp / "tensors"),
@@ -129,7 +131,7 @@ def test_emulate_compare_with_workers_equals_serial(cluster, files, capsys):
     assert code == 0, err
     assert json.loads(sharded) == json.loads(serial) and json.loads(serial)["samples"] == 11
     # the accumulated floats themselves, not only their rounded dB: shards cross the boundary of the two files
-    _, emulation = _emulation(str(model), None, str(tmp / "q" / "cls.cache"), False)
+    _, emulation = emulation_of(str(model), None, str(tmp / "q" / "cls.cache"), False, resolve_target(None, None))
     source = open_source(tmp / "tensors", {"x": (3, 16, 16)})
     reference = compare_layers(emulation.model, emulation.emulated, source, BATCH, progress=False)
     _, layers = emulate_sharded(emulation, source, BATCH, True, Pool(cluster, 2), progress=False)
