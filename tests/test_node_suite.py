@@ -29,7 +29,8 @@ from dlakit.rewrite.verify import compare, run
 from tests.assets import ONNX_TEST_DATA, asset_path
 
 #: Rules that optimise rather than reconstruct: their anchors (Conv, Add, Reshape...) are mostly fine as they are.
-OPTIMISATION_RULES = {"fold-pad-into-conv", "fold-mul-add-into-conv", "lift-to-4d", "reshape-merge"}
+OPTIMISATION_RULES = {"fold-pad-into-conv", "fold-mul-add-into-conv", "fold-mul-add-before-conv", "lift-to-4d",
+                      "reshape-merge", "transpose-through-elementwise", "transpose-merge", "cast-removal"}
 #: (Add is matmul-to-conv's anchor only for a MatMul bias; on its own it is a lift-to-4d op.)
 OPS = {op for rule in ALL_RULES if rule.id not in OPTIMISATION_RULES for op in rule.ops} - {"Add"}
 #: lift-to-4d is checked on the tests of its ops whose float tensors all have rank 1-3 (the ones it must lift)

@@ -39,18 +39,38 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def test_fix_json_fields(hardswish_file, tmp_path):
     out = tmp_path / "out.onnx"
-    result = run(hardswish_file, "-o", out, "--format", "json")
+    result = run(hardswish_file, "-o", out, "--format", "json", "--objective", "dla-share")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) >= {"model", "output", "written", "target", "cut", "folded_nodes", "rules_applied", "applied",
-                         "refused", "verification", "check"}
+                         "refused", "verification", "check", "estimate"}
     assert data["written"] and out.exists()
+    estimate = data["estimate"]
+    assert estimate["objective"] == "dla-share" and estimate["images_per_second_before"] > 0
+    assert estimate["rules"][0]["rule"] == "hardswish-decompose" and estimate["rules"][0]["kept"]
     assert data["rules_applied"] == {"hardswish-decompose": 1}
     assert data["applied"][0]["node"] == "the_hardswish"
     assert data["verification"]["passed"] and data["verification"]["outputs"][0]["name"] == "y"
     if data["check"] is not None:
         assert data["check"]["after"]["dla_mac_fraction"] >= data["check"]["before"]["dla_mac_fraction"]
     assert [n.op_type for n in onnx.load(out).graph.node] == ["Add", "Clip", "Mul", "Mul"]
+
+
+def test_fix_latency_guard_prices_the_rewrite(hardswish_file, tmp_path):
+    """A lone HardSwish: one GPU kernel is estimated faster than its four-op decomposition on the DLA."""
+    out = tmp_path / "out.onnx"
+    result = run(hardswish_file, "-o", out, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rule = data["estimate"]["rules"][0]
+    assert data["estimate"]["objective"] == "latency" and rule["rule"] == "hardswish-decompose"
+    assert rule["kept"] == (rule["without"] <= rule["with"] * (1 + 5e-3))
+    after, before = data["estimate"]["images_per_second_after"], data["estimate"]["images_per_second_before"]
+    assert after >= before * (1 - 5e-3)
+    if not rule["kept"]:
+        assert data["rules_applied"] == {} and "img/s" in data["guarded"]["hardswish-decompose"]
+    table = run(hardswish_file, "-o", out)
+    assert "estimated images/s" in table.stdout
 
 
 def test_fix_table_output(hardswish_file, tmp_path):
@@ -77,6 +97,7 @@ def test_verification_failure_refuses_to_write_unless_forced(hardswish_file, tmp
     (["missing.onnx", "-o", "x.onnx"], ["no such file"]),
     (["{model}", "-o", "{model}"], ["refusing to overwrite the input model"]),
     (["{model}", "-o", "x.onnx", "--rules", "bogus"], ["unknown rule 'bogus'"]),
+    (["{model}", "-o", "x.onnx", "--objective", "speed"], ["--objective", "latency, dla-share"]),
     (["{model}", "-o", "x.onnx", "--rules", "neg-to-scale", "--skip-rules", "identity-removal"], ["not both"]),
     (["{model}", "-o", "x.onnx", "--outputs", "nope"], ["'nope' is not in the model"]),
     (["{model}", "-o", "x.onnx", "--inputs", "{npz}"], ["has no array 'x'"]),

@@ -219,6 +219,8 @@ def test_placement_guard_drops_a_rewrite_that_only_makes_an_island():
     loaded = load_model(model)
     target = resolve_target(None, None)
     unguarded = fix_model(loaded, FixOptions(target=target, guard=False))
-    guarded = fix_model(loaded, FixOptions(target=target))
+    guarded = fix_model(loaded, FixOptions(target=target, objective="dla-share"))
     assert [a.rule for a in unguarded.applied] == ["reduce-to-pool"]
     assert guarded.applied == [] and "transitions 3 (without: 1)" in guarded.guarded["reduce-to-pool"]
+    priced = fix_model(loaded, FixOptions(target=target))  # the default objective: estimated images/s
+    assert priced.applied == [] and "img/s" in priced.guarded["reduce-to-pool"]

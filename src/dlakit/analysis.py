@@ -8,8 +8,9 @@ derived from that one report, also once. ``estimate``, ``quantize``, ``sparsify`
 
 ``check`` decides placement and knows nothing of the packages built on it; composing them here keeps the
 dependencies one way (analysis → sparsity / perf → check). Likewise ``check`` asks the rewrite rules whether they
-apply (a "fixable" verdict is a promise), so fix's placement guard, which scores a rewrite by check's placement, is
-composed here (:func:`fix_model`) rather than in ``rewrite``; the fix result keeps the placement of its model.
+apply (a "fixable" verdict is a promise), so fix's guard, which scores a rewrite by ``estimate``'s images/s (priced on
+check's placement) or by check's placement, is composed here (:func:`fix_model`) rather than in ``rewrite``; the fix
+result keeps the placement of its model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dlakit.check import CheckReport
+from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel
 from dlakit.rewrite import FixOptions, FixResult
 from dlakit.rewrite import fix_model as fix_rules
@@ -131,20 +133,42 @@ def placement_score(loaded: LoadedModel, options: FixOptions) -> tuple[float, in
     return _score(check.check_model(loaded, options.target, options.precision))
 
 
+def images_per_second(loaded: LoadedModel, target: Target, precision: str,
+                      report: CheckReport | None = None) -> float | None:
+    """``estimate``'s images/s at the platform's default power mode (on ``report``'s placement when given); None
+    where the model cannot be priced (no layer computes anything)."""
+    from dlakit.perf import price
+
+    try:
+        return price(loaded, target, precision, report=report).images_per_second
+    except DlakitError:
+        return None
+
+
+def latency_score(loaded: LoadedModel, options: FixOptions, report: CheckReport | None = None) -> tuple[float] | None:
+    """The latency objective: estimated images/s (DLA layers, GPU fallback layers, GPU↔DLA transitions)."""
+    ips = images_per_second(loaded, options.target, options.precision, report)
+    return None if ips is None else (ips,)
+
+
 def fix_model(loaded: LoadedModel, options: FixOptions | None = None) -> FixResult:
-    """:func:`dlakit.rewrite.fix_model` guarded by check's placement (with a target and ``options.guard``).
+    """:func:`dlakit.rewrite.fix_model` guarded by ``options.objective`` (with a target and ``options.guard``):
+    estimated images/s for ``latency`` (the default), check's placement for ``dla-share``.
 
     The placement the guard made of the model it returns is kept on the result (``FixResult.placement``)."""
     from dlakit import check
 
-    # the guard returns the first model it scores, or the last best-scoring of its trials: keep those two placements
-    # only (a report holds its graph), and reuse one only if it is the returned model's
+    latency = (options.objective if options is not None else "latency") == "latency"
+    # the guard returns the first model it scores, or its best-scoring trial: keep those two placements only (a
+    # report holds its graph), and reuse one only if it is the returned model's
     first: list[tuple[LoadedModel, CheckReport]] = []
-    best: list[tuple[tuple[float, int, int, int], LoadedModel, CheckReport]] = []
+    best: list[tuple[tuple[float, ...], LoadedModel, CheckReport]] = []
 
-    def score(model: LoadedModel, opts: FixOptions) -> tuple[float, int, int, int]:
+    def score(model: LoadedModel, opts: FixOptions) -> tuple[float, ...] | None:
         report = check.check_model(model, opts.target, opts.precision)
-        value = _score(report)
+        value = latency_score(model, opts, report) if latency else _score(report)
+        if value is None:
+            return None
         if not first:
             first.append((model, report))
         elif not best or value >= best[0][0]:

@@ -29,7 +29,8 @@ FIX_RULE_IDS = ("logical-and", "logical-or", "logical-xor", "logical-not", "neg-
                 "gather-to-conv", "scatter-elements-to-conv", "depth-to-space-to-deconv", "space-to-depth-to-conv",
                 "gru-unroll", "lstm-unroll", "rnn-unroll", "cumsum-to-conv", "matmul-to-conv", "norm-decompose",
                 "reduce-to-pool", "global-pool-to-pool", "logsoftmax-decompose", "hardswish-decompose",
-                "hardsigmoid-decompose", "identity-removal", "squeeze-to-reshape", "fold-pad-into-conv",
-                "resize-sizes-to-scales", "resize-nearest-to-floor", "fold-mul-add-into-conv", "deconv-pad-to-crop",
+                "hardsigmoid-decompose", "identity-removal", "cast-removal", "transpose-through-elementwise",
+                "transpose-merge", "squeeze-to-reshape", "fold-pad-into-conv", "resize-sizes-to-scales",
+                "resize-nearest-to-floor", "fold-mul-add-into-conv", "fold-mul-add-before-conv", "deconv-pad-to-crop",
                 "maxpool-chain", "avgpool-split", "focus-to-conv", "conv3d-to-2d", "lift-to-4d", "reshape-merge",
                 "constant-folding", "fuse-sibling-convs")

@@ -28,6 +28,9 @@ class Window:
 
 @dataclass
 class NodeContext:
+    """Made per node for one placement and dropped after it, so what it derives from the graph is cached: the
+    graph does not change while the node's rules run (about nine rules read the same tensors per node)."""
+
     node: ir.Node
     layer: str
     target: Target
@@ -66,22 +69,28 @@ class NodeContext:
         value = self.input(index)
         return value is not None and is_constant(value)
 
-    @cached_property
-    def runtime_inputs(self) -> list[ir.Value]:
-        """Inputs computed at run time (not weights, not folded constants)."""
-        return [v for v in self.node.inputs if v is not None and not is_constant(v)]
+    def __post_init__(self) -> None:
+        # read by the shared rules of every layer, so worked out once, up front (plain attributes: cached_property
+        # takes a lock on every first read in Python 3.11)
+        #: inputs computed at run time (not weights, not folded constants)
+        self.runtime_inputs: list[ir.Value] = [v for v in self.node.inputs if v is not None and not is_constant(v)]
+        self.outputs: list[ir.Value] = [v for v in self.node.outputs if v is not None and v.name]
+        self.used_outputs: list[ir.Value] = [v for v in self.outputs if v.uses() or v.is_graph_output()]
+        #: the run-time inputs and the used outputs, the tensors the layer itself reads and writes, with their
+        #: static dims (None when not static)
+        self.tensors: list[ir.Value] = [*self.runtime_inputs, *self.used_outputs]
+        self.tensor_dims: list[tuple[ir.Value, tuple[int, ...] | None]] = [(v, static_dims(v)) for v in self.tensors]
+        self._dims: dict[int, tuple[int, ...] | None] = {id(v): d for v, d in self.tensor_dims}
 
-    @property
-    def outputs(self) -> list[ir.Value]:
-        return [v for v in self.node.outputs if v is not None and v.name]
-
-    @property
-    def used_outputs(self) -> list[ir.Value]:
-        return [v for v in self.outputs if v.uses() or v.is_graph_output()]
-
-    @staticmethod
-    def dims(value: ir.Value | None) -> tuple[int, ...] | None:
-        return None if value is None else static_dims(value)
+    def dims(self, value: ir.Value | None) -> tuple[int, ...] | None:
+        """:func:`~dlakit.model.static_dims` of ``value``, worked out once per tensor for this node's rules."""
+        if value is None:
+            return None
+        known = self._dims
+        key = id(value)
+        if key not in known:
+            known[key] = static_dims(value)
+        return known[key]
 
     @cached_property
     def input_dims(self) -> tuple[int, ...] | None:

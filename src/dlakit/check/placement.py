@@ -77,24 +77,27 @@ def _fix_refusal(node: ir.Node, reasons: list[Reason]) -> Reason | None:
     from dlakit.rewrite.feasibility import fix_refusal  # late: rewrite's rules import check's data
 
     for rule_id in dict.fromkeys(r.fix for r in reasons if r.fix):
-        reason = fix_refusal(rule_id, node)
-        if reason is not None:
-            return Reason(rule="fix.refused", message=f"fix rule '{rule_id}' does not apply here: {reason}",
+        verdict = fix_refusal(rule_id, node)
+        if verdict.refused:
+            return Reason(rule="fix.refused", message=f"fix rule '{rule_id}' does not apply here: {verdict.reason}",
                           fix=None, blocking=False)
     return None
 
 
 @cache
-def rules_for(layer: str) -> tuple[RuleSpec, ...]:
-    """The rules that apply to ``layer``, in data order: decided once per layer, not once per node and rule."""
+def rules_for(layer: str, op: str) -> tuple[RuleSpec, ...]:
+    """The rules that apply to ``layer`` made from ``op``, in data order: decided once per layer and op, not once
+    per node and rule. An unknown layer gets op.unknown alone, and only it (the rule says nothing elsewhere); a rule
+    limited to some ops (:func:`~dlakit.check.registry.rule`) is left out for the others."""
     return tuple(spec for spec in load_rules()
-                 if spec.applies_to(layer) and (layer != "unknown" or spec.name == "op.unknown"))
+                 if spec.applies_to(layer) and (layer == "unknown") == (spec.name == "op.unknown")
+                 and (registry.rule_ops(spec.name) is None or op in registry.rule_ops(spec.name)))
 
 
 def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
-    macs, params = node_macs(node), node_params(node)
     if is_folded(node):
         return NodePlacement(node.name, node.op_type, "constant", FOLDED, 0, 0, node=node)
+    macs, params = node_macs(node), node_params(node)
     spec = load_ops().get(node.op_type) or OpSpec(op=node.op_type, layer="unknown")
     layer = layer_of(node, spec)
     if layer == NOOP:
@@ -104,7 +107,7 @@ def place_node(node: ir.Node, target: Target, precision: str) -> NodePlacement:
     ctx = NodeContext(node=node, layer=layer, target=target, precision=precision, op_spec=spec)
     reasons: list[Reason] = []
     notes: list[Reason] = []
-    for rule_spec in rules_for(layer):
+    for rule_spec in rules_for(layer, node.op_type):
         for reason in rule_spec.evaluate(ctx):
             (reasons if reason.blocking else notes).append(reason)
     if not reasons:

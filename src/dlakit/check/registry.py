@@ -7,24 +7,23 @@ data entry, so the two never drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from dlakit.data.opdata import LAYERS, OpInfo, check_confidence, op_data, read
+from dlakit.verdict import Verdict
 
 if TYPE_CHECKING:
     from dlakit.check.context import NodeContext
 
 
 @dataclass(frozen=True)
-class Finding:
-    """What a rule function reports: the problem, the offending value and the allowed range."""
+class Finding(Verdict):
+    """A check rule's refusal (a :class:`~dlakit.verdict.Verdict`: the problem, the offending value, the allowed
+    range) with what only check needs: a fix that overrides the rule's default and fields for its TensorRT line."""
 
-    message: str
-    value: Any = None
-    allowed: Any = None
     fix: str | None = None  # overrides the rule's default fix (e.g. only some violations are fixable)
     trt: dict[str, Any] = field(default_factory=dict)  # fields of the rule's trt_message template (e.g. op)
 
@@ -64,7 +63,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-RuleFunction = Callable[["NodeContext", "RuleSpec"], Iterable[Finding]]
+#: A rule function yields its verdicts on one node: refusals (a :class:`Finding` or a plain Verdict); nothing, or
+#: verdicts that are not refusals, when the node meets the rule.
+RuleFunction = Callable[["NodeContext", "RuleSpec"], Iterable[Verdict]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class RuleSpec:
     def applies_to(self, layer: str) -> bool:
         return "*" in self.layers or layer in self.layers
 
-    def evaluate(self, ctx: NodeContext) -> Iterator[Reason]:
+    def evaluate(self, ctx: NodeContext) -> list[Reason]:
+        """The rule's reasons for the node (usually none: a list, not a generator, so that costs little)."""
         try:
             findings = list(self.function(ctx, self) or ())
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
@@ -95,19 +97,22 @@ class RuleSpec:
             raise DlakitError(f"node '{show(ctx.node.name)}' ({ctx.node.op_type}): rule {self.name} cannot read it "
                               f"({type(exc).__name__}: {show(str(exc)[:200])}); its attributes or inputs are "
                               "malformed: fix them or re-export the model") from exc
-        for finding in findings:
-            trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, finding.trt)
-            yield Reason(
-                trt_message=trt,
-                rule=self.name,
-                message=finding.message,
-                value=finding.value,
-                allowed=finding.allowed,
-                confidence=self.confidence,
-                fix=finding.fix if finding.fix is not None else self.fix,
-                blocking=self.blocking,
-                source=self.source,
-            )
+        return [self._reason(ctx, v) for v in findings if v.refused]
+
+    def _reason(self, ctx: NodeContext, verdict: Verdict) -> Reason:
+        own = verdict if isinstance(verdict, Finding) else Finding(verdict.reason, verdict.value, verdict.allowed)
+        trt = trt_message(self, ctx.node.name, ctx.layer, ctx.op, ctx.target.release.trt_version, own.trt)
+        return Reason(
+            trt_message=trt,
+            rule=self.name,
+            message=own.reason,
+            value=own.value,
+            allowed=own.allowed,
+            confidence=self.confidence,
+            fix=own.fix if own.fix is not None else self.fix,
+            blocking=self.blocking,
+            source=self.source,
+        )
 
 
 def _fill(template: str, fields: dict[str, Any]) -> str | None:
@@ -145,15 +150,20 @@ OpSpec = OpInfo
 
 
 _FUNCTIONS: dict[str, RuleFunction] = {}
+#: rule → the only ops it can report on (its function returns at once for any other op)
+_OPS: dict[str, frozenset[str]] = {}
 
 
-def rule(name: str) -> Callable[[RuleFunction], RuleFunction]:
-    """Register the function that implements the rule ``name`` of ``data/rules.toml``."""
+def rule(name: str, ops: Iterable[str] | None = None) -> Callable[[RuleFunction], RuleFunction]:
+    """Register the function that implements the rule ``name`` of ``data/rules.toml``. ``ops``: the ops outside
+    which the function finds nothing, so placement does not call it for other nodes (its own test stays)."""
 
     def register(function: RuleFunction) -> RuleFunction:
         if name in _FUNCTIONS:
             raise ValueError(f"rule {name} registered twice")
         _FUNCTIONS[name] = function
+        if ops is not None:
+            _OPS[name] = frozenset(ops)
         return function
 
     return register
@@ -195,6 +205,11 @@ def load_rules() -> tuple[RuleSpec, ...]:
             )
         )
     return tuple(specs)
+
+
+def rule_ops(name: str) -> frozenset[str] | None:
+    """The ops rule ``name`` is limited to (see :func:`rule`), None for all."""
+    return _OPS.get(name)
 
 
 @cache

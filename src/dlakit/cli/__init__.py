@@ -7,6 +7,7 @@ capability is added by adding its module. Errors a user can cause print one line
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import importlib.util
 import os
@@ -268,6 +269,22 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+#: Collector thresholds while a command runs. A model is hundreds of thousands of long-lived objects (IR nodes and
+#: values, placements), and with Python's defaults the collector walks all of them again and again as they are
+#: built: a quarter of ``check``'s time on a 100k-node graph. Young cycles are still collected, less often.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    previous = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
@@ -321,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), _fewer_gc_passes():
             _run_committing(argv)
     except DlakitError as exc:
         if debug:

@@ -38,6 +38,17 @@ def postprocess_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_postprocess{output.suffix or '.onnx'}")
 
 
+def estimate_dict(loaded: LoadedModel, result: FixResult, target: Target, precision: str) -> dict[str, Any]:
+    """Estimated images/s of the original and the fixed model, and what the guard measured for each rule."""
+    from dlakit.analysis import images_per_second
+
+    return {"objective": result.objective, "power_mode": target.platform.power_mode(None).name,
+            "images_per_second_before": images_per_second(loaded, target, precision),
+            "images_per_second_after": images_per_second(result.model, target, precision, result.placement),
+            "rules": [{"rule": e.rule, "kept": e.kept, "without": e.without, "with": e.with_rule, "reason": e.reason}
+                      for e in result.effects]}
+
+
 def report_dict(model: str, out: Path, written: bool, target: Target, result: FixResult,
                 verification: Verification, before: dict | None, after: dict | None) -> dict[str, Any]:
     cut = result.cut
@@ -95,8 +106,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         names = ", ".join(i["node"] for i in items[:3]) + (f", … (+{len(items) - 3})" if len(items) > 3 else "")
         applied.add_row(rule, str(len(items)), names, items[0]["note"] or "")
     console.print(applied if by_rule else "no rule applied")
-    for rule, why in data["guarded"].items():
-        console.print(f"[yellow]left out[/] {rule}: it makes the placement worse ({why}); --no-guard keeps it")
+    render_estimate(data.get("estimate"), console)
     if data["refused"]:
         refused = Table(title="matched but refused (why not)")
         for column in ("rule", "op", "nodes", "reason"):
@@ -128,6 +138,26 @@ def render(data: dict[str, Any], console: Console) -> None:
         console.print(summary)
 
 
+def _ips(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def render_estimate(est: dict[str, Any] | None, console: Console) -> None:
+    if not est:
+        return
+    console.print(f"estimated images/s ({est['power_mode']}): {_ips(est['images_per_second_before'])} → "
+                  f"{_ips(est['images_per_second_after'])}")
+    what = "the estimated images/s" if est["objective"] == "latency" else "check's placement"
+    if est["rules"]:
+        console.print(f"each rule, without → with it (objective {est['objective']}):")
+    for item in est["rules"]:
+        if item["kept"]:
+            console.print(f"  kept {item['rule']}: {item['reason']}")
+        else:
+            console.print(f"  [yellow]left out[/] {item['rule']}: it makes {what} worse ({item['reason']}); "
+                          "--no-guard keeps it")
+
+
 def fix(
     model: str = ModelArg,
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the rewritten model."),
@@ -146,15 +176,19 @@ def fix(
                                     help="Largest accepted error, relative to max(1, max|output|)."),
     force: bool = typer.Option(False, "--force", help="Write even when verification fails (with a warning)."),
     no_guard: bool = typer.Option(False, "--no-guard",
-                                  help="Keep every applicable rule even where check says the placement gets worse."),
+                                  help="Keep every applicable rule even where the objective gets worse."),
+    objective: str = typer.Option("latency", "--objective", help="What the guard keeps a rule for: latency "
+                                  "(estimated images/s do not drop) or dla-share (check's DLA MAC share)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """Rewrite unsupported patterns into DLA-supported ones and prove the result equal with ONNX Runtime."""
     from dlakit.analysis import fix_model
-    from dlakit.rewrite import FixOptions, blame, load_inputs, random_inputs, verify
+    from dlakit.rewrite import OBJECTIVES, FixOptions, blame, load_inputs, random_inputs, verify
     from dlakit.sources import open_model, save_model
 
     check_format(fmt, ("table", "json"))
+    if objective not in OBJECTIVES:
+        raise DlakitError(f"--objective: '{objective}' is not one of {', '.join(OBJECTIVES)}")
     if rules is not None and skip_rules is not None:
         raise DlakitError("give either --rules or --skip-rules, not both")
     if outputs is not None and cut_postprocess:
@@ -167,7 +201,8 @@ def fix(
                           "(dlakit check lists them)")
     loaded = open_model(model, shapes, outputs=_ids(outputs))
     options = FixOptions(outputs=_ids(outputs), cut_postprocess=cut_postprocess, rules=_ids(rules),
-                         skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision)
+                         skip_rules=_ids(skip_rules) or [], target=target, guard=not no_guard, precision=precision,
+                         objective=objective)
     result = fix_model(loaded, options)
     feeds = load_inputs(inputs, loaded) if inputs else random_inputs(loaded)
     label = str(inputs) if inputs else "random, seed 0"
@@ -184,6 +219,7 @@ def fix(
     after = check_summary(result.model, target, precision, result.placement)
     data = report_dict(model, output, write, target, result, verification, before, after)
     data["verification"]["suspects"] = suspects
+    data["estimate"] = estimate_dict(loaded, result, target, precision)
     if data["cut"] is not None:
         data["cut"]["postprocess_model"] = str(tail_path) if tail_path is not None and write else None
     if fmt == "json":

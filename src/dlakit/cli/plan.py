@@ -44,7 +44,7 @@ def plan(
 ) -> None:
     """Assign networks (whole, or backbone on a DLA and head on the GPU) to GPU, DLA0 and DLA1 for the highest frame
     rate, or meeting latency targets, with shared-DRAM contention modelled; prints trtexec commands per engine."""
-    from dlakit.perf import prepare
+    from dlakit.analysis import Analysis
     from dlakit.perf.plan import plan as make_plan
     from dlakit.perf.plan import trtexec_lines
     from dlakit.sources import open_model
@@ -54,7 +54,7 @@ def plan(
     mode = target.platform.power_mode(power_mode).name
     preps = []
     for model in models:
-        prep = prepare(open_model(model), target, precision)
+        prep = Analysis.of(open_model(model), target, precision).prepared
         prep.name = model
         preps.append(prep)
     targets = parse_targets(target_ms, models)

@@ -65,7 +65,8 @@ def propagate(model: ir.Model, source: str | None = None) -> None:
     ``source`` (a user's model being loaded), also for nodes ONNX's shape inference rejects."""
     graph = model.graph
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
-    graph.sort()
+    if not _in_order(graph):
+        graph.sort()  # stable: a graph already in topological order keeps its order, so checking first is the same
     data: dict[str, onnx.TensorProto] = {}
     label = source or "<model>"
     for value in graph.inputs:
@@ -83,6 +84,22 @@ def propagate(model: ir.Model, source: str | None = None) -> None:
             _evaluate(node, opset, label)
             for out in node.outputs:
                 _remember(out, data)
+
+
+def _in_order(graph: ir.Graph) -> bool:
+    """True when every node comes after the producers of its inputs and no node holds a subgraph (which
+    :meth:`ir.Graph.sort` orders too): one pass, where sorting costs a heap operation per node."""
+    seen: set[int] = set()
+    for node in graph:
+        for value in node.inputs:
+            producer = value.producer() if value is not None else None
+            if producer is not None and id(producer) not in seen and producer.graph is graph:
+                return False
+        for attr in node.attributes.values():
+            if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+                return False
+        seen.add(id(node))
+    return True
 
 
 def _remember(value: ir.Value, data: dict[str, onnx.TensorProto]) -> None:

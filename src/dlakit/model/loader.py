@@ -151,6 +151,8 @@ def _drop_initializer_inputs(graph: ir.Graph) -> None:
 
 def _name_nodes(graph: ir.Graph) -> None:
     """Give unnamed nodes the names TensorRT's ONNX parser gives their layers (``node_of_<first output>``)."""
+    if all(node.name for node in graph):
+        return
     used = {node.name for node in graph if node.name}
     for index, node in enumerate(graph):
         if node.name:

@@ -228,13 +228,22 @@ def _signature(node: ir.Node, opset: int, inputs: Mapping[str, ir.Value],
         if value is None or not value.name:
             operands.append(None)
             continue
-        shape = value.shape
-        dims = None if shape is None else tuple(d if isinstance(d, int) else (d.value or None) for d in shape)
-        operands.append((int(value.dtype), dims, _constant_key(data.get(value.name))))
+        operands.append((int(value.dtype), _dims_key(value.shape), _constant_key(data.get(value.name))))
     # an input named twice (Add(x, x)) is seen as two operands of equal type, so names need not be in the key;
     # empty output names are (ONNX keeps a place for them)
     outputs = tuple(bool(v.name) for v in node.outputs)
     return (node.domain, node.op_type, opset, tuple(attributes), tuple(operands), outputs)
+
+
+def _dims_key(shape: ir.Shape | None) -> tuple | None:
+    """The shape as a tuple of ints, and of names (or None) for symbolic dims."""
+    if shape is None:
+        return None
+    dims = shape.dims
+    for d in dims:
+        if not isinstance(d, int):
+            return tuple(d if isinstance(d, int) else (d.value or None) for d in dims)
+    return dims
 
 
 def _constant_key(tensor: onnx.TensorProto | None) -> tuple | bytes | None:

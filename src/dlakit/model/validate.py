@@ -140,10 +140,24 @@ def _check_versions(proto: onnx.ModelProto, source: str) -> None:
 
 def _check_text(graph: onnx.GraphProto, source: str) -> None:
     """protobuf returns bytes for a string field that is not valid UTF-8 (a damaged or hostile file)."""
+    if not _has_bytes(graph):  # the usual case, told without a tuple per field; the walk below names the field
+        return
     for value, what in _text_fields(graph):
         if isinstance(value, bytes):
             raise DlakitError(f"{source}: {what} '{show(value)}' is not valid UTF-8 text; the file is damaged: "
                               "re-export the model")
+
+
+def _has_bytes(graph: onnx.GraphProto) -> bool:
+    """Whether any field :func:`_text_fields` walks is bytes."""
+    if bytes in {type(v.name) for v in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)}:
+        return True
+    for node in graph.node:
+        if (type(node.name) is bytes or type(node.op_type) is bytes or type(node.domain) is bytes
+                or bytes in map(type, node.input) or bytes in map(type, node.output)
+                or (node.attribute and bytes in {type(a.name) for a in node.attribute})):
+            return True
+    return False
 
 
 def _text_fields(graph: onnx.GraphProto) -> Iterator[tuple[str | bytes, str]]:
@@ -189,7 +203,7 @@ def _check_inputs(graph: onnx.GraphProto, source: str) -> None:
 
 def _check_names(graph: onnx.GraphProto, source: str) -> None:
     """Every tensor has one producer: a graph input, a weight, or one node output; every use has a producer."""
-    produced: dict[str, str | _Label] = {}
+    produced: dict[str, str | int] = {}  # a description, or the index of the producing node
     for value in graph.input:
         if value.name in produced:
             raise DlakitError(f"{source}: graph input '{show(value.name)}' is listed twice; give each input once")
@@ -212,14 +226,15 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
             if not out:
                 continue
             if out in produced:
-                raise DlakitError(f"{source}: tensor '{show(out)}' is produced twice (by {produced[out]} and by "
+                first = produced[out]
+                first = node_label(graph.node[first], first) if isinstance(first, int) else first
+                raise DlakitError(f"{source}: tensor '{show(out)}' is produced twice (by {first} and by "
                                   f"{node_label(node, index)}); ONNX tensors are assigned once: re-export the model")
-            produced[out] = _Label(node, index)
-    for index, node in enumerate(graph.node):
-        for name in node.input:
-            if name and name not in produced:
-                raise DlakitError(f"{source}: {node_label(node, index)} reads tensor '{show(name)}', which no node, "
-                                  "weight or graph input produces; the graph is incomplete: re-export the model")
+            produced[out] = index
+    read = {name for node in graph.node for name in node.input}
+    read.discard("")
+    if read.difference(produced):  # only then walk the nodes to name the first that reads an unknown tensor
+        _check_reads(graph, produced, source)
     seen = set()
     for value in graph.output:
         if value.name in seen:
@@ -230,9 +245,21 @@ def _check_names(graph: onnx.GraphProto, source: str) -> None:
                               "re-export the model")
 
 
+def _check_reads(graph: onnx.GraphProto, produced: dict[str, str | int], source: str) -> None:
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if name and name not in produced:
+                raise DlakitError(f"{source}: {node_label(node, index)} reads tensor '{show(name)}', which no node, "
+                                  "weight or graph input produces; the graph is incomplete: re-export the model")
+
+
 def _check_acyclic(graph: onnx.GraphProto, source: str) -> None:
-    """Kahn's algorithm over nodes; on a cycle, name a node on it (a cycle would hang any topological walk)."""
+    """Kahn's algorithm over nodes; on a cycle, name a node on it (a cycle would hang any topological walk).
+    Exporters write nodes in topological order, which proves the graph acyclic in one pass: Kahn runs only when
+    some node reads a tensor that a later node (or itself) produces."""
     producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    if _in_order(graph, producer):
+        return
     deps = [{producer[name] for name in node.input if name in producer} for node in graph.node]
     users: list[list[int]] = [[] for _ in graph.node]
     for i, sources in enumerate(deps):
@@ -258,6 +285,15 @@ def _check_acyclic(graph: onnx.GraphProto, source: str) -> None:
     bad = graph.node[node]
     raise DlakitError(f"{source}: {node_label(bad, node)} is on a cycle (its output feeds back into its own inputs); "
                       "ONNX graphs must be acyclic: re-export the model")
+
+
+def _in_order(graph: onnx.GraphProto, producer: dict[str, int]) -> bool:
+    """Whether every node comes after the producers of all its inputs."""
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if producer.get(name, -1) >= index:
+                return False
+    return True
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[TensorProto, str]]:
@@ -306,25 +342,40 @@ def _schema(op: str, opset: int) -> onnx.defs.OpSchema | None:
         return None
 
 
+@cache
+def _attribute_specs(op: str, opset: int) -> tuple[dict[str, int], tuple[str, ...]] | None:
+    """The schema's attributes of ``op`` (name → type) and the required ones, in schema order; None without a
+    schema. (``OpSchema.attributes`` builds a new dict on every read.)"""
+    schema = _schema(op, opset)
+    if schema is None:
+        return None
+    attributes = schema.attributes
+    return ({name: spec.type.value for name, spec in attributes.items()},
+            tuple(name for name, spec in attributes.items() if spec.required))
+
+
 def _check_attributes(node: onnx.NodeProto, index: int, opset: int, source: str) -> None:
     if node.domain not in STANDARD_DOMAINS:
         return
     label = _Label(node, index)
-    schema = _schema(node.op_type, opset)
+    specs = _attribute_specs(node.op_type, opset)
     attrs = {a.name: a for a in node.attribute}
-    if schema is not None:
+    if specs is not None:
+        types, required = specs
         for name, attribute in attrs.items():
-            spec = schema.attributes.get(name)
-            if spec is None:
+            kind = types.get(name)
+            if kind is None:
                 raise DlakitError(f"{source}: {label} has attribute '{show(name)}', which {node.op_type} does not "
                                   f"have in opset {opset}; remove it or re-export the model")
-            if attribute.type != spec.type.value:
+            if attribute.type != kind:
                 raise DlakitError(
                     f"{source}: {label}: attribute '{name}' is {_type_name(attribute.type)}, but ONNX "
-                    f"{node.op_type} takes {_type_name(spec.type.value)}; re-export the model")
-        for name, spec in schema.attributes.items():
-            if spec.required and name not in attrs:
+                    f"{node.op_type} takes {_type_name(kind)}; re-export the model")
+        for name in required:
+            if name not in attrs:
                 raise DlakitError(f"{source}: {label} lacks its required attribute '{name}'; re-export the model")
+    if not attrs:
+        return  # what follows reads attributes only
     for name, allowed in ENUMS.items():
         allowed = MODES.get(node.op_type) if name == "mode" else allowed
         if name in attrs and allowed and attrs[name].type == AttributeProto.STRING:
@@ -369,16 +420,31 @@ def _check_window(node: onnx.NodeProto, attrs: dict[str, AttributeProto], label:
 def validate_inferred(model: ir.Model, source: str) -> None:
     """Axes within ranks, once shapes are known (tensor sizes are checked as they are inferred, in folding)."""
     for node in model.graph:
-        _check_axes(node, source)
-        _check_values(node, source)
+        op = node.op_type
+        if op in _AXES_CHECKED:
+            _check_axes(node, source)
+        if op in _VALUES_CHECKED:
+            _check_values(node, source)
+
+
+#: The ops :func:`_check_axes` and :func:`_check_values` look at (each passes every other op at once).
+_AXES_CHECKED = AXIS_OPS | {"Flatten", "Transpose"}
+_VALUES_CHECKED = SPATIAL_OPS | {"Resize", "Upsample", "Reshape"}
 
 
 def value_elements(value: ir.Value) -> int | None:
     shape = value.shape
     if shape is None:
         return None
-    dims = [d for d in shape if isinstance(d, int)]
-    return math.prod(max(d, 0) for d in dims) if len(dims) == len(shape) else None
+    count = 1
+    for d in shape.dims:
+        if not isinstance(d, int):
+            return None
+        if d > 0:
+            count *= d
+        else:
+            count = 0
+    return count
 
 
 def value_itemsize(value: ir.Value) -> int:
@@ -388,6 +454,10 @@ def value_itemsize(value: ir.Value) -> int:
         return 1
 
 
+#: The widest element ONNX has (COMPLEX128): a tensor under the limit at this size is under it at any.
+_WIDEST_ITEM = 16
+
+
 def check_value_size(value: ir.Value, source: str) -> None:
     """Refuse a value whose static shape puts it over :data:`TENSOR_BYTES_LIMIT` (from its shape: nothing is
     allocated)."""
@@ -395,7 +465,7 @@ def check_value_size(value: ir.Value, source: str) -> None:
         raise DlakitError(f"{source}: tensor '{show(value.name)}' has {len(value.shape)} dimensions; TensorRT tensors "
                           f"have at most {MAX_RANK}: reshape it at export time")
     elements = value_elements(value)
-    if elements is None:
+    if elements is None or elements * _WIDEST_ITEM <= TENSOR_BYTES_LIMIT:
         return
     itemsize = value_itemsize(value)
     if elements * itemsize > TENSOR_BYTES_LIMIT:

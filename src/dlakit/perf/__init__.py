@@ -8,7 +8,7 @@ Typical use::
 """
 
 from dlakit.perf.cost import Conditions
-from dlakit.perf.estimate import Estimate, LayerEstimate, Prepared, conditions_for, evaluate, prepare
+from dlakit.perf.estimate import Estimate, LayerEstimate, Prepared, conditions_for, evaluate, prepare, price
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
 
@@ -26,4 +26,5 @@ __all__ = [
     "evaluate",
     "load_perf_data",
     "prepare",
+    "price",
 ]

@@ -174,6 +174,21 @@ def prepare(loaded: LoadedModel, target: Target, precision: str = Precision.INT8
     return Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
 
 
+def price(loaded: LoadedModel, target: Target, precision: str = Precision.INT8, power_mode: str | None = None,
+          report: CheckReport | None = None) -> Estimate:
+    """The estimate of a model at the platform's default power mode, also when no layer runs on the DLA (then
+    everything is priced on the GPU): what ``fix``'s time guard compares before and after a rewrite. ``report``:
+    check's placement of ``loaded`` when the caller has it."""
+    precision = Precision.parse(precision)
+    placement, source, fixable = placement_of(loaded, target, precision, report)
+    ops = build_ops(loaded.graph, placement)
+    if all(op.kind == "free" for op in ops):
+        raise DlakitError(f"{loaded.source}: no layer computes anything (only reshapes and copies); nothing to price")
+    prep = Prepared(loaded.source, target, precision, ops, model_batch(loaded), source, fixable)
+    cond, label = conditions_for(target, power_mode, precision=precision)
+    return evaluate(prep, cond, label)
+
+
 def conditions_for(target: Target, power_mode: str | None = None, cores: int | None = None, sparse: bool = False,
                    precision: str = Precision.INT8, dla_mhz: float | None = None, emc_mhz: float | None = None,
                    data: PerfData | None = None) -> tuple[Conditions, str]:

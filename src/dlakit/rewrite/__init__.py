@@ -11,7 +11,7 @@ Python API::
 """
 
 from dlakit.rewrite.engine import NO_MATCH, Applied, Refused, Rule, RuleContext, apply_rules
-from dlakit.rewrite.fix import PASS_IDS, FixOptions, FixResult, blame, fix_model, known_ids
+from dlakit.rewrite.fix import OBJECTIVES, PASS_IDS, FixOptions, FixResult, RuleEffect, blame, fix_model, known_ids
 from dlakit.rewrite.rules import ALL_RULES, RULES
 from dlakit.rewrite.verify import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs, verify
 
@@ -19,6 +19,7 @@ __all__ = [
     "ALL_RULES",
     "DEFAULT_TOLERANCE",
     "NO_MATCH",
+    "OBJECTIVES",
     "PASS_IDS",
     "RULES",
     "Applied",
@@ -27,6 +28,7 @@ __all__ = [
     "Refused",
     "Rule",
     "RuleContext",
+    "RuleEffect",
     "Verification",
     "apply_rules",
     "blame",

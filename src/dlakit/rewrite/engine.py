@@ -5,10 +5,12 @@ applicability depends on *inferred shapes and build-time constant values* (is th
 the gather select, is H×W small enough for one pool window). onnxscript's pattern matcher is built for multi-node
 structural patterns and reports why a pattern failed only through its debugging tracer, while we must give the user
 the reason for every refused node. A rule here is therefore a small record: the ops it anchors on, ``check(node,
-ctx)`` returning ``None`` (apply), ``""`` (silently not applicable: not the pattern at all) or a reason string (the
-user-facing "why not"), and ``rewrite(node, ctx)`` that emits replacement nodes and returns the values that replace
-the anchor's outputs. Rules emit nodes through :class:`RuleContext`, which keeps them off the graph until the
-rewrite has succeeded, so a failing rule never leaves a half-rewritten graph.
+ctx)`` answering whether it applies, and ``rewrite(node, ctx)`` that emits replacement nodes and returns the values
+that replace the anchor's outputs. The answer is a :class:`dlakit.verdict.Verdict` (:data:`NO_MATCH` when the node is
+not the rule's pattern at all: nothing is reported), with two shorthands the rules use: ``None`` (it applies) and a
+string (refused, with that user-facing "why not"); :func:`verdict_of` is the one place that reads the answer. Rules
+emit nodes through :class:`RuleContext`, which keeps them off the graph until the rewrite has succeeded, so a failing
+rule never leaves a half-rewritten graph.
 
 After each round dead nodes are dropped and shapes and build-time constants are re-inferred with the model layer's
 own pass (what :func:`dlakit.model.load_model` runs): rules always see the same view of the model that ``check``
@@ -29,6 +31,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from dlakit.data.opdata import op_data
 from dlakit.model import LoadedModel, is_folded
 from dlakit.model.folding import propagate
+from dlakit.verdict import APPLIES, DOES_NOT_APPLY, Verdict, refuse
 
 if TYPE_CHECKING:
     from dlakit.targets import Target
@@ -36,9 +39,11 @@ if TYPE_CHECKING:
 #: ops whose output type is not their first input's (everything else a rule emits keeps the type)
 TYPE_CHANGING = op_data().onnx_ops("type_changing")  # data/ops.toml [onnx]
 #: ``check`` returns this to say "not this rule's pattern at all" (nothing is reported to the user).
-NO_MATCH = ""
+NO_MATCH = DOES_NOT_APPLY
+#: What a rule's helpers return instead of their plan: a Verdict (NO_MATCH, a refusal) or a refusal reason.
+Answer = Verdict | str
 
-CheckFn = Callable[[ir.Node, "RuleContext"], "str | None"]
+CheckFn = Callable[[ir.Node, "RuleContext"], "Verdict | str | None"]
 RewriteFn = Callable[[ir.Node, "RuleContext"], Sequence[ir.Value]]
 
 
@@ -198,11 +203,24 @@ def reload(loaded: LoadedModel) -> LoadedModel:
     return loaded
 
 
-def _safe_check(rule: Rule, node: ir.Node, ctx: RuleContext) -> str | None:
+def verdict_of(answer: Verdict | str | None, rule_id: str = "") -> Verdict:
+    """A rule ``check``'s answer as a Verdict: ``None`` applies, a string is a refusal with that reason."""
+    if answer is None:
+        return APPLIES
+    if isinstance(answer, Verdict):
+        return answer
+    if not answer:  # the old "" sentinel: say which rule still uses it rather than guess what it meant
+        return refuse(f"rule '{rule_id}' gave an empty reason (return NO_MATCH for 'not this pattern')", rule=rule_id)
+    return refuse(answer, rule=rule_id)
+
+
+def rule_verdict(rule: Rule, node: ir.Node, ctx: RuleContext) -> Verdict:
+    """Whether ``rule`` applies at ``node`` (a rule that fails to analyse the node refuses it, naming the error)."""
     try:
-        return rule.check(node, ctx)
+        answer = rule.check(node, ctx)
     except Exception as exc:
-        return f"rule '{rule.id}' could not analyse this node ({type(exc).__name__}: {exc})"
+        return refuse(f"rule '{rule.id}' could not analyse this node ({type(exc).__name__}: {exc})", rule=rule.id)
+    return verdict_of(answer, rule.id)
 
 
 def apply_rules(loaded: LoadedModel, rules: Iterable[Rule], *, target: Target | None = None,
@@ -228,21 +246,23 @@ def apply_rules(loaded: LoadedModel, rules: Iterable[Rule], *, target: Target | 
             if node.graph is None or is_folded(node) or node.domain not in ("", "ai.onnx"):
                 continue
             for rule in by_op.get(node.op_type, ()):
-                reason = _safe_check(rule, node, ctx)
-                if reason is None:
+                verdict = rule_verdict(rule, node, ctx)
+                if verdict.applies:
                     ctx.start(f"{node.name}/{rule.id}")
                     try:
                         replacements = rule.rewrite(node, ctx)
                     except Exception as exc:
-                        reason = f"rule '{rule.id}' failed to rewrite this node ({type(exc).__name__}: {exc})"
+                        verdict = refuse(f"rule '{rule.id}' failed to rewrite this node ({type(exc).__name__}: "
+                                         f"{exc})", rule=rule.id)
                     else:
                         new_names = [n.name or "" for n in ctx.nodes]
                         commit(graph, node, ctx, replacements)
                         applied.append(Applied(rule.id, node.name or "", node.op_type, new_names, rule.note))
                         changed = True
                         break
-                if reason and rule.report_refusals:
-                    refused[(rule.id, node.name or "")] = Refused(rule.id, node.name or "", node.op_type, reason)
+                if verdict.refused and rule.report_refusals:
+                    refused[(rule.id, node.name or "")] = Refused(rule.id, node.name or "", node.op_type,
+                                                                  verdict.reason)
         if not changed:
             break
         loaded = reload(loaded)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, RuleContext
+from dlakit.rewrite.engine import RuleContext, verdict_of
+from dlakit.verdict import APPLIES, Verdict, refuse
 
 
 def _opset(node: ir.Node) -> int:
@@ -20,27 +21,27 @@ def _opset(node: ir.Node) -> int:
     return int(imports.get("", imports.get("ai.onnx", 17)))
 
 
-def fix_refusal(rule_id: str, node: ir.Node) -> str | None:
-    """None when rule ``rule_id`` applies at ``node`` (or the rule is unknown: nothing to contradict); otherwise
-    the reason it would not, in the rule's own words."""
+def fix_refusal(rule_id: str, node: ir.Node) -> Verdict:
+    """Whether rule ``rule_id`` applies at ``node`` (it does when the rule is unknown: nothing to contradict);
+    refused with the reason it would not, in the rule's own words."""
     from dlakit.rewrite.rules import RULES
 
     rule = RULES.get(rule_id)
     if rule is None or node.graph is None:
-        return None
+        return APPLIES
     ctx = RuleContext(node.graph, _opset(node), names=None, target=None)  # type: ignore[arg-type]
     anchors = [node] if node.op_type in rule.ops else [
         use.node for out in node.outputs for use in out.uses() if use.node.op_type in rule.ops]
-    reasons = []
+    refusals = []
     for anchor in anchors:
         try:
-            reason = rule.check(anchor, ctx)
+            verdict = verdict_of(rule.check(anchor, ctx), rule_id)
         except Exception as exc:  # a rule that cannot analyse the node will not rewrite it either
-            reason = f"{type(exc).__name__}: {exc}"
-        if reason is None:
-            return None
-        reasons.append(reason)
-    given = [r for r in reasons if r != NO_MATCH]
+            verdict = refuse(f"{type(exc).__name__}: {exc}", rule=rule_id)
+        if verdict.applies:
+            return verdict
+        refusals.append(verdict)
+    given = [v for v in refusals if v.refused]
     if given:
         return given[0]
-    return f"this {node.op_type} is not in the pattern '{rule_id}' rewrites"
+    return refuse(f"this {node.op_type} is not in the pattern '{rule_id}' rewrites", rule=rule_id)

@@ -2,9 +2,12 @@
 
 Order matters and mirrors NVIDIA's preparation scripts: cut first (post-processing never needs rewriting), fold
 constants (rules read weights and indices as arrays), rewrite to a fixpoint, then fuse sibling convolutions (after
-the folds, so a conv + BatchNorm pair fuses as one conv). Given a target and check's placement score (as
-:func:`dlakit.analysis.fix_model` passes it), a placement guard then makes sure the
-rules as a whole do not leave ``check``'s verdict worse than the preparation passes alone.
+the folds, so a conv + BatchNorm pair fuses as one conv). Given a target and a score, a guard then judges every rule
+that applied (and the sibling fusion) and keeps it only if the score does not get worse with it. The scores sit
+above the rule library (``check`` asks the rules whether they apply, ``estimate`` prices check's placement), so
+:func:`dlakit.analysis.fix_model` passes them in: for the default objective ``latency`` the images/s of
+``estimate``'s model (DLA + GPU fallback + transitions), for ``dla-share`` check's placement (DLA MAC share, then
+transitions, GPU nodes, loadables).
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ MIN_OPSET = 9
 
 #: Graph-level passes, selectable with --rules/--skip-rules like the rules.
 PASS_IDS = ("constant-folding", "fuse-sibling-convs")
+#: What the guard keeps a rule for: estimated end-to-end time, or check's DLA MAC share.
+OBJECTIVES = ("latency", "dla-share")
+#: Passes the guard prices like rules (constant folding always runs: rules read weights as arrays).
+GUARDED_PASSES = ("fuse-sibling-convs",)
+#: A rule is left out only when the model without it is estimated faster by more than this share (0.5 %, far inside
+#: the model's error band): folding a batch norm into its convolution adds a bias that the model counts with the
+#: weights in its CBUF tiling, pricing ResNet-50's folded convs 0.2 % slower, while it saves a layer to quantize.
+TIE = 5e-3
+#: Passes of the guard (another one only for the rules judged before a rule that was then left out).
+SWEEPS = 3
 
 
 @dataclass
@@ -45,10 +58,29 @@ class FixOptions:
     rules: list[str] | None = None  # None = all
     skip_rules: list[str] = field(default_factory=list)
     target: Target | None = None
-    #: with a target and a placement score: drop rules whose rewrites leave the placement worse (see
-    #: :func:`guard_placement`)
+    #: with a target and a score: drop rules whose rewrites make the objective worse (see :func:`guard_rules`)
     guard: bool = True
     precision: str = Precision.INT8
+    #: "latency" (estimated images/s) or "dla-share" (check's placement ranking)
+    objective: str = "latency"
+
+
+@dataclass
+class RuleEffect:
+    """What the guard measured for one rule: the objective without and with it, and whether it was kept."""
+
+    rule: str
+    kept: bool
+    #: estimated images/s (latency) or DLA MAC share (dla-share), without → with the rule
+    without: float
+    with_rule: float
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        if self.detail:
+            return self.detail
+        return f"estimated {self.without:,.1f} → {self.with_rule:,.1f} img/s"
 
 
 @dataclass
@@ -58,8 +90,11 @@ class FixResult:
     refused: list[Refused] = field(default_factory=list)
     cut: CutReport | None = None
     folded_nodes: int = 0
-    #: rules the placement guard left out, with why
+    #: rules the guard left out, with why
     guarded: dict[str, str] = field(default_factory=dict)
+    #: the guard's objective and what it measured per rule (empty without a target or with guard off)
+    objective: str | None = None
+    effects: list[RuleEffect] = field(default_factory=list)
     #: ``model``'s ``dlakit.check.CheckReport`` on the fix's target where the guard's score placed it
     #: (:func:`dlakit.analysis.fix_model` keeps it, so that the caller need not place the model again); rewrite does
     #: not import check, hence ``Any``
@@ -97,60 +132,114 @@ def copy_model(loaded: LoadedModel) -> LoadedModel:
     return fresh
 
 
-#: Placement quality of a model for the options' target, best first (see :func:`dlakit.analysis.placement_score`).
-Score = Callable[[LoadedModel, "FixOptions"], tuple[float, int, int, int]]
+#: The objective for a model, higher is better, or None where it cannot be had: ``(images/s,)`` for latency,
+#: (DLA MAC share, −transitions, −GPU nodes, −loadables) for dla-share (see :mod:`dlakit.analysis`).
+Score = tuple[float, ...]
+Scorer = Callable[[LoadedModel, "FixOptions"], "Score | None"]
 
 
-def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Score | None = None) -> FixResult:
+def fix_model(loaded: LoadedModel, options: FixOptions | None = None, score: Scorer | None = None) -> FixResult:
     """Rewrite a copy of ``loaded`` for DLA; ``loaded`` itself is left untouched.
 
-    With a target, ``guard`` and a placement ``score``, rules that leave the placement worse than without them are
-    dropped again. The score is ``check``'s, which sits above the rule library (check asks the rules whether they
-    apply), so it is passed in: :func:`dlakit.analysis.fix_model` is this function with check's score.
+    With a target, ``guard`` and a ``score`` for ``options.objective``, rules that make the score worse are dropped
+    again (:func:`guard_rules`); :func:`dlakit.analysis.fix_model` is this function with the objective's score.
     """
     options = options or FixOptions()
+    if options.objective not in OBJECTIVES:
+        raise DlakitError(f"--objective: '{options.objective}' is not one of {', '.join(OBJECTIVES)}")
     result = _fix_once(loaded, options)
     if options.guard and options.target is not None and score is not None and result.applied:
-        result = guard_placement(loaded, options, result, score)
+        result = guard_rules(loaded, options, result, score)
     return result
 
 
-def guard_placement(loaded: LoadedModel, options: FixOptions, result: FixResult, score_of: Score) -> FixResult:
-    """Never leave the placement worse than the preparation passes alone would.
+def _better(a: Score, b: Score, objective: str) -> bool:
+    """``a`` strictly better than ``b`` (for latency: by more than float noise)."""
+    if objective == "latency":
+        return a[0] > b[0] * (1 + TIE)
+    return a > b
 
-    A rewrite can turn a GPU op into a DLA op that sits between GPU ops (an island): the op moves, but two
-    transitions and a loadable are added, and past 16 loadables whole convolutions spill to the GPU. When all rules
-    together score worse than none (DLA MAC share, then transitions, GPU nodes, loadables), rules are added back one at
-    a time in registry order and each is kept only if the placement does not get worse with it.
+
+def _effect(rule: str, kept: bool, without: Score, with_rule: Score, objective: str) -> RuleEffect:
+    if objective == "latency":
+        return RuleEffect(rule, kept, without[0], with_rule[0])
+    detail = (f"with it: DLA MACs {with_rule[0]:.1%} (without: {without[0]:.1%}), transitions {-with_rule[1]} "
+              f"(without: {-without[1]}), GPU nodes {-with_rule[2]} (without: {-without[2]}), loadables "
+              f"{-with_rule[3]} (without: {-without[3]})")
+    return RuleEffect(rule, kept, without[0], with_rule[0], detail)
+
+
+def guard_rules(loaded: LoadedModel, options: FixOptions, result: FixResult, score_of: Scorer) -> FixResult:
+    """Keep a rule only if the objective does not get worse with it; report each rule's effect.
+
+    The sibling-conv fusion and every rule that applied are tried (in that order) by fixing again without each:
+    when the model is better without it (latency: more images/s by ``estimate``'s model), it is left out and the
+    rest are measured against the model without it. Removing rules one at a time keeps rules that only pay off
+    together (unrolling + sibling fusion); a rule judged while a slower one was still in is judged again in another
+    sweep (at most :data:`SWEEPS`). Finally the result is compared with no rule at all, which wins if better. A rule
+    is kept or left out as a whole, for every node it matched.
     """
     score = score_of(result.model, options)
-    rules, passes = select_rules(options.rules, options.skip_rules)
-
-    def trial(rule_ids: list[str]) -> tuple[FixResult, tuple[float, int, int, int]]:
-        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
-                                   rules=[*passes, *rule_ids], target=options.target, guard=False,
-                                   precision=options.precision)
-        fixed = _fix_once(loaded, trial_options)
-        return fixed, score_of(fixed.model, trial_options)
-
-    best_result, best = trial([])
-    if score >= best:
+    if score is None:
         return result
+    rules, passes = select_rules(options.rules, options.skip_rules)
     applied = {a.rule for a in result.applied}
-    kept: list[str] = []
-    guarded: dict[str, str] = {}
-    for rule in rules:
-        if rule.id not in applied:
-            continue
-        fixed, with_rule = trial([*kept, rule.id])
-        if with_rule >= best:
-            kept.append(rule.id)
-            best_result, best = fixed, with_rule
-        else:
-            guarded[rule.id] = (f"with it: DLA MACs {with_rule[0]:.1%} (without: {best[0]:.1%}), transitions "
-                                f"{-with_rule[1]} (without: {-best[1]}), GPU nodes {-with_rule[2]} (without: "
-                                f"{-best[2]}), loadables {-with_rule[3]} (without: {-best[3]})")
-    best_result.guarded = guarded
+    # the sibling fusion first: it is the usual loser, and rules judged while a loser is still in are judged again
+    candidates = [p for p in GUARDED_PASSES if p in applied] + [r.id for r in rules if r.id in applied]
+    always = [p for p in passes if p not in GUARDED_PASSES]
+
+    # scores of the rule sets tried (with one candidate, "without it" is "no rule at all"); their models are not
+    # kept: a set scored before and not taken then cannot win later, as the best only improves
+    tried: dict[frozenset[str], Score | None] = {}
+
+    def trial(rule_ids: list[str]) -> tuple[FixResult | None, Score | None]:
+        key = frozenset(rule_ids)
+        if key in tried:
+            return None, tried[key]
+        trial_options = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess,
+                                   rules=[*always, *rule_ids], target=options.target, guard=False,
+                                   precision=options.precision, objective=options.objective)
+        fixed = _fix_once(loaded, trial_options)
+        tried[key] = score_of(fixed.model, trial_options)
+        return fixed, tried[key]
+
+    def taken(fixed: FixResult | None, rule_ids: list[str]) -> FixResult:
+        if fixed is None:  # not expected (see above); fix again rather than return a stale model
+            tried.pop(frozenset(rule_ids), None)
+            fixed = trial(rule_ids)[0]
+        return fixed  # type: ignore[return-value]
+
+    kept = list(candidates)
+    best_result, best = result, score
+    effects: dict[str, RuleEffect] = {}
+    pending = list(candidates)
+    for _ in range(SWEEPS):
+        judged: list[str] = []
+        stale: list[str] = []  # judged (and kept) before a later rule was left out: judged again next sweep
+        for rule_id in pending:
+            without_ids = [k for k in kept if k != rule_id]
+            fixed, without = trial(without_ids)
+            if without is None:
+                continue
+            drop = _better(without, best, options.objective)
+            effects[rule_id] = _effect(rule_id, not drop, without, best, options.objective)
+            if drop:
+                kept, best_result, best = without_ids, taken(fixed, without_ids), without
+                stale = [k for k in judged if k in kept]
+            judged.append(rule_id)
+        pending = stale
+        if not pending:
+            break
+    effects = {rule_id: effects[rule_id] for rule_id in candidates if rule_id in effects}
+    if kept:
+        none_result, none = trial([])
+        if none is not None and _better(none, best, options.objective):
+            effects = {r: _effect(r, False, none, best, options.objective) if e.kept else e for r, e in effects.items()}
+            best_result, best, kept = taken(none_result, []), none, []
+    best_result.objective = options.objective
+    final = {a.rule for a in best_result.applied}  # a kept rule that only matched inside a left-out rewrite did nothing
+    best_result.effects = [e for e in effects.values() if not e.kept or e.rule in final]
+    best_result.guarded = {e.rule: e.reason for e in best_result.effects if not e.kept}
     return best_result
 
 
@@ -199,7 +288,7 @@ def blame(loaded: LoadedModel, options: FixOptions, result: FixResult, feeds: Ma
     for rule_id in list(dict.fromkeys(a.rule for a in result.applied))[:limit]:
         trial = FixOptions(outputs=options.outputs, cut_postprocess=options.cut_postprocess, rules=options.rules,
                            skip_rules=[*options.skip_rules, rule_id], target=options.target, guard=False,
-                           precision=options.precision)
+                           precision=options.precision, objective=options.objective)
         if verify(loaded, fix_model(loaded, trial).proto(), feeds, tolerance).passed:
             suspects.append(rule_id)
     return suspects

@@ -13,6 +13,7 @@ model pruned elsewhere, e.g. by ModelOpt or ASP) and whether dlakit can rewrite 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from dlakit.check import DLA, FOLDED, CheckReport
 from dlakit.model import constant_array, is_constant, static_dims
 from dlakit.perf.hardware import load_perf_data
 from dlakit.sparsity.pattern import density, has_2to4
+from dlakit.verdict import Verdict, refuse
 from dlakit.vocab import Precision
 
 #: Ops that only pass a weight through on its way to the convolution (followed to find where it is stored).
@@ -34,11 +36,9 @@ class SparsityInfo:
 
     name: str
     placement: str
-    eligible: bool
-    reasons: list[str] = field(default_factory=list)
-    #: short ids of the reasons, in the same order (placement, platform, precision, rank, depthwise, grouped,
-    #: channels, weights), for grouping layers by cause
-    rules: list[str] = field(default_factory=list)
+    #: every reason it cannot run sparse, each a refusal with the short id of its rule (placement, platform,
+    #: precision, rank, depthwise, grouped, channels, weights) for grouping layers by cause; none when eligible
+    refusals: list[Verdict] = field(default_factory=list)
     in_channels: int | None = None  # per group: the C of KCRS
     out_channels: int | None = None
     kernel: tuple[int, ...] = ()
@@ -49,6 +49,18 @@ class SparsityInfo:
     not_prunable: str | None = None
     has_2to4_pattern: bool | None = None  # None when the weight values are not known (computed at build time)
     density: float | None = None
+
+    @property
+    def eligible(self) -> bool:
+        return not self.refusals
+
+    @property
+    def reasons(self) -> list[str]:
+        return [v.reason for v in self.refusals]
+
+    @property
+    def rules(self) -> list[str]:
+        return [v.rule for v in self.refusals]
 
     @property
     def reason(self) -> str | None:
@@ -114,6 +126,40 @@ def _kernel(weight_dims: tuple[int, ...] | None, node: ir.Node) -> tuple[int, ..
     return tuple(attr.as_ints()) if attr is not None else ()
 
 
+def _refusals(node: ir.Node, placement: str, is_orin: bool, platform_name: str, precision: str,
+              weight_value: ir.Value | None, groups: int, kernel: tuple[int, ...], c: int | None) -> Iterator[Verdict]:
+    """Every reason the convolution cannot run sparse (see the module docstring for the rules)."""
+    if placement != DLA:
+        yield refuse(f"placed on the {placement.upper()} by check: only DLA convolutions are considered", placement,
+                     DLA, rule="placement")
+    if not is_orin:
+        yield refuse(f"{platform_name} has a first-generation (Xavier) DLA: structured sparsity is Orin only",
+                     platform_name, "Orin", rule="platform")
+    if precision != Precision.INT8:
+        yield refuse(f"{precision.upper()} build: DLA runs structured sparsity for INT8 convolutions (sparse rates "
+                     "are published for INT8 only); build with --int8", precision, Precision.INT8, rule="precision")
+    if kernel and len(kernel) != 2:
+        yield refuse(f"{len(kernel)}-D convolution: DLA sparsity applies to 2-D convolutions only", len(kernel), 2,
+                     rule="rank")
+    if groups > 1:
+        if c == 1:
+            yield refuse(f"depthwise convolution (group = {groups}, 1 input channel per group): nothing to skip "
+                         "along C; DLA runs it on its depthwise path, without sparsity", groups, 1, rule="depthwise")
+        else:
+            yield refuse(f"grouped convolution (group = {groups}, C = {c} per group): dlakit treats only group = 1 "
+                         "as eligible; NVIDIA documents sparsity for dense convolutions", groups, 1, rule="grouped")
+    limit = min_channels()
+    if c is not None and c <= limit and not (groups > 1 and c == 1):
+        yield refuse(f"C = {c} input channels{' per group' if groups > 1 else ''} ≤ {limit}: DLA needs C > {limit} "
+                     "for structured sparsity", c, f"> {limit}", rule="channels")
+    if c is None:
+        yield refuse("weight shape unknown: cannot count input channels", rule="channels")
+    if weight_value is None or not is_constant(weight_value):
+        name = weight_value.name if weight_value is not None else "?"
+        yield refuse(f"weights '{name}' are a run-time tensor: sparsity needs build-time constant weights",
+                     "run-time", "constant", rule="weights")
+
+
 def conv_info(node: ir.Node, placement: str, is_orin: bool, platform_name: str, precision: str) -> SparsityInfo:
     """The verdict for one Conv node (see the module docstring for the rules)."""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
@@ -122,39 +168,8 @@ def conv_info(node: ir.Node, placement: str, is_orin: bool, platform_name: str, 
     kernel = _kernel(dims, node)
     c = int(dims[1]) if dims is not None and len(dims) >= 2 else None
     k = int(dims[0]) if dims is not None and len(dims) >= 1 else None
-    reasons: list[str] = []
-    rules: list[str] = []
-
-    def fail(rule: str, message: str) -> None:
-        rules.append(rule)
-        reasons.append(message)
-
-    if placement != DLA:
-        fail("placement", f"placed on the {placement.upper()} by check: only DLA convolutions are considered")
-    if not is_orin:
-        fail("platform", f"{platform_name} has a first-generation (Xavier) DLA: structured sparsity is Orin only")
-    if precision != Precision.INT8:
-        fail("precision", f"{precision.upper()} build: DLA runs structured sparsity for INT8 convolutions "
-                          "(sparse rates are published for INT8 only); build with --int8")
-    if kernel and len(kernel) != 2:
-        fail("rank", f"{len(kernel)}-D convolution: DLA sparsity applies to 2-D convolutions only")
-    if groups > 1:
-        if c == 1:
-            fail("depthwise", f"depthwise convolution (group = {groups}, 1 input channel per group): nothing to "
-                              "skip along C; DLA runs it on its depthwise path, without sparsity")
-        else:
-            fail("grouped", f"grouped convolution (group = {groups}, C = {c} per group): dlakit treats only "
-                            "group = 1 as eligible; NVIDIA documents sparsity for dense convolutions")
-    limit = min_channels()
-    if c is not None and c <= limit and not (groups > 1 and c == 1):
-        fail("channels", f"C = {c} input channels{' per group' if groups > 1 else ''} ≤ {limit}: "
-                         f"DLA needs C > {limit} for structured sparsity")
-    if c is None:
-        fail("channels", "weight shape unknown: cannot count input channels")
-    if weight_value is None or not is_constant(weight_value):
-        name = weight_value.name if weight_value is not None else "?"
-        fail("weights", f"weights '{name}' are a run-time tensor: sparsity needs build-time constant weights")
-    info = SparsityInfo(node.name, placement, not reasons, reasons, rules, c, k, kernel, groups)
+    refusals = list(_refusals(node, placement, is_orin, platform_name, precision, weight_value, groups, kernel, c))
+    info = SparsityInfo(node.name, placement, refusals, c, k, kernel, groups)
     array = constant_array(weight_value)
     if array is not None and array.ndim >= 2:
         info.has_2to4_pattern = has_2to4(array)

@@ -51,7 +51,7 @@ def clip_bounds(ctx: NodeContext) -> tuple[float | None, float | None, bool]:
     return ctx.attr("min"), ctx.attr("max"), True
 
 
-@rule("activation.clip")
+@rule("activation.clip", ops=("Clip",))
 def clip(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.op != "Clip":
         return
@@ -69,7 +69,7 @@ def clip(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
                       allowed=[lo, hi])
 
 
-@rule("activation.int8-upgrade")
+@rule("activation.int8-upgrade", ops=FP16_IN_INT8)
 def int8_upgrade(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.precision == Precision.INT8 and ctx.op in FP16_IN_INT8:
         yield Finding(f"{ctx.op} runs in FP16 on DLA even in an INT8 build", value="int8", allowed="fp16")

@@ -23,7 +23,7 @@ def _conv_window(ctx: NodeContext):
     return window if window is not None and len(window.kernel) == 2 else None
 
 
-@rule("conv.spatial-dims")
+@rule("conv.spatial-dims", ops=("Conv", "ConvTranspose"))
 def spatial_dims(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.op not in ("Conv", "ConvTranspose"):
         return

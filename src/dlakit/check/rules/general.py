@@ -16,15 +16,11 @@ RANK_EXEMPT = frozenset({"fully_connected", "softmax", "quantize", "cast", "noop
                          "slice"})
 
 
-def _tensors(ctx: NodeContext) -> list[ir.Value]:
-    return [*ctx.runtime_inputs, *ctx.used_outputs]
-
-
 @rule("general.precision")
 def precision(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer in ("cast", "gpu_only"):
         return
-    values = ctx.runtime_inputs if ctx.layer == "comparison" else _tensors(ctx)
+    values = ctx.runtime_inputs if ctx.layer == "comparison" else ctx.tensors
     for value in values:
         if value.dtype is not None and value.dtype not in DLA_TYPES:
             yield Finding(
@@ -39,8 +35,8 @@ def precision(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
 def static_shape(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer == "gpu_only":
         return
-    for value in _tensors(ctx):
-        if ctx.dims(value) is None:
+    for value, dims in ctx.tensor_dims:
+        if dims is None:
             yield Finding(
                 f"tensor '{value.name}' has dynamic shape {format_shape(value.shape)}: DLA layer {ctx.node.name} "
                 "does not support dynamic shapes in any dimension (TensorRT runs it on the GPU); set the input "
@@ -60,8 +56,7 @@ def rank(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer in RANK_EXEMPT:
         return
     outputs = {id(v) for v in ctx.used_outputs}
-    for value in _tensors(ctx):
-        dims = ctx.dims(value)
+    for value, dims in ctx.tensor_dims:
         if ctx.layer == "shuffle" and dims is not None and id(value) in outputs and len(dims) != 4:
             # the rule holds for outputs too: TensorRT 10.3 on AGX Orin, "Layer '/Flatten' (SHUFFLE): Unsupported
             # on DLA" for ResNet-50's 2-D head; no rewrite brings such a shuffle onto the DLA
@@ -98,8 +93,7 @@ def batch(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer == "gpu_only":
         return
     limit = spec.limits["max"]
-    for value in _tensors(ctx):
-        dims = ctx.dims(value)
+    for value, dims in ctx.tensor_dims:
         if dims is not None and batch_of(dims) > limit:
             yield Finding(
                 f"batch {batch_of(dims)} of tensor '{value.name}' exceeds DLA's maximum of {limit}",
@@ -114,8 +108,7 @@ def dims_limit(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.layer == "gpu_only":
         return
     limit = spec.limits["max"]
-    for value in _tensors(ctx):
-        dims = ctx.dims(value)
+    for value, dims in ctx.tensor_dims:
         if dims is None:
             continue
         for size in dims[-3:] if len(dims) >= 3 else dims[1:]:

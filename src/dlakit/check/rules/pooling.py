@@ -68,7 +68,7 @@ def xavier_exclusive_average(ctx: NodeContext, spec: RuleSpec) -> Iterator[Findi
         )
 
 
-@rule("pool.int8-equal-scales")
+@rule("pool.int8-equal-scales", ops=("MaxPool", "AveragePool"))
 def int8_equal_scales(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.precision == Precision.INT8 and ctx.op in ("MaxPool", "AveragePool"):
         yield Finding("INT8 pooling needs the input and output scales to be equal (dlakit quantize applies this)")

@@ -221,7 +221,7 @@ def shuffle_batch_axis(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
                       value=[dims_in[0], dims_out[0]], allowed="batch unchanged")
 
 
-@rule("shuffle.slice-concat-neighbour")
+@rule("shuffle.slice-concat-neighbour", ops=RESHAPES)
 def slice_concat_neighbour(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if ctx.op not in RESHAPES:
         return

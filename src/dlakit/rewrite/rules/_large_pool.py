@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
+from dlakit.rewrite.engine import NO_MATCH, Answer
 from dlakit.rewrite.rules._common import attr_int, attr_ints, float_nchw_io, pool_factors
 from dlakit.rewrite.rules._limits import pool_pad_max, pool_stride_max, pool_window_max
 
@@ -32,14 +33,14 @@ class PoolShape:
     pads: list[int]  # begin h, begin w, end h, end w
 
 
-def pool_shape(node: ir.Node) -> PoolShape | str:
-    """The pool's geometry, NO_MATCH ('') when its window already fits DLA, or a reason."""
+def pool_shape(node: ir.Node) -> PoolShape | Answer:
+    """The pool's geometry, NO_MATCH when its window already fits DLA, or a reason."""
     kernel = attr_ints(node, "kernel_shape") or []
     limit = pool_window_max()
     if len(kernel) != 2 or all(k <= limit for k in kernel):
-        return ""
+        return NO_MATCH
     io = float_nchw_io(node)
-    if isinstance(io, str):
+    if isinstance(io, Answer):
         return io
     shape, out = io
     if any(d != 1 for d in attr_ints(node, "dilations", [1, 1]) or [1, 1]):

@@ -57,3 +57,16 @@ def deconv_kernel_max() -> int:
 
 def batch_max() -> int:
     return int(limit("general.batch", "max"))
+
+
+def dims_max() -> int:
+    """Largest non-batch dimension of any DLA tensor (``general.dims``): a Concat's output channels, for one."""
+    return int(limit("general.dims", "max"))
+
+
+def conv_output_maps_max() -> int:
+    return int(limit("conv.output-maps", "max"))
+
+
+def conv_input_channels_max() -> int:
+    return int(limit("conv.input-channels", "max"))

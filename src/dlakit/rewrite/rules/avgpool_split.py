@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_int, numpy_dtype
 from dlakit.rewrite.rules._large_pool import PoolShape, block_chain, ceil_changes_size, pool_shape
 from dlakit.rewrite.rules._limits import channels_max, conv_kernel_max, conv_pad_max, conv_stride_max
@@ -33,14 +33,14 @@ def _conv_reason(node: ir.Node, geo: PoolShape) -> str | None:
     return None
 
 
-def _plan(node: ir.Node) -> tuple[PoolShape, list[tuple[int, int]] | None] | str:
+def _plan(node: ir.Node) -> tuple[PoolShape, list[tuple[int, int]] | None] | Answer:
     geo = pool_shape(node)
-    if isinstance(geo, str):
+    if isinstance(geo, Answer):
         return geo
     if ceil_changes_size(node, geo):
         return "ceil_mode adds a partial window at the border, which neither a chain nor a convolution reproduces"
     blocks = block_chain(geo)
-    if not isinstance(blocks, str):
+    if not isinstance(blocks, Answer):
         return geo, blocks
     reason = _conv_reason(node, geo)
     if reason:
@@ -48,14 +48,14 @@ def _plan(node: ir.Node) -> tuple[PoolShape, list[tuple[int, int]] | None] | str
     return geo, None
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     geo, blocks = plan
     x = node.inputs[0]
     if blocks is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_ints, const_of, dims, need_float, reshape
 
 
-def _plan(node: ir.Node) -> tuple[int, dict] | str:
+def _plan(node: ir.Node) -> tuple[int, dict] | Answer:
     x = node.inputs[0]
     shape, out = dims(x), dims(node.outputs[0])
     if x is None or shape is None or len(shape) != 5:
@@ -56,9 +56,9 @@ def _plan(node: ir.Node) -> tuple[int, dict] | str:
     return tap, attrs
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_ints, float_nchw_io, slice_
 
 
-def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | str:
+def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | Answer:
     pads = attr_ints(node, "pads", [0, 0, 0, 0]) or [0, 0, 0, 0]
     extra = attr_ints(node, "output_padding", [0, 0]) or [0, 0]
     if node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
@@ -26,7 +26,7 @@ def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | str:
     if not any(pads) and not any(extra):
         return NO_MATCH
     io = float_nchw_io(node)
-    if isinstance(io, str):
+    if isinstance(io, Answer):
         return io
     _, out = io
     if len(pads) != 4 or len(extra) != 2 or any(p < 0 for p in pads):
@@ -38,9 +38,9 @@ def _plan(node: ir.Node) -> tuple[list[int], list[int], list[int]] | str:
     return pads, extra, list(out[2:])
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_int, const_of, dims, need_float, numpy_dtype
 from dlakit.rewrite.rules._limits import channels_max, conv_stride_max
 
@@ -34,7 +34,7 @@ def _slice_params(node: ir.Node, rank: int) -> dict[int, tuple[int, int, int]] |
     return {a: (int(s), int(e), int(t)) for a, s, e, t in zip(axes, starts, ends, steps, strict=True)}
 
 
-def _trace(value: ir.Value) -> tuple[ir.Value, dict[int, tuple[int, int, int]]] | str:
+def _trace(value: ir.Value) -> tuple[ir.Value, dict[int, tuple[int, int, int]]] | Answer:
     """Follow a chain of Slices back to its source; the per-axis (start, end, step) they apply."""
     params: dict[int, tuple[int, int, int]] = {}
     node = value.producer()
@@ -56,14 +56,14 @@ def _trace(value: ir.Value) -> tuple[ir.Value, dict[int, tuple[int, int, int]]] 
     return value, params
 
 
-def _plan(node: ir.Node) -> tuple[ir.Value, tuple[int, int], list[tuple[int, int]]] | str:
+def _plan(node: ir.Node) -> tuple[ir.Value, tuple[int, int], list[tuple[int, int]]] | Answer:
     out = dims(node.outputs[0])
     if out is None or len(out) != 4 or attr_int(node, "axis", 0) % 4 != 1 or len(node.inputs) < 2:
         return NO_MATCH
     traces = [_trace(value) if value is not None else NO_MATCH for value in node.inputs]
     if any(t == NO_MATCH for t in traces):
         return NO_MATCH
-    strided = [t for t in traces if not isinstance(t, str)
+    strided = [t for t in traces if not isinstance(t, Answer)
                and any(t[1].get(a, (0, 0, 1))[2] != 1 for a in (2, 3))]
     if not strided or len({id(t[0]) for t in strided}) > 1:
         return NO_MATCH  # no spatial step, or slices of different tensors: not a Focus stem
@@ -71,7 +71,7 @@ def _plan(node: ir.Node) -> tuple[ir.Value, tuple[int, int], list[tuple[int, int
     steps: tuple[int, int] | None = None
     offsets: list[tuple[int, int]] = []
     for traced in traces:
-        if isinstance(traced, str):
+        if isinstance(traced, Answer):
             return traced
         x, params = traced
         if x is not source:
@@ -111,9 +111,9 @@ def _plan(node: ir.Node) -> tuple[ir.Value, tuple[int, int], list[tuple[int, int
     return source, steps, offsets
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims
 
 
-def _conv_and_operand(node: ir.Node) -> tuple[ir.Node, np.ndarray | None] | str:
+def _conv_and_operand(node: ir.Node) -> tuple[ir.Node, np.ndarray | None] | Answer:
     x = node.inputs[0]
     operand = None
     if node.op_type in ("Mul", "Add", "Sub"):
@@ -49,9 +49,9 @@ def _per_channel(array: np.ndarray, channels: int, rank: int) -> np.ndarray | No
     return array.reshape(-1)
 
 
-def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | str:
+def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | Answer:
     found = _conv_and_operand(node)
-    if isinstance(found, str):
+    if isinstance(found, Answer):
         return found
     conv, operand = found
     weight = const_of(conv.inputs[1])
@@ -78,24 +78,35 @@ def _folded(node: ir.Node) -> tuple[ir.Node, np.ndarray, np.ndarray] | str:
     return conv, np.ones(channels), per if node.op_type == "Add" else -per
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     folded = _folded(node)
-    return folded if isinstance(folded, str) else None
+    return folded if isinstance(folded, Answer) else None
+
+
+def weight_and_bias(conv: ir.Node) -> tuple[np.ndarray, np.ndarray]:
+    """A Conv's constant weights and bias (zeros where it has none)."""
+    weight = const_of(conv.inputs[1])
+    bias_value = conv.inputs[2] if len(conv.inputs) > 2 else None
+    bias = const_of(bias_value) if bias_value is not None else np.zeros(weight.shape[0], dtype=weight.dtype)
+    return weight, bias
+
+
+def emit_conv(ctx: RuleContext, conv: ir.Node, data: ir.Value, weight: np.ndarray, bias: np.ndarray) -> ir.Value:
+    """A copy of ``conv`` (same attributes) reading ``data`` with new weights and bias, in the weights' dtype."""
+    name = ctx.names.fresh(f"{ctx.prefix}/Conv")
+    new = ir.Node("", "Conv", [data, ctx.const(weight.astype(weight.dtype), "weight"),
+                               ctx.const(np.asarray(bias).astype(weight.dtype), "bias")],
+                  attributes=list(conv.attributes.values()), outputs=[ir.Value(name=ctx.names.fresh(f"{name}_out"))],
+                  name=name)
+    ctx.nodes.append(new)
+    return new.outputs[0]
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     conv, scale, shift = _folded(node)  # type: ignore[misc]
-    weight = const_of(conv.inputs[1])
-    bias_value = conv.inputs[2] if len(conv.inputs) > 2 else None
-    bias = const_of(bias_value) if bias_value is not None else np.zeros(weight.shape[0], dtype=weight.dtype)
+    weight, bias = weight_and_bias(conv)
     new_weight = (weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))).astype(weight.dtype)
-    new_bias = (bias * scale + shift).astype(weight.dtype)
-    name = ctx.names.fresh(f"{ctx.prefix}/Conv")
-    new = ir.Node("", "Conv", [conv.inputs[0], ctx.const(new_weight, "weight"), ctx.const(new_bias, "bias")],
-                  attributes=list(conv.attributes.values()), outputs=[ir.Value(name=ctx.names.fresh(f"{name}_out"))],
-                  name=name)
-    ctx.nodes.append(new)
-    return [new.outputs[0]]
+    return [emit_conv(ctx, conv, conv.inputs[0], new_weight, (bias * scale + shift).astype(weight.dtype))]
 
 
 RULE = Rule(id="fold-mul-add-into-conv", ops=("Mul", "Add", "Sub", "BatchNormalization"),

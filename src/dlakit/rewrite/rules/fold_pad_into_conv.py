@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import attr_ints, const_of, dims
 from dlakit.rewrite.rules._limits import conv_pad_max, pool_pad_max
 
 
-def _pad_amounts(pad: ir.Node, rank: int) -> list[int] | str:
+def _pad_amounts(pad: ir.Node, rank: int) -> list[int] | Answer:
     mode = pad.attributes.get_string("mode", "constant")
     if mode != "constant":
         return f"the Pad uses mode '{mode}', not constant zeros"
@@ -45,7 +45,7 @@ def _pad_amounts(pad: ir.Node, rank: int) -> list[int] | str:
     return pads
 
 
-def _merged(node: ir.Node) -> tuple[ir.Node, list[int]] | str:
+def _merged(node: ir.Node) -> tuple[ir.Node, list[int]] | Answer:
     x = node.inputs[0]
     pad = x.producer() if x is not None else None
     if pad is None or pad.op_type != "Pad":
@@ -58,7 +58,7 @@ def _merged(node: ir.Node) -> tuple[ir.Node, list[int]] | str:
     if node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
         return "the op uses auto_pad"
     pads = _pad_amounts(pad, 4)
-    if isinstance(pads, str):
+    if isinstance(pads, Answer):
         return pads
     if any(p < 0 for p in pads) or pads[0] or pads[1] or pads[4] or pads[5]:
         return "the Pad crops, or pads the batch/channel axes"
@@ -81,9 +81,9 @@ def _merged(node: ir.Node) -> tuple[ir.Node, list[int]] | str:
     return pad, new
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     merged = _merged(node)
-    return merged if isinstance(merged, str) else None
+    return merged if isinstance(merged, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import (
     axis_linear_map,
     const_of,
@@ -83,7 +83,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     plan = _plan(node)
     if plan == "masked":
         return None
-    if isinstance(plan, str):
+    if isinstance(plan, Answer):
         return plan
     shape, axis, indices, _ = plan
     if _contiguous(indices) and axis > 0:
@@ -121,7 +121,7 @@ def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
     if plan == "masked":
         return [_masked_sum(node, ctx)]
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     shape, axis, indices, out = plan
     data = node.inputs[0]
     if dims(data) != shape:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
 GATES = 3
@@ -17,29 +17,30 @@ GATES = 3
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     rec = plan(node, GATES, ["Sigmoid", "Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, GATES, ["Sigmoid", "Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     u = Unroller(ctx, node, rec, GATES)
     before_reset = node.attributes.get_int("linear_before_reset", 0)
 
-    def cell(d: int, t: int, proj: list[ir.Value], state: list[ir.Value]) -> list[ir.Value]:
+    def cell(d: int, t: int, state: list[ir.Value]) -> list[ir.Value]:
         f, g = rec.activations[2 * d], rec.activations[2 * d + 1]
         h_prev = state[0]
-        z = u.act(f, u.add(u.step(proj[0], t), u.recurrent(d, 0, h_prev)))
-        r = u.act(f, u.add(u.step(proj[1], t), u.recurrent(d, 1, h_prev)))
+        z = u.act(f, u.gate(d, 0, t, h_prev))
+        r = u.act(f, u.gate(d, 1, t, h_prev))
         if before_reset:
-            candidate = u.add(u.step(proj[2], t), u.mul(r, u.recurrent(d, 2, h_prev, bias=True)))
+            candidate = u.add(u.gate(d, 2, t, None, recurrent_bias=False),
+                              u.mul(r, u.recurrent(d, 2, h_prev, bias=True)))
         else:
-            candidate = u.add(u.step(proj[2], t), u.recurrent(d, 2, u.mul(r, h_prev)))
+            candidate = u.gate(d, 2, t, None if u.is_zero(h_prev) else u.mul(r, h_prev))
         h = u.act(g, candidate)
-        return [u.add(u.mul(u.one_minus(z), h), u.mul(z, h_prev))]
+        new = u.mul(u.one_minus(z), h)
+        return [new if u.is_zero(h_prev) else u.add(new, u.mul(z, h_prev))]
 
-    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)],
-                            lambda d: u.input_projections(d, {0, 1} if before_reset else {0, 1, 2}))
+    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)])
     return [u.sequence_output(hiddens), u.state_output([f[0] for f in finals])]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from dlakit.model import is_folded
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims, need_float, reshape
 
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu")
@@ -46,7 +46,7 @@ def map_axis(axis: int, rank: int) -> int:
     return {1: [1], 2: [0, 1], 3: [0, 1, 3]}[rank][axis]
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     out = dims(node.outputs[0]) if node.outputs else None
     if node.outputs and node.outputs[0].shape is not None and len(node.outputs[0].shape) >= 4:
         return NO_MATCH

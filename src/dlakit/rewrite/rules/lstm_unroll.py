@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
@@ -29,37 +29,38 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if node.attributes.get_int("input_forget", 0):
         return "input_forget=1 couples the input and forget gates"
     peep = _peepholes(node)
-    if isinstance(peep, str):
+    if isinstance(peep, Answer):
         return peep
     rec = plan(node, GATES, ["Sigmoid", "Tanh", "Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, GATES, ["Sigmoid", "Tanh", "Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     peep = _peepholes(node)
     u = Unroller(ctx, node, rec, GATES)
     h = rec.hidden
 
     def peephole(d: int, which: int, cell_state: ir.Value) -> list[ir.Value]:
-        if peep is None:
+        if peep is None or u.is_zero(cell_state):
             return []
-        weights = np.asarray(peep)[d, which * h:(which + 1) * h].reshape(1, h, 1, 1).astype(rec.dtype)
-        return [u.mul(cell_state, ctx.const(weights, "peephole"))]
+        weights = u.shared(("peephole", d, which),
+                           lambda: np.asarray(peep)[d, which * h:(which + 1) * h].reshape(1, h, 1, 1), "peephole")
+        return [u.mul(cell_state, weights)]
 
-    def cell(d: int, t: int, proj: list[ir.Value], state: list[ir.Value]) -> list[ir.Value]:
+    def cell(d: int, t: int, state: list[ir.Value]) -> list[ir.Value]:
         f_act, g_act, h_act = rec.activations[3 * d:3 * d + 3]
         h_prev, c_prev = state
-        i = u.act(f_act, u.add(u.step(proj[GATE_I], t), u.recurrent(d, GATE_I, h_prev), *peephole(d, 0, c_prev)))
-        f = u.act(f_act, u.add(u.step(proj[GATE_F], t), u.recurrent(d, GATE_F, h_prev), *peephole(d, 2, c_prev)))
-        c_new = u.act(g_act, u.add(u.step(proj[GATE_C], t), u.recurrent(d, GATE_C, h_prev)))
-        cell_state = u.add(u.mul(f, c_prev), u.mul(i, c_new))
-        o = u.act(f_act, u.add(u.step(proj[GATE_O], t), u.recurrent(d, GATE_O, h_prev), *peephole(d, 1, cell_state)))
+        i = u.act(f_act, u.add(u.gate(d, GATE_I, t, h_prev), *peephole(d, 0, c_prev)))
+        f = u.act(f_act, u.add(u.gate(d, GATE_F, t, h_prev), *peephole(d, 2, c_prev)))
+        c_new = u.act(g_act, u.gate(d, GATE_C, t, h_prev))
+        kept = [] if u.is_zero(c_prev) else [u.mul(f, c_prev)]
+        cell_state = u.add(*kept, u.mul(i, c_new))
+        o = u.act(f_act, u.add(u.gate(d, GATE_O, t, h_prev), *peephole(d, 1, cell_state)))
         return [u.mul(o, u.act(h_act, cell_state)), cell_state]
 
-    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d), u.initial(6, d)],
-                            lambda d: u.input_projections(d, {GATE_I, GATE_O, GATE_F, GATE_C}))
+    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d), u.initial(6, d)])
     return [u.sequence_output(hiddens), u.state_output([s[0] for s in finals]),
             u.state_output([s[1] for s in finals])]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import (
     axis_linear_map,
     const_of,
@@ -38,7 +38,7 @@ def _kernel_rows(k: int) -> int | None:
     return next((s for s in range(2, conv_kernel_max() + 1) if k % s == 0 and k // s <= channels_max()), None)
 
 
-def _weights(node: ir.Node) -> tuple[np.ndarray, np.ndarray | None] | str:
+def _weights(node: ir.Node) -> tuple[np.ndarray, np.ndarray | None] | Answer:
     """(weight [K, N], bias [N] or None) after folding Gemm's attributes, or the reason why not."""
     b = const_of(node.inputs[1])
     if b is None:
@@ -86,7 +86,7 @@ def _matmul_of(node: ir.Node) -> tuple[ir.Node, np.ndarray | None] | None:
     return _bias_add(node)
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     if node.op_type == "MatMul":
         users = [use.node for use in node.outputs[0].uses()]
         if len(users) == 1 and _bias_add(users[0]) is not None:
@@ -105,7 +105,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
     if len(shape) < 2:
         return "the activation input is 1-D"
     weights = _weights(node)
-    if isinstance(weights, str):
+    if isinstance(weights, Answer):
         return weights
     k, n = weights[0].shape
     if n > channels_max() or _kernel_rows(k) is None:

@@ -9,35 +9,35 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._large_pool import block_chain, ceil_changes_size, pool_shape, span_chain
 
 
-def _plan(node: ir.Node) -> list[dict] | str:
+def _plan(node: ir.Node) -> list[dict] | Answer:
     geo = pool_shape(node)
-    if isinstance(geo, str):
+    if isinstance(geo, Answer):
         return geo
     if ceil_changes_size(node, geo):
         return "ceil_mode adds a partial window at the border, which no chain of full windows reproduces"
     if geo.strides == geo.kernel and not any(geo.pads):
         blocks = block_chain(geo)
-        if isinstance(blocks, str):
+        if isinstance(blocks, Answer):
             return blocks
         return [{"kernel_shape": [h, w], "strides": [h, w]} for h, w in blocks]
     chain = span_chain(geo)
-    if isinstance(chain, str):
+    if isinstance(chain, Answer):
         return chain
     return [{"kernel_shape": k, "strides": [1, 1], "pads": p} for k, p in chain]
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     x = node.inputs[0]
     for attrs in plan:
         x = ctx.op("MaxPool", [x], attrs)

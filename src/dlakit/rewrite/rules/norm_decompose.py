@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import dims, need_float, reshape, scalar
 
 
@@ -45,7 +45,7 @@ def _plan(node: ir.Node) -> tuple[tuple[int, ...], list[int], tuple[int, ...] | 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     plan = _plan(node)
-    return plan if isinstance(plan, str) else None
+    return plan if isinstance(plan, Answer) else None
 
 
 def _mean(ctx: RuleContext, x: ir.Value, axes: list[int]) -> ir.Value:
@@ -70,7 +70,7 @@ def _affine(ctx: RuleContext, node: ir.Node, y: ir.Value, shape: tuple[int, ...]
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     shape, axes, view = plan
     x = node.inputs[0]
     epsilon = node.attributes.get_float("epsilon", 1e-5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import (
     axis_linear_map,
     dims,
@@ -64,7 +64,7 @@ def _uses_conv(node: ir.Node, shape: tuple[int, ...], axes: list[int]) -> bool:
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     plan = _plan(node)
-    if isinstance(plan, str):
+    if isinstance(plan, Answer):
         return plan
     shape, axes = plan
     extent = int(np.prod([shape[a] for a in axes]))
@@ -94,7 +94,7 @@ def _mean_window(node: ir.Node, shape: tuple[int, ...], axes: list[int]) -> tupl
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     shape, axes = plan
     x = node.inputs[0]
     out = dims(node.outputs[0]) or ()

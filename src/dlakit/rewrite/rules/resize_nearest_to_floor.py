@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, dims
 from dlakit.rewrite.rules._limits import limit
 
@@ -70,7 +70,7 @@ def identical_to_floor(transform: str, rounding: str, size: int, scale: Fraction
     return True
 
 
-def _plan(node: ir.Node, ctx: RuleContext) -> str | None:
+def _plan(node: ir.Node, ctx: RuleContext) -> Answer | None:
     nearest_ok = {tuple(pair) for pair in limit("resize.mode", "nearest")}  # the modes DLA takes: check's data
 
     if node.op_type != "Resize" or ctx.opset < 11 or node.attributes.get_string("mode", "nearest") != "nearest":
@@ -94,7 +94,7 @@ def _plan(node: ir.Node, ctx: RuleContext) -> str | None:
     return None
 
 
-def check(node: ir.Node, ctx: RuleContext) -> str | None:
+def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
     return _plan(node, ctx)
 
 

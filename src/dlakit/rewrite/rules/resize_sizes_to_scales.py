@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import dims
 
 
@@ -35,7 +35,7 @@ def _scales(node: ir.Node, ctx: RuleContext) -> np.ndarray | str:
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     scales = _scales(node, ctx)
-    return scales if isinstance(scales, str) else None
+    return scales if isinstance(scales, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._recurrent import Unroller, plan
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     rec = plan(node, 1, ["Tanh"])
-    return rec if isinstance(rec, str) else None
+    return rec if isinstance(rec, Answer) else None
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     rec = plan(node, 1, ["Tanh"])
-    assert not isinstance(rec, str)
+    assert not isinstance(rec, Answer)
     u = Unroller(ctx, node, rec, 1)
 
-    def cell(d: int, t: int, proj: list[ir.Value], state: list[ir.Value]) -> list[ir.Value]:
-        return [u.act(rec.activations[d], u.add(u.step(proj[0], t), u.recurrent(d, 0, state[0])))]
+    def cell(d: int, t: int, state: list[ir.Value]) -> list[ir.Value]:
+        return [u.act(rec.activations[d], u.gate(d, 0, t, state[0]))]
 
-    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)], lambda d: u.input_projections(d, {0}))
+    hiddens, finals = u.run(cell, lambda d: [u.initial(5, d)])
     return [u.sequence_output(hiddens), u.state_output([f[0] for f in finals])]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext
 from dlakit.rewrite.rules._common import (
     channel_view,
     const_of,
@@ -66,7 +66,7 @@ def _plan(node: ir.Node) -> tuple[tuple[int, ...], tuple[int, ...], int, np.ndar
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     plan = _plan(node)
-    if isinstance(plan, str):
+    if isinstance(plan, Answer):
         return plan
     _, _, _, matrix = plan
     return selection_limit(matrix.shape[1], matrix.shape[0])
@@ -74,7 +74,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     plan = _plan(node)
-    assert not isinstance(plan, str)
+    assert not isinstance(plan, Answer)
     shape, upd_shape, axis, matrix = plan
     data, updates = node.inputs[0], node.inputs[2]
     weight = ctx.const(matrix.reshape(*matrix.shape, 1, 1).astype(numpy_dtype(data)), "selector")
