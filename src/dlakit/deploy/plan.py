@@ -1,7 +1,8 @@
 """A plan (:mod:`dlakit.perf.plan`) made deployable: each network's segment models and one trtexec command per engine.
 
 A split network is cut at its boundary tensors with ``onnx.utils.Extractor``: the backbone runs from the graph
-inputs to the boundary, the head from the boundary (and any graph input it reads itself) to the graph outputs.
+inputs to the boundary (and to the graph outputs the backbone's layers compute, e.g. a detector's early heads), the
+head from the boundary (and any graph input it reads itself) to the other graph outputs.
 Every command comes from :func:`dlakit.deploy.trtexec.build_command` on the segment model it reads, so its I/O
 formats are checked against that model's own tensors (``format_problems``); the head's inputs take the formats the
 backbone's boundary outputs are written in, so nothing is reformatted between the two engines.
@@ -23,8 +24,10 @@ from dlakit.perf.plan import PlanResult
 from dlakit.targets import Target
 
 
-def split_model(proto: onnx.ModelProto, boundary: list[str], label: str) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """(backbone: graph inputs -> ``boundary``, head: ``boundary`` -> graph outputs) of ``proto``."""
+def split_model(proto: onnx.ModelProto, boundary: list[str], label: str,
+                backbone_tensors: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, onnx.ModelProto, list[str]]:
+    """(backbone: graph inputs -> ``boundary`` and the graph outputs among ``backbone_tensors``, head: ``boundary``
+    -> the other graph outputs, the nodes both would compute) of ``proto``."""
     weights = {i.name for i in proto.graph.initializer}
     inputs = [i.name for i in proto.graph.input if i.name not in weights]
     outputs = [o.name for o in proto.graph.output]
@@ -32,19 +35,25 @@ def split_model(proto: onnx.ModelProto, boundary: list[str], label: str) -> tupl
     missing = [b for b in boundary if b not in produced]
     if missing:
         raise DlakitError(f"{label}: boundary tensor '{missing[0]}' is not computed by the model; cannot cut it")
+    early = [o for o in outputs if o in backbone_tensors and o not in boundary]
+    late = [o for o in outputs if o not in backbone_tensors]
+    if not late:
+        raise DlakitError(f"{label}: every output is computed before the boundary {', '.join(boundary)}; no head")
     try:
         extractor = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(proto))
-        backbone = extractor.extract_model(inputs, list(boundary))
-        head = extractor.extract_model([*boundary, *inputs], outputs)
+        backbone = extractor.extract_model(inputs, [*boundary, *early])
+        head = extractor.extract_model([*boundary, *inputs], late)
     except (ValueError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise DlakitError(f"{label}: cannot cut at {', '.join(boundary)} ({str(exc).splitlines()[0]})") from None
-    read = {i for n in head.graph.node for i in n.input} | set(outputs)
+    read = {i for n in head.graph.node for i in n.input} | set(late)
     kept = [v for v in head.graph.input if v.name in read]  # graph inputs only the backbone reads
     del head.graph.input[:]
     head.graph.input.extend(kept)
     for part, model in (("backbone", backbone), ("head", head)):
         model.graph.name = f"{proto.graph.name or 'model'}_{part}"
-    return backbone, head
+    first = {o for n in backbone.graph.node for o in n.output}
+    shared = [n.name or n.output[0] for n in head.graph.node if first & set(n.output)]
+    return backbone, head, shared
 
 
 @dataclass
@@ -61,11 +70,15 @@ def deploy_plan(result: PlanResult, sources: dict[str, tuple[onnx.ModelProto, st
     file must be written: a zoo network, or a split network's segments)."""
     out = Deployment()
     segments: dict[tuple[str, str], tuple[str, onnx.ModelProto]] = {}
+    recomputed: dict[str, str] = {}
     for name, option in result.options.items():
         proto, path, _ = sources[name]
         stem = path[:-5] if path.endswith(".onnx") else path
         if option.boundary:
-            backbone, head = split_model(proto, option.boundary, name)
+            backbone, head, shared = split_model(proto, option.boundary, name, option.backbone_tensors)
+            if shared:
+                recomputed[name] = (f"the head recomputes {len(shared)} node(s) of the backbone (first: "
+                                    f"'{shared[0]}'): a graph output inside a fused layer of the backbone")
             segments[(name, "dla")] = (f"{stem}.backbone.onnx", backbone)
             segments[(name, "gpu")] = (f"{stem}.head.onnx", head)
             out.files[f"{stem}.backbone.onnx"] = backbone
@@ -106,6 +119,8 @@ def deploy_plan(result: PlanResult, sources: dict[str, tuple[onnx.ModelProto, st
             if spec:
                 boundary_formats[s.network] = dict(zip((v.name or "" for v in graph.outputs), spec.split(","),
                                                        strict=True))
+        if p.engine == "GPU" and s.network in recomputed:
+            command.warnings.append(recomputed[s.network])
         out.commands.append({"engine": p.engine, "model": s.network, "segment": s.part, "file": file,
                              "command": shlex.join(command.argv), "argv": command.argv,
                              "warnings": command.warnings})

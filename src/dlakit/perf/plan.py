@@ -80,6 +80,8 @@ class Option:
     segments: list[Segment]
     #: ONNX tensors at the boundary (split options)
     boundary: list[str] = field(default_factory=list)
+    #: tensors the backbone computes (split options): graph outputs among them are the backbone's outputs
+    backbone_tensors: frozenset[str] = frozenset()
 
 
 def _dla_segment(prep: Prepared, ops: list[DlaOp], part: str, mode: str, span: tuple[int, int]) -> Segment:
@@ -179,7 +181,8 @@ def options_for(prep: Prepared, mode: str) -> list[Option]:
         head = _gpu_segment(prep, ops, f"head (ops {k}-{n - 1})", mode, (k, n), _transition_s(prep, ops, mode))
         if head is not None:
             options.append(Option(prep.name, f"DLA+GPU split at op {k}", [back, head],
-                                  crossing_tensors(prep.ops, k)))
+                                  crossing_tensors(prep.ops, k),
+                                  frozenset(t.name for op in prep.ops[:k] for t in op.outputs)))
     return options
 
 
