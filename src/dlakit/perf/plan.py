@@ -324,31 +324,3 @@ def _greedy(per_net: list[list[tuple[Option, str]]], peak: float) -> list[tuple[
         chosen.append(best)
     return [tuple(chosen)]
 
-
-def trtexec_lines(result: PlanResult, model_paths: dict[str, str], precision: str = "int8") -> list[dict[str, str]]:
-    """One trtexec command per engine and segment (split networks: cut the ONNX at the boundary first)."""
-    lines = []
-    prec = f"--{precision}"
-    for p in result.placed:
-        s = p.segment
-        option = result.options[s.network]
-        path = model_paths.get(s.network, f"{s.network}.onnx")
-        stem = path[:-5] if path.endswith(".onnx") else path
-        setup = ""
-        if option.boundary:
-            part = "backbone" if s.kind == "dla" else "head"
-            path = f"{stem}.{part}.onnx"
-            names = ",".join(option.boundary)
-            setup = (f"cut {model_paths.get(s.network, s.network)} at tensor(s) {names} (e.g. "
-                     "onnx.utils.extract_model) into the backbone (inputs -> boundary) and the head (boundary -> "
-                     "outputs)")
-        elif s.part == "fallback layers":
-            continue  # TensorRT runs them itself: --allowGPUFallback on the DLA engine's command
-        if p.engine == "GPU":
-            cmd = f"trtexec --onnx={path} {prec}"
-        else:
-            core = p.engine[-1]
-            cmd = (f"trtexec --onnx={path} {prec} --useDLACore={core} --allowGPUFallback --memPoolSize=dlaSRAM:1 "
-                   f"--inputIOFormats={precision}:dla_hwc4")
-        lines.append({"engine": p.engine, "model": s.network, "segment": s.part, "command": cmd, "setup": setup})
-    return lines
