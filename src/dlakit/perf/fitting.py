@@ -50,6 +50,15 @@ def quality_lines(errs: np.ndarray, lono: dict[str, tuple[Any, np.ndarray]]) -> 
             f"networks = [{', '.join(chr(34) + n + chr(34) for n in lono)}]"]
 
 
+def calibration_section(version: str, fitted: str, label: str, procedure: str, params: dict[str, str],
+                        errs: np.ndarray, lono: dict[str, tuple[Any, np.ndarray]], residuals: Sequence[str]) -> str:
+    """The generated ``[calibration]`` TOML section of a fit: provenance, parameters, quality and residual rows."""
+    lines = ["[calibration]", f'version = "{version}"', f'fitted = "{fitted}"', f'data = "{label}"',
+             f'procedure = "{procedure}"', *(f"{name} = {value}" for name, value in params.items()),
+             *quality_lines(errs, lono), "residuals = [", *residuals, "]"]
+    return "\n".join(lines) + "\n"
+
+
 def write_section(filename: str, marker: str, section: str, path: Path | None = None) -> Path:
     """Replace everything after ``marker`` in the package data file ``filename`` with ``section``."""
     from dlakit.atomic import write_text
