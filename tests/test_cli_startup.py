@@ -48,7 +48,29 @@ def test_help_shows_no_bool_type_for_flags_and_upper_case_arguments():
 
 
 def test_prepare_help_lists_every_recipe_uncut():
-    from dlakit.prepare import NETWORK_CHOICES
+    from dlakit.choices import NETWORK_CHOICES
 
     text = " ".join(run("prepare", "--help").stdout.split())
     assert "…" not in text and all(name in text for name in NETWORK_CHOICES)
+
+
+def test_every_command_help_imports_no_heavy_module():
+    names = [*COMMANDS, "zoo build"]
+    code = ("import sys\nfrom dlakit.cli import main\nfor args in " + repr([n.split() for n in names]) + ":\n"
+            "    try:\n        main([*args, '--help'])\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('onnx', 'onnx_ir', 'numpy', 'ml_dtypes', 'onnxruntime', 'matplotlib', 'sympy') "
+            "if m in sys.modules]\nprint('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr
+
+
+def test_help_choices_equal_the_library_tables():
+    """dlakit.choices lists names for --help without importing the tables; they must stay the tables' keys."""
+    from dlakit import choices
+    from dlakit.prepare.recognise import GENERIC, SIGNATURES
+    from dlakit.quantize.data import PRESETS
+    from dlakit.rewrite import known_ids
+
+    assert tuple(PRESETS) == choices.PRESET_NAMES
+    assert ("auto", *SIGNATURES, GENERIC) == choices.NETWORK_CHOICES
+    assert tuple(known_ids()) == choices.FIX_RULE_IDS

@@ -111,5 +111,5 @@ def test_calibrator_interface_and_unknown_method():
     ranges = {m: calibrator.ranges(m) for m in ("max", "entropy", "percentile", "mse")}
     assert ranges["max"] == {"a": 3.0, "b": 0.0}
     assert all(0 < r["a"] <= 3.0 for r in ranges.values())
-    with pytest.raises(DlakitError, match="--method"):
+    with pytest.raises(DlakitError, match=r"^method: unknown calibration method"):
         Calibrator("kl")

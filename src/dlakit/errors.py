@@ -23,6 +23,32 @@ class DlakitError(Exception):
         return printable(" ".join(self.message.split()))
 
 
+class OptionError(DlakitError):
+    """A bad value of a parameter: the library's message names the parameter (``max_fp16_macs: 2 is not a
+    fraction...``), the command line's names its flag (``--max-fp16-macs: 2 is not...``).
+
+    ``template`` holds ``{name}`` for each name in ``options`` (the first is :attr:`option`, the one at fault);
+    :meth:`with_flags` renders it with flags. Only those placeholders are replaced, so values quoted in the text
+    may hold braces.
+    """
+
+    def __init__(self, template: str, *options: str) -> None:
+        self.template, self.options = template, options
+        self.option = options[0] if options else ""
+        super().__init__(self._render({name: name for name in options}))
+
+    def _render(self, names: dict[str, str]) -> str:
+        text = self.template
+        for name, shown in names.items():
+            text = text.replace("{" + name + "}", shown)
+        return text
+
+    def with_flags(self, flags: dict[str, str]) -> str:
+        """The message as the command line shows it: each parameter by its flag (``flags``, else ``--name``)."""
+        shown = {name: flags.get(name, "--" + name.replace("_", "-")) for name in self.options}
+        return printable(" ".join(self._render(shown).split()))
+
+
 def printable(text: str) -> str:
     """``text`` with control characters (ANSI escapes, newlines in a node name from the file) shown escaped, so
     that a hostile name cannot drive the terminal or break a line."""

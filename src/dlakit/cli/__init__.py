@@ -22,7 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from dlakit import __version__
 from dlakit.atomic import refuse_overwrite, transaction
-from dlakit.errors import EXIT_BAD_INPUT, EXIT_NOT_FULL_DLA, EXIT_OK, DlakitError
+from dlakit.errors import EXIT_BAD_INPUT, EXIT_NOT_FULL_DLA, EXIT_OK, DlakitError, OptionError
 
 COMMAND_MODULES = (
     "check",
@@ -83,6 +83,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "the highest frame rate, or meeting latency targets, with shared-DRAM contention modelled; "
                      "prints trtexec commands per engine."),
 }
+
+
+#: library parameter -> the flag that sets it, where the flag is not ``--`` + the name with dashes
+#: (:class:`dlakit.errors.OptionError` names parameters; the command line shows flags)
+FLAGS = {"target_sqnr_db": "--target-sqnr", "budget_mb": "--memory-budget-mb", "channels": "--channel-order"}
+
+
+def error_line(exc: DlakitError) -> str:
+    """The line the command line prints for ``exc``: flags, not the library's parameter names."""
+    return exc.with_flags(FLAGS) if isinstance(exc, OptionError) else str(exc)
 
 
 def tidy_help(command: Any) -> None:
@@ -333,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     except DlakitError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {error_line(exc)}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except Terminated:
         typer.echo("terminated", err=True)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from dlakit.analysis import Analysis
-from dlakit.check.render import render_markdown, render_table
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import EXIT_NOT_FULL_DLA
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -25,6 +22,10 @@ def check(
     ),
 ) -> None:
     """Which nodes run on the DLA, which fall back to the GPU and why; DLA subgraphs and transitions."""
+    from dlakit.analysis import Analysis  # onnx and onnx_ir load with the model, not with --help
+    from dlakit.check.render import render_markdown, render_table
+    from dlakit.sources import open_model
+
     check_format(fmt)
     target = resolve_target(platform, release)
     analysis = Analysis.of(open_model(model, shapes, allow_dynamic=True), target, precision)

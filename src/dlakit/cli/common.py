@@ -62,10 +62,10 @@ class Preprocessing:
 
 
 def _preprocessing_parameters() -> list[inspect.Parameter]:
-    from dlakit.quantize.data import PRESETS
+    from dlakit.choices import PRESET_NAMES
 
     options: list[tuple[str, Any, Any]] = [
-        ("preset", str, typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESETS)}.")),
+        ("preset", str, typer.Option("imagenet", "--preset", help=f"Image preprocessing: {', '.join(PRESET_NAMES)}.")),
         ("mean", str | None, typer.Option(None, "--mean", help="Per-channel mean after --scale, e.g. "
                                           "123.7,116.3,103.5.")),
         ("std", str | None, typer.Option(None, "--std", help="Per-channel std after --scale, e.g. 58.4,57.1,57.4.")),

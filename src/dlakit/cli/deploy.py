@@ -9,14 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlakit.analysis import Analysis
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
-from dlakit.deploy.compare import compare_placement, compare_timing
 from dlakit.deploy.tensorrt_logs import parse_build_log, parse_profile, read_text
-from dlakit.deploy.trtexec import TrtexecOptions, build_command
 from dlakit.errors import DlakitError
-from dlakit.model import parse_shapes
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 from dlakit.vocab import Placement, Precision
 
@@ -56,6 +51,11 @@ def trtexec(
     fmt: str = typer.Option("table", "--format", "-f", help="table (a commented shell command) or json."),
 ) -> None:
     """Print the exact trtexec command for the target release, with a comment explaining every flag."""
+    from dlakit.analysis import Analysis
+    from dlakit.deploy.trtexec import TrtexecOptions, build_command
+    from dlakit.model import parse_shapes
+    from dlakit.sources import open_model
+
     check_format(fmt, ("table", "json"))
     precision = Precision.INT8 if int8 else Precision.FP16
     target = resolve_target(platform, release)
@@ -111,6 +111,10 @@ def compare(
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """Compare what TensorRT did on the device (build log, profile) with dlakit's placement and estimate."""
+    from dlakit.analysis import Analysis
+    from dlakit.deploy.compare import compare_placement, compare_timing
+    from dlakit.sources import open_model
+
     check_format(fmt, ("table", "json"))
     if refit and profile is None:
         raise DlakitError("--refit needs --profile (trtexec --exportProfile JSON measured on the board)")

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis
 from dlakit.cli.common import ModelArg, PlatformOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.perf import Estimate, conditions_for, evaluate
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 from dlakit.vocab import Precision
 
 #: Layers shown by default; beyond this the table holds the slowest ones only.
 TABLE_LAYERS = 500
+
+if TYPE_CHECKING:
+    from dlakit.perf import Estimate
 
 
 def estimate(
@@ -48,6 +49,10 @@ def estimate(
                                          "NVIDIA's perf/W table for zoo networks, else the DLA batch)."),
 ) -> None:
     """Images per second, latency and per-layer time of a network on the DLA, with the model's error band."""
+    from dlakit.analysis import Analysis
+    from dlakit.perf import conditions_for, evaluate
+    from dlakit.sources import open_model
+
     check_format(fmt, ("table", "json"))
     if top is not None and top < 0:
         raise DlakitError(f"--top: {top} is negative; give N >= 0 (0 = every layer)")

@@ -4,31 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis, fix_model, images_per_second
-from dlakit.check import CheckReport
+from dlakit.choices import DEFAULT_TOLERANCE, FIX_RULE_IDS
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format
 from dlakit.errors import DlakitError
-from dlakit.model import LoadedModel
-from dlakit.rewrite import (
-    DEFAULT_TOLERANCE,
-    OBJECTIVES,
-    FixOptions,
-    FixResult,
-    Verification,
-    blame,
-    known_ids,
-    load_inputs,
-    random_inputs,
-    verify,
-)
-from dlakit.sources import open_model, save_model
 from dlakit.targets import Target, resolve_target
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.model import LoadedModel
+    from dlakit.rewrite import FixResult, Verification
 
 
 def _ids(text: str | None) -> list[str] | None:
@@ -38,6 +28,8 @@ def _ids(text: str | None) -> list[str] | None:
 def check_summary(loaded: LoadedModel, target: Target, precision: str,
                   placement: CheckReport | None = None) -> dict[str, Any]:
     """check's summary of ``loaded`` (``placement`` where the fix's guard already placed it)."""
+    from dlakit.analysis import Analysis
+
     return dict(Analysis.of(loaded, target, precision, placement).placement.summary)
 
 
@@ -48,6 +40,8 @@ def postprocess_path(output: Path) -> Path:
 
 def estimate_dict(loaded: LoadedModel, result: FixResult, target: Target, precision: str) -> dict[str, Any]:
     """Estimated images/s of the original and the fixed model, and what the guard measured for each rule."""
+    from dlakit.analysis import images_per_second
+
     return {"objective": result.objective, "power_mode": target.platform.power_mode(None).name,
             "images_per_second_before": images_per_second(loaded, target, precision),
             "images_per_second_after": images_per_second(result.model, target, precision, result.placement),
@@ -175,7 +169,7 @@ def fix(
                                          help="Cut before TopK/ArgMax/NMS and the decoding that feeds them."),
     outputs: str | None = typer.Option(None, "--outputs", help="Cut the graph at these tensors: a,b,..."),
     rules: str | None = typer.Option(None, "--rules", help="Apply only these rules: a,b,... (default: all). Rules: "
-                                     + ", ".join(known_ids()) + "."),
+                                     + ", ".join(FIX_RULE_IDS) + "."),
     skip_rules: str | None = typer.Option(None, "--skip-rules", help="Do not apply these rules: a,b,..."),
     inputs: Path | None = typer.Option(None, "--inputs", help=".npz with one array per model input."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance",
@@ -188,6 +182,10 @@ def fix(
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """Rewrite unsupported patterns into DLA-supported ones and prove the result equal with ONNX Runtime."""
+    from dlakit.analysis import fix_model
+    from dlakit.rewrite import OBJECTIVES, FixOptions, blame, load_inputs, random_inputs, verify
+    from dlakit.sources import open_model, save_model
+
     check_format(fmt, ("table", "json"))
     if objective not in OBJECTIVES:
         raise DlakitError(f"--objective: '{objective}' is not one of {', '.join(OBJECTIVES)}")

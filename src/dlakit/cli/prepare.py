@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dlakit.choices import DEFAULT_TOLERANCE, NETWORK_CHOICES
 from dlakit.cli.common import PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.prepare import NETWORK_CHOICES, failure, prepare_model, save_prepared
-from dlakit.rewrite import DEFAULT_TOLERANCE
 
 
 def _ops_delta(before: dict[str, int], after: dict[str, int]) -> str:
@@ -93,6 +92,8 @@ def prepare(
 ) -> None:
     """Take a reference network (or any CNN) to its DLA-ready form: cut post-processing, simplify the head, fold
     and fuse, verified against the original at the cut points."""
+    from dlakit.prepare import failure, prepare_model, save_prepared
+
     check_format(fmt, ("table", "json"))
     if network not in NETWORK_CHOICES:
         raise DlakitError(f"--network: '{network}' is not one of {', '.join(NETWORK_CHOICES)}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis
+from dlakit.choices import DEFAULT_BUDGET_MB, METHODS
 from dlakit.cli.common import (
     FormatOpt,
     ModelArg,
@@ -24,14 +23,14 @@ from dlakit.cli.common import (
     print_json,
 )
 from dlakit.errors import DlakitError
-from dlakit.quantize.calibrate import DEFAULT_BUDGET_MB, batch_size_for, calibrate
-from dlakit.quantize.calibrators import METHODS
-from dlakit.quantize.data import Preset, check_image_input, open_source
-from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
 from dlakit.scale import RayOpt, WorkersOpt, pool
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    import onnx
+
+    from dlakit.quantize.data import Preset
 
 
 def _names(text: str | None) -> set[str]:
@@ -60,7 +59,12 @@ def quantize(
 ) -> None:
     """Calibrate MODEL on your data and write the DLA INT8 files for the release: calibration cache, scales JSON,
     --layerPrecisions string, Q/DQ model and the trtexec command."""
+    from dlakit.analysis import Analysis
+    from dlakit.quantize.calibrate import calibrate
+    from dlakit.quantize.data import open_source
     from dlakit.quantize.outputs import write_outputs
+    from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
+    from dlakit.sources import open_model
 
     check_format(fmt, ("table", "json"))
     if not 0 < percentile <= 100:
@@ -171,9 +175,14 @@ def emulate(
     address: str | None = RayOpt,
 ) -> None:
     """Run MODEL with DLA INT8 numerics on ONNX Runtime and report the error of every output against FP32."""
+    import onnx
+
     from dlakit.atomic import write_with
     from dlakit.emulation import emulation_of
+    from dlakit.quantize.calibrate import batch_size_for
+    from dlakit.quantize.data import open_source
     from dlakit.quantize.emulate import compare_layers, output_errors
+    from dlakit.quantize.runtime import input_specs
 
     check_format(fmt, ("table", "json"))
     if top < 0:
@@ -260,9 +269,12 @@ def evaluate(
 ) -> None:
     """Top-1/top-5 accuracy (or COCO detection AP with --coco), FP32 and emulated DLA INT8 side by side."""
     from dlakit.emulation import emulation_of
+    from dlakit.quantize.calibrate import batch_size_for
+    from dlakit.quantize.data import check_image_input
     from dlakit.quantize.evaluate import evaluate as run_eval
     from dlakit.quantize.evaluate import labelled_images
-    from dlakit.quantize.runtime import to_proto
+    from dlakit.quantize.runtime import input_specs, to_proto
+    from dlakit.sources import open_model
 
     check_format(fmt, ("table", "json"))
     if calib_cache or qdq:
@@ -319,7 +331,9 @@ def evaluate(
 def _detection(loaded, fp32: onnx.ModelProto, emulated: onnx.ModelProto | None, data: str, coco: str,
                labels: str | None, detections: str | None, class_ids: str, box_format: str, num_samples: int | None,
                preset: Preset, progress: bool, fmt: str) -> None:
+    from dlakit.quantize.calibrate import batch_size_for
     from dlakit.quantize.detection import evaluate_detection
+    from dlakit.quantize.runtime import input_specs
 
     if labels is not None:
         raise DlakitError("--labels is for classification; with --coco the annotation file holds the ground truth")

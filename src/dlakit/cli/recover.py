@@ -6,12 +6,9 @@ from pathlib import Path
 
 import typer
 
-from dlakit.analysis import Analysis
 from dlakit.cli.common import ModelArg, PlatformOpt, ProgressOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
 from dlakit.scale import RayOpt, WorkersOpt, pool
-from dlakit.scale.trials import sharder
-from dlakit.sources import open_model
 from dlakit.vocab import Precision
 
 PresetOpt = typer.Option("imagenet", "--preset", help="Image preprocessing preset (see dlakit quantize --help).")
@@ -47,11 +44,14 @@ def recover_command(
     address: str | None = RayOpt,
 ) -> None:
     """Recover INT8 accuracy on DLA and write the recovered FP32 model with the files `dlakit quantize` writes."""
+    from dlakit.analysis import Analysis  # onnx, onnx_ir, onnxruntime: imported when the command runs
     from dlakit.quantize.data import make_preset, open_source
     from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
     from dlakit.recover.files import write_recovery_files
     from dlakit.recover.pipeline import RecoverOptions, recover
     from dlakit.recover.report import render_table
+    from dlakit.scale.trials import sharder
+    from dlakit.sources import open_model
     from dlakit.targets import resolve_target
 
     check_format(fmt, ("table", "json"))

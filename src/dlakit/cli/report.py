@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from dlakit.analysis import Analysis
 from dlakit.atomic import write_text
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt
 from dlakit.errors import DlakitError
-from dlakit.sources import open_model
 from dlakit.targets import resolve_target
 
 
@@ -26,8 +24,10 @@ def report(
     ),
 ) -> None:
     """Write one self-contained HTML report: placement, subgraphs, estimate per power mode, roofline, trtexec."""
-    from dlakit.report import gather  # matplotlib is heavy: import it only when a report is made
+    from dlakit.analysis import Analysis  # onnx, onnx_ir, matplotlib: imported when a report is made, not for --help
+    from dlakit.report import gather
     from dlakit.report.html import render
+    from dlakit.sources import open_model
 
     if calib is not None and not Path(calib).exists():
         raise DlakitError(f"--calib: {calib}: no such file or folder; pass a folder of images or a .npy/.npz file")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.analysis import Analysis
-from dlakit.check import CheckReport
 from dlakit.cli.common import ModelArg, PlatformOpt, PrecisionOpt, ReleaseOpt, ShapesOpt, check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.model import parse_shapes
-from dlakit.sparsity.accuracy import accuracy_of
-from dlakit.sparsity.apply import PRUNED, LayerResult, SparsifyResult, sparsify_model
-from dlakit.sparsity.files import read_source, write_model
-from dlakit.sparsity.gain import perf_gains
-from dlakit.sparsity.pattern import MODES
 from dlakit.targets import resolve_target
 from dlakit.vocab import Precision
+
+if TYPE_CHECKING:
+    from dlakit.check import CheckReport
+    from dlakit.sparsity.apply import SparsifyResult
 
 
 def _layers(text: str | None) -> list[str] | None:
@@ -61,6 +57,14 @@ def sparsify(
 
     The input model is never modified. Pruning without fine-tuning costs accuracy: dlakit measures, it does not train.
     """
+    from dlakit.analysis import Analysis
+    from dlakit.model import parse_shapes
+    from dlakit.sparsity.accuracy import accuracy_of
+    from dlakit.sparsity.apply import sparsify_model
+    from dlakit.sparsity.files import read_source, write_model
+    from dlakit.sparsity.gain import perf_gains
+    from dlakit.sparsity.pattern import MODES
+
     check_format(fmt, ("table", "json"))
     if mode not in MODES:
         raise DlakitError(f"--mode: '{mode}' is not one of {', '.join(MODES)}")
@@ -120,6 +124,8 @@ def as_dict(result: SparsifyResult, model: str, output: str, target: dict[str, A
 
 def render(result: SparsifyResult, data: dict[str, Any]) -> None:
     """Eligible layers one per row (what was done, energy kept, speed-up); ineligible ones grouped by reason."""
+    from dlakit.sparsity.apply import PRUNED, LayerResult
+
     console = Console()
     t, s = data["target"], data["summary"]
     assumed = f" (assumed: {', '.join(t['defaulted'])})" if t["defaulted"] else ""

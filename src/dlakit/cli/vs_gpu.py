@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.perf import Estimate
+if TYPE_CHECKING:
+    from dlakit.perf import Estimate
 
 
 def render_vs_gpu(e: Estimate) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,12 +12,14 @@ from rich.table import Table
 from dlakit.atomic import write_with
 from dlakit.cli.common import check_format, print_json
 from dlakit.errors import DlakitError
-from dlakit.zoo import FORMS, NETWORKS, Network, build, get
 
 zoo_app = typer.Typer(
     help="Reference networks (ResNet-50, SSD, RetinaNet...) built offline, as published or prepared for DLA.",
     no_args_is_help=True,
 )
+
+if TYPE_CHECKING:
+    from dlakit.zoo import Network
 
 
 def network_record(net: Network) -> dict[str, Any]:
@@ -49,6 +50,8 @@ MAX_BATCH = 65535
 @zoo_app.command("list")
 def list_networks(fmt: str = typer.Option("table", "--format", "-f", help="table or json.")) -> None:
     """List the reference networks: input, default batch, parameters and MACs of the build, GPU post-processing."""
+    from dlakit.zoo import NETWORKS
+
     check_format(fmt, ("table", "json"))
     if fmt == "json":
         print_json({"networks": [network_record(n) for n in NETWORKS.values()]})
@@ -81,6 +84,10 @@ def build_network(
     fmt: str = typer.Option("table", "--format", "-f", help="table or json (what was written)."),
 ) -> None:
     """Build a reference network and write it atomically (a failure never leaves a partial file)."""
+    import onnx
+
+    from dlakit.zoo import FORMS, build, get
+
     check_format(fmt, ("table", "json"))
     if form not in FORMS:
         raise DlakitError(f"--form: '{form}' is not one of {', '.join(FORMS)}")

@@ -24,7 +24,8 @@ LAYERS = ("convolution", "fully_connected", "deconvolution", "pooling", "reduce"
           "cast", "noop", "gpu_only")
 #: Layers whose op carries weights (a convolution or matrix product: per-channel INT8 weights, a linear head).
 WEIGHTED_LAYERS = ("convolution", "deconvolution", "fully_connected")
-PERF_KINDS = ("conv", "deconv", "fc", "pool", "lrn", "activation", "eltwise", "softmax", "free", "move", "resize")
+PERF_KINDS = ("conv", "deconv", "fc", "pool", "lrn", "activation", "eltwise", "softmax", "free", "move", "resize",
+              "slice", "concat")
 SDP_ROLES = ("act", "scale")
 INT8_MODES = ("int8", "fused", "pass", "fp16", "fp16_only")
 EQUAL_SCALES = ("pool", "inputs", "concat")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
-from dlakit.perf.ops import DlaOp, Tensor
+from dlakit.perf.ops import ChannelPart, DlaOp, Tensor
 from dlakit.vocab import Device, Precision
 
 
@@ -55,15 +55,21 @@ class RawCost:
     refetch_bytes: float = 0.0
 
 
+def channel_vector(spec: DlaSpec, cond: Conditions) -> int:
+    """Channels per feature-data atom in the DLA's native layout: 32 in INT8 (CHW32), 16 in FP16 (CHW16)."""
+    return max(1, int(spec.feature_atom_bytes) // cond.bytes_per_element)
+
+
 def tensor_bytes(t: Tensor, cond: Conditions, spec: DlaSpec) -> float:
     """Bytes in the DLA's native layout: channels padded to 32 (INT8, CHW32) or 16 (FP16, CHW16); image input HWC4."""
     n, c, h, w = t.dims
+    bpe = cond.bytes_per_element
     if t.graph_input and c <= spec.image_input_max_channels:
         c = int(spec.image_input_max_channels)
     else:
-        vec = 32 if cond.precision == Precision.INT8 else 16
+        vec = int(spec.params["feature_atom_bytes"].value) // bpe or 1  # channel_vector, inlined (hot)
         c = -(-c // vec) * vec
-    return float(n * c * h * w * cond.bytes_per_element)
+    return float(n * c * h * w * bpe)
 
 
 def sparse_eligible(op: DlaOp, spec: DlaSpec, cond: Conditions) -> bool:
@@ -140,11 +146,82 @@ def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
         return in_elems / spec.pdp_elems_per_clk * width, False
     if op.kind == "lrn":
         return in_elems / spec.cdp_elems_per_clk * width, False
-    if op.kind in ("move", "resize"):
+    if op.kind in ("move", "resize", "slice", "concat"):
         return out_elems * cond.bytes_per_element / spec.dma_bytes_per_clk, False
     if op.kind == "free":
         return 0.0, False
     return max(in_elems, out_elems) / spec.sdp_elems_per_clk * width, False
+
+
+def aligned(part: ChannelPart, total: int, vec: int) -> bool:
+    """Whether ``part`` covers whole channel atoms of the buffer: it starts on an atom boundary and ends on one
+    (or at the buffer's last channel, where the atom's padding is the buffer's own)."""
+    end = part.offset + part.channels
+    return part.offset % vec == 0 and (end % vec == 0 or end == total)
+
+
+@dataclass
+class Layout:
+    """How Split / Slice and Concat ops use memory: which tensors share a buffer, and what each op copies.
+
+    A channel Split / Slice part that covers whole channel atoms (:func:`aligned`) is a view into its input (same
+    buffer, a channel-surface offset); a channel Concat input that does is written in place by its producer into the
+    output buffer. Anything else is copied by the op ([model] channel_views in perf.toml says why and how sure).
+    """
+
+    #: pairs of tensors that live in one buffer (view, its source) / (concat output, an input written in place)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    #: per op index, the tensors a slice / concat copies: the outputs of a slice, the inputs of a concat
+    copies: dict[int, list[Tensor]] = field(default_factory=dict)
+
+
+def channel_layout(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> Layout:
+    """Decide, op by op, which slice / concat parts are views or written in place and which are copied.
+
+    A concat input is written in place only when a DLA op writes it (not a graph input, a GPU tensor, a view of
+    another buffer or an input already placed in an earlier concat); a slice part only when it stays on the DLA (a
+    graph output goes to its own binding). Other ops' kinds "free" (reshapes) alias their input.
+    """
+    views = bool(data.model["channel_views"].value)
+    vec = channel_vector(spec, cond)
+    layout = Layout()
+    written: set[str] = set()  # tensors a DLA op writes into a buffer of its own (may be placed in a concat)
+    claimed: set[str] = set()
+    for index, op in enumerate(ops):
+        on_dla = op.device == Device.DLA
+        if op.kind == "free":
+            layout.links += [(t.name, src.name) for t in op.outputs for src in op.inputs[:1]]
+            continue
+        if op.kind == "slice":
+            src = op.inputs[0] if op.inputs else None
+            parts = {p.name: p for p in op.parts}
+            moved = []
+            for t in op.outputs:
+                part = parts.get(t.name)
+                if (views and on_dla and src is not None and part is not None and not t.graph_output
+                        and aligned(part, op.total_channels, vec)):
+                    layout.links.append((t.name, src.name))
+                else:
+                    moved.append(t)
+                    if on_dla:
+                        written.add(t.name)
+            layout.copies[index] = moved
+            continue
+        if op.kind == "concat":
+            by_name = {t.name: t for t in op.inputs}
+            placed = {p.name for p in op.parts if p.name in by_name and views and on_dla
+                      and p.name in written and p.name not in claimed and not by_name[p.name].graph_input
+                      and aligned(p, op.total_channels, vec)}
+            claimed |= placed
+            layout.copies[index] = [t for t in op.inputs if t.name not in placed]
+            if op.output is not None:
+                layout.links += [(op.output.name, name) for name in sorted(placed)]
+                if not placed and on_dla:
+                    written.add(op.output.name)
+            continue
+        if on_dla:
+            written.update(t.name for t in op.outputs)
+    return layout
 
 
 class Residency:
@@ -152,37 +229,75 @@ class Residency:
 
     The SRAM pool is handed out first come, first served in execution order, like a cache: an op's output stays
     on chip when it fits beside every resident tensor still waiting for a reader (the op's own inputs
-    included), and its space is freed after its last reader. Tensors read by the GPU or leaving the network go
-    to DRAM. Reshapes and in-place concatenations alias their inputs.
+    included), and its space is freed after the last reader of its buffer. Tensors that share a buffer
+    (:class:`Layout`: reshapes, slice views, a concat and the inputs written in place into it) share the
+    buffer's lifetime; a view is resident when its source is, a concat output when every input written in
+    place is resident and its copied part fits. A buffer any part of which is read by the GPU or leaves the
+    network goes to DRAM.
     """
 
-    def __init__(self, ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> None:
+    def __init__(self, ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions,
+                 layout: Layout | None = None) -> None:
+        layout = layout or channel_layout(ops, data, spec, cond)
         limit = spec.sram_bytes * data.model["sram_activation_share"].value
+        parent: dict[str, str] = {}
+
+        def root(name: str) -> str:
+            while parent.get(name, name) != name:
+                parent[name] = parent.get(parent[name], parent[name])
+                name = parent[name]
+            return name
+
+        for a, b in layout.links:
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[ra] = rb
+        find = root if parent else str  # most networks alias nothing: skip the lookups
+        outputs = [op.outputs for op in ops]
         last_use: dict[str, int] = {}
-        gpu_read: set[str] = set()
+        pinned: set[str] = set()
         for index, op in enumerate(ops):
             for t in op.inputs:
-                last_use[t.name] = index
-                if op.device != Device.DLA:
-                    gpu_read.add(t.name)
+                last_use[find(t.name)] = index
+                if op.device != Device.DLA or t.graph_input:
+                    pinned.add(find(t.name))
+            for t in outputs[index]:
+                last_use.setdefault(find(t.name), index)
+                if t.graph_output:
+                    pinned.add(find(t.name))
+        sources: dict[str, list[str]] = {}
+        for a, b in layout.links:
+            sources.setdefault(a, []).append(b)
         self.resident: set[str] = set()
         # the live tensors' total and, per op index, those freed after it: O(1) per op however many are live
         # (sizes are whole bytes, so the running total is exact)
         used = 0.0
-        frees: dict[int, list[tuple[str, float]]] = {}
+        frees: dict[int, list[float]] = {}
+
+        def allocate(size: float, name: str, index: int) -> bool:
+            nonlocal used
+            if size + used > limit:
+                return False
+            used += size
+            frees.setdefault(max(last_use.get(find(name), -1), index), []).append(size)
+            return True
+
         for index, op in enumerate(ops):
-            out = op.output
-            if out is not None and op.device == Device.DLA and not out.graph_output and out.name not in gpu_read:
-                if op.kind == "free":
-                    if op.inputs and all(t.name in self.resident for t in op.inputs):
+            if op.device == Device.DLA:
+                copied = {t.name for t in layout.copies.get(index, ())} if op.kind == "slice" else ()
+                for out in outputs[index]:
+                    if find(out.name) in pinned:
+                        continue
+                    if out.name in sources and out.name not in copied:
+                        # a view, or a concat whose copied inputs must fit beside the parts written in place
+                        extra = (sum(tensor_bytes(t, cond, spec) for t in layout.copies.get(index, ()))
+                                 if op.kind == "concat" else 0.0)
+                        if (all(s in self.resident for s in sources[out.name])
+                                and (extra == 0 or allocate(extra, out.name, index))):
+                            self.resident.add(out.name)
+                    elif allocate(tensor_bytes(out, cond, spec), out.name, index):
                         self.resident.add(out.name)
-                else:
-                    size = tensor_bytes(out, cond, spec)
-                    if size + used <= limit:
-                        self.resident.add(out.name)
-                        used += size
-                        frees.setdefault(max(last_use.get(out.name, -1), index), []).append((out.name, size))
-            for _, size in frees.pop(index, ()):
+            for size in frees.pop(index, ()):
                 used -= size
 
     def dram(self, t: Tensor) -> bool:
@@ -191,13 +306,17 @@ class Residency:
 
 def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions) -> list[RawCost]:
     """Ideal cycles and DRAM bytes of every op (GPU ops get their DRAM bytes; their cycles are priced apart)."""
-    residency = Residency(ops, data, spec, cond)
-    aligned = bool(data.model["cbuf_rows_bank_aligned"].value)
+    layout = channel_layout(ops, data, spec, cond)
+    residency = Residency(ops, data, spec, cond, layout)
+    aligned_rows = bool(data.model["cbuf_rows_bank_aligned"].value)
     weight_banks = max(1, min(int(spec.cbuf_banks) - 1, round(spec.cbuf_banks * data.model["cbuf_weight_share"].value)))
     costs = []
-    for op in ops:
+    for index, op in enumerate(ops):
         if op.kind == "free":
             costs.append(RawCost(0.0, 0.0, counted=False))
+            continue
+        if op.kind in ("slice", "concat"):
+            costs.append(copy_cost(op, layout.copies.get(index, []), residency, spec, cond))
             continue
         cycles, sparse = unit_cycles(op, spec, cond)
         out_bytes = tensor_bytes(op.output, cond, spec) if op.output else 0.0
@@ -211,12 +330,28 @@ def raw_costs(ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditi
             # whether the batch shares one weight fetch follows from the tiling the compiler picks (conv_traffic)
             main, main_dram = reads[0] if reads else (0.0, False)
             rest = sum(b for b, d in reads[1:] if d)
-            moved, refetch = conv_traffic(op, w_bytes, main / n, main_dram, n, spec, weight_banks, aligned)
+            moved, refetch = conv_traffic(op, w_bytes, main / n, main_dram, n, spec, weight_banks, aligned_rows)
             dram = moved + rest + write
         else:
             dram = sum(b for b, d in reads if d) + write + w_bytes
         costs.append(RawCost(cycles, dram, sparse, counted=n, refetch_bytes=refetch))
     return costs
+
+
+def copy_cost(op: DlaOp, moved: Sequence[Tensor], residency: Residency, spec: DlaSpec, cond: Conditions) -> RawCost:
+    """A slice / concat: nothing for the parts that are views or written in place; each copied part is read and
+    written once by the data-movement engine (``dma_bytes_per_clk``) as its own hardware op (TensorRT's parser
+    turns a Split into one Slice per output, dla.md 1.2; a concat input copied into place is one transfer)."""
+    if not moved:
+        return RawCost(0.0, 0.0, counted=0.0)
+    sizes = [tensor_bytes(t, cond, spec) for t in moved]
+    if op.kind == "slice":
+        src_dram = bool(op.inputs) and residency.dram(op.inputs[0])
+        dram = sum(sizes) * src_dram + sum(b for b, t in zip(sizes, moved, strict=True) if residency.dram(t))
+    else:
+        out_dram = op.output is None or residency.dram(op.output)
+        dram = sum(b for b, t in zip(sizes, moved, strict=True) if residency.dram(t)) + sum(sizes) * out_dram
+    return RawCost(sum(sizes) / spec.dma_bytes_per_clk, dram, counted=launches(op) * len(moved))
 
 
 def conv_traffic(op: DlaOp, w_bytes: float, main: float, main_dram: bool, images: float, spec: DlaSpec,

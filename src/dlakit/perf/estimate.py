@@ -242,8 +242,8 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     ips = cond.cores * prep.batch / period
     layers = []
     for i, op in enumerate(prep.ops):
-        if op.kind == "free":
-            continue
+        if op.kind == "free" or (op.device == Device.DLA and raws[i].counted == 0):
+            continue  # reshapes, slice views, concats written in place
         if op.device == Device.GPU:
             bound = "gpu"
         else:
@@ -302,7 +302,7 @@ def measured_for(prep: Prepared, cond: Conditions, mode_label: str, calib: Calib
 
 def _transitions(ops: list[DlaOp], cond: Conditions, spec: DlaSpec) -> tuple[int, float]:
     """Tensors crossing between GPU and DLA: each is a task switch plus a reformat (read + write) through DRAM."""
-    device = {op.output.name: op.device for op in ops if op.output is not None}
+    device = {t.name: op.device for op in ops for t in op.outputs}
     seen: set[tuple[str, str]] = set()
     total = 0.0
     for op in ops:

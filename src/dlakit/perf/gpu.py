@@ -212,7 +212,7 @@ def _sparse_ok(op: DlaOp, arch: GpuArch, cond: GpuConditions) -> bool:
 def op_cycles(op: DlaOp, arch: GpuArch, cond: GpuConditions, per_image: float) -> tuple[float, bool]:
     """SM-cycles of one image of ``op`` at the full per-SM rate (``per_image`` = 1 / the ops' own batch)."""
     int8 = cond.precision == "int8"
-    if op.kind == "free":
+    if op.kind in FREE_KINDS:
         return 0.0, False
     macs = op.macs * per_image
     cuda = arch.cuda_int8_macs_per_clk if int8 else arch.cuda_fp16_macs_per_clk
@@ -229,7 +229,7 @@ def op_cycles(op: DlaOp, arch: GpuArch, cond: GpuConditions, per_image: float) -
         return (tensor, sparse) if tensor <= macs / cuda else (macs / cuda, False)
     if op.kind == "depthwise":
         return macs / arch.depthwise_macs_per_clk, False
-    out = op.output.elements if op.output is not None else 0
+    out = sum(t.elements for t in op.outputs)
     elems = max(out, sum(t.elements for t in op.inputs)) * per_image
     return elems / arch.elems_per_clk, False
 
@@ -246,7 +246,7 @@ def gpu_costs(ops: Sequence[DlaOp], arch: GpuArch, cond: GpuConditions, spec: Dl
     per_image = 1.0 / built
     scale = cond.batch / built
     dla_cond = Conditions(dla_mhz=1.0, emc_mhz=cond.emc_mhz, dram_gbps=cond.dram_gbps, precision=cond.precision)
-    producer = {op.output.name: engine_of(op) for op in ops if op.output is not None}
+    producer = {t.name: engine_of(op) for op in ops for t in op.outputs}
     readers: dict[str, set[str]] = {}
     for op in ops:
         for t in op.inputs:
@@ -264,15 +264,14 @@ def gpu_costs(ops: Sequence[DlaOp], arch: GpuArch, cond: GpuConditions, spec: Dl
     bpe = 1 if cond.precision == "int8" else 2
     for op in ops:
         c, s = op_cycles(op, arch, cond, per_image)
-        if op.kind == "free":
+        if op.kind in FREE_KINDS:
             cycles.append(0.0)
             dram.append(0.0)
             launches.append(0.0)
             sparse.append(False)
             continue
         act = sum(tensor_bytes(t, dla_cond, spec) for t in op.inputs if in_dram(t))
-        if op.output is not None and in_dram(op.output):
-            act += tensor_bytes(op.output, dla_cond, spec)
+        act += sum(tensor_bytes(t, dla_cond, spec) for t in op.outputs if in_dram(t))
         weights = op.weight_elems * bpe * (arch.sparse_weight_bytes if s else 1.0)
         cycles.append(c * cond.batch)
         dram.append(act * scale + weights)
@@ -294,6 +293,9 @@ def gpu_times(costs: GpuCosts, params: Sequence[float], cond: GpuConditions) -> 
 
 #: Share of the shorter of math and DRAM time hidden behind the longer one (1 = per-op roofline).
 OVERLAP = 1.0
+#: Op kinds that cost nothing on the GPU: reshapes, and channel concatenations (TensorRT's GPU builder writes the
+#: producers into the output; ASSUMPTION, as before the DLA model priced concat alignment). Slices are copies.
+FREE_KINDS = ("free", "concat")
 #: GPU clock at which ``layer_overhead_us`` is stated (AGX Orin MAXN).
 REFERENCE_GPU_MHZ = 1300.5
 #: exponent of the launch overhead's scaling with the GPU clock (0 = fixed)

@@ -97,11 +97,11 @@ DLA_KEYS = (
     "int8_macs_per_clk", "fp16_macs_per_clk", "atomic_c", "atomic_k", "spatial_lanes", "cbuf_bytes", "sram_bytes",
     "depthwise_macs_per_clk", "sdp_elems_per_clk", "pdp_elems_per_clk", "cdp_elems_per_clk", "dma_bytes_per_clk",
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
-    "core_bus_share", "cbuf_banks",
+    "core_bus_share", "cbuf_banks", "feature_atom_bytes",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned", "channel_views")
 #: model keys that may be 0 (switches)
-MODEL_SWITCHES = ("cbuf_rows_bank_aligned",)
+MODEL_SWITCHES = ("cbuf_rows_bank_aligned", "channel_views")
 BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
              "gpu_fallback")
 #: the GPU itself is modelled in dlakit.perf.gpu (data/gpu.toml); perf.toml keeps what crossing to it costs

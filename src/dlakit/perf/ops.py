@@ -3,8 +3,10 @@
 The DLA compiler does not run ONNX nodes one by one: a convolution carries its bias, batch-norm / scale, activation
 and a residual element-wise add through the SDP pipeline behind the MAC array, and writes one tensor. Pooling (PDP),
 LRN (CDP), resize / transposes (data-movement engines) and stand-alone element-wise ops (SDP) run as their own
-operations. Reshapes and channel concatenations cost nothing (producers write in place). Performance depends on that
-grouping far more than on the node count, so the model prices :class:`DlaOp` objects, not nodes.
+operations. Reshapes cost nothing. A channel Split / Slice or Concat carries the channel range of each of its parts
+(:class:`ChannelPart`), so the cost model can tell a view into the same buffer (aligned to the DLA's channel atom)
+from a copy (:mod:`dlakit.perf.cost`). Performance depends on that grouping far more than on the node count, so the
+model prices :class:`DlaOp` objects, not nodes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import onnx_ir as ir
 
 from dlakit.data.opdata import op_data
-from dlakit.model import is_constant, is_folded, node_macs, static_dims
+from dlakit.model import constant_array, is_constant, is_folded, node_macs, static_dims
 
 #: What the performance model knows of each op, from ``data/ops.toml``: its kind (``perf``), whether it rides in the
 #: SDP behind a convolution (``sdp``), and the execution unit of each kind (``[perf_units]``).
@@ -42,6 +44,16 @@ class Tensor:
         return math.prod(self.dims)
 
 
+@dataclass(frozen=True)
+class ChannelPart:
+    """One part of a channel Split / Slice (an output: channels ``offset .. offset + channels`` of the input) or of a
+    channel Concat (an input, at that offset in the output). ``name`` is None for a constant Concat input."""
+
+    name: str | None
+    offset: int
+    channels: int
+
+
 @dataclass
 class DlaOp:
     """One operation as the DLA (or the GPU, for fallback layers) executes it, with what it fused."""
@@ -61,10 +73,21 @@ class DlaOp:
     kernel: tuple[int, int] = (1, 1)
     out_pixels: int = 0
     image_input: bool = False
+    #: outputs after the first (a Split has one per part); :attr:`outputs` lists them all
+    more_outputs: list[Tensor] = field(default_factory=list)
+    #: slice / concat along the channel axis: the channel range of every part (empty: along another axis, or
+    #: not a slice / concat, priced as a copy of its bytes)
+    parts: list[ChannelPart] = field(default_factory=list)
+    #: slice / concat: channels of the whole (split input / concat output)
+    total_channels: int = 0
 
     @property
     def unit(self) -> str:
         return UNIT[self.kind]
+
+    @property
+    def outputs(self) -> list[Tensor]:
+        return ([self.output] if self.output is not None else []) + self.more_outputs
 
 
 def _tensor(value: ir.Value, graph: ir.Graph) -> Tensor | None:
@@ -84,12 +107,19 @@ def _dynamic_inputs(node: ir.Node) -> list[ir.Value]:
 
 
 def _weight_elems(node: ir.Node) -> int:
-    total = 0
-    for value in node.inputs:
-        if value is not None and is_constant(value):
-            dims = static_dims(value)
-            total += math.prod(dims) if dims else 0
-    return total
+    """The elements of a conv/deconv/FC layer's weights and bias, the bias counted as one value per output map
+    whether or not the model has one: a layer costs the same with its bias as without it (so folding an Add into
+    the bias, as ``fix`` does, never changes the priced tiling; the fit networks all carry biases)."""
+    value = node.inputs[1] if len(node.inputs) > 1 else None
+    if value is None or not is_constant(value):
+        return 0
+    dims = static_dims(value)
+    if not dims:
+        return 0
+    maps = dims[1] * node.attributes.get_int("group", 1) if node.op_type == "ConvTranspose" else dims[0]
+    if node.op_type in ("MatMul", "Gemm"):
+        maps = dims[0] if node.op_type == "Gemm" and node.attributes.get_int("transB", 0) else dims[-1]
+    return math.prod(dims) + maps
 
 
 def classify(node: ir.Node) -> str:
@@ -173,9 +203,75 @@ def build_ops(graph: ir.Graph, placement: Mapping[str, str] | None = None) -> li
                 out = users[0].outputs[0]
             op.output = _tensor(out, graph)
         elif node.outputs:
-            op.output = _tensor(node.outputs[0], graph)
+            outs = [t for v in node.outputs if v is not None and (t := _tensor(v, graph)) is not None]
+            op.output, op.more_outputs = (outs[0], outs[1:]) if outs else (None, [])
+            if kind in ("slice", "concat"):
+                _channel_parts(op, node)
         ops.append(op)
     return ops
+
+
+def _channel_axis(node: ir.Node, rank: int) -> bool:
+    """Whether ``node``'s ``axis`` attribute is the channel axis (1) of a tensor of rank 2-4 (N, C, H, W)."""
+    axis = node.attributes.get_int("axis", 0)
+    return 2 <= rank <= 4 and (axis + rank if axis < 0 else axis) == 1
+
+
+def _slice_start(node: ir.Node, dims: list[int]) -> int | None:
+    """The channel a Slice starts at, when it slices the channel axis only with step 1 (else None)."""
+    consts = [constant_array(v) if v is not None else None for v in node.inputs[1:5]]
+    if len(consts) < 2 or consts[0] is None or consts[1] is None:
+        return None
+    flat = [None if c is None else [int(x) for x in c.reshape(-1)] for c in consts]
+    starts, ends = flat[0], flat[1]
+    axes = flat[2] if len(flat) > 2 and flat[2] is not None else list(range(len(starts)))
+    steps = flat[3] if len(flat) > 3 and flat[3] is not None else [1] * len(starts)
+    rank = len(dims)
+    sliced = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=False):
+        axis = axis + rank if axis < 0 else axis
+        if not 0 <= axis < rank:
+            return None
+        size = dims[axis]
+        lo = min(max(start + size if start < 0 else start, 0), size)
+        hi = min(max(end + size if end < 0 else end, 0), size)
+        if step != 1 or (lo, hi) != (0, size):
+            sliced[axis] = lo
+    return sliced.get(1, 0) if set(sliced) <= {1} else None
+
+
+def _channel_parts(op: DlaOp, node: ir.Node) -> None:
+    """Fill ``op.parts`` when ``node`` (Split, Slice, Concat) works along the channel axis of 2-4-D tensors."""
+    if node.op_type == "Concat":
+        dims = [static_dims(v) if v is not None else None for v in node.inputs]
+        if not dims or any(d is None or len(d) != len(dims[0]) for d in dims) or not _channel_axis(node, len(dims[0])):
+            return
+        offset, parts = 0, []
+        for value, d in zip(node.inputs, dims, strict=True):
+            parts.append(ChannelPart(None if is_constant(value) else value.name, offset, int(d[1])))
+            offset += int(d[1])
+        op.parts, op.total_channels = parts, offset
+        return
+    src = static_dims(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    if src is None or not 2 <= len(src) <= 4:
+        return
+    if node.op_type == "Split":
+        if not _channel_axis(node, len(src)):
+            return
+        offset, parts = 0, []
+        for value in node.outputs:
+            d = static_dims(value) if value is not None else None
+            if d is None or len(d) != len(src):
+                return
+            parts.append(ChannelPart(value.name, offset, int(d[1])))
+            offset += int(d[1])
+    else:
+        start = _slice_start(node, list(src))
+        out = static_dims(node.outputs[0])
+        if start is None or out is None or len(out) != len(src):
+            return
+        parts = [ChannelPart(node.outputs[0].name, start, int(out[1]))]
+    op.parts, op.total_channels = parts, int(src[1])
 
 
 def _conv_geometry(op: DlaOp, node: ir.Node) -> None:

@@ -132,7 +132,7 @@ def _transition_s(prep: Prepared, ops: list[DlaOp], mode: str) -> float:
 
 def crossing_tensors(ops: Sequence[DlaOp], k: int) -> list[str]:
     """Tensors produced by ``ops[:k]`` and read by ``ops[k:]`` (graph inputs excluded)."""
-    made = {op.output.name for op in ops[:k] if op.output is not None}
+    made = {t.name for op in ops[:k] for t in op.outputs}
     seen: dict[str, None] = {}
     for op in ops[k:]:
         for t in op.inputs:

@@ -24,12 +24,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from dlakit.choices import NETWORK_CHOICES
 from dlakit.errors import DlakitError
 from dlakit.model import LoadedModel, load_model, parse_shapes
 from dlakit.model.loader import read_model_proto
 from dlakit.prepare.precut import TailCut, drop_control_flow_tail
 from dlakit.prepare.recipes import RECIPES, Recipe, Step, apply_recipe
-from dlakit.prepare.recognise import GENERIC, NETWORK_CHOICES, Recognition, recognise
+from dlakit.prepare.recognise import GENERIC, Recognition, recognise
 from dlakit.prepare.structure import Structure, analyse
 from dlakit.prepare.verification import verify_cut_points
 from dlakit.rewrite import DEFAULT_TOLERANCE, Verification, load_inputs, random_inputs

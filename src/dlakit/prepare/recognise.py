@@ -191,7 +191,6 @@ SIGNATURES: dict[str, Callable[[Structure], list[Signal]]] = {
     "retinanet-resnet34": _retinanet("basic", 1, 4, (768, 1280)),
     "resnet34-backbone": _backbone,
 }
-NETWORK_CHOICES = ("auto", *SIGNATURES, GENERIC)
 
 
 def recognise(s: Structure, forced: str = "auto") -> Recognition:

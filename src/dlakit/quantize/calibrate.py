@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 import onnx
 
-from dlakit.errors import DlakitError
+from dlakit.choices import DEFAULT_BUDGET_MB
+from dlakit.errors import DlakitError, OptionError
 from dlakit.model import LoadedModel
 from dlakit.quantize.calibrators import Calibrator
 from dlakit.quantize.data import DataSource
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
 from dlakit.quantize.runtime import input_specs, stream_activations, tensor_bytes, to_proto
-
-DEFAULT_BUDGET_MB = 1024
 
 
 @dataclass
@@ -78,8 +77,8 @@ def calibrate(
     """
     unknown = sorted(set(fp16_layers or ()) - {node.name for node in loaded.graph})
     if unknown:
-        raise DlakitError(f"--fp16-layers: no layer named {', '.join(unknown)} in {loaded.source}; use node names "
-                          "as dlakit check lists them")
+        raise OptionError(f"{{fp16_layers}}: no layer named {', '.join(unknown)} in {loaded.source}; use node names "
+                          "as dlakit check lists them", "fp16_layers")
     plan = plan or build_plan(loaded.graph, fp16_layers or set(), off_dla=off_dla)
     require_int8_layers(plan, loaded.source)
     model = to_proto(loaded)

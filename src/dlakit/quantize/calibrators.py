@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dlakit.choices import METHODS
+
 HIST_BINS = 2048
 QUANT_LEVELS = 128  # EntropyCalibration2 merges the histogram into 128 levels (the positive half of INT8)
-METHODS = ("max", "entropy", "percentile", "mse")
 #: values per tensor and batch that enter the histogram (every value enters the extremes and zero count)
 HIST_SAMPLE_LIMIT = 1 << 16
 
@@ -188,10 +189,10 @@ class Calibrator:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            from dlakit.errors import DlakitError
+            from dlakit.errors import OptionError
 
-            raise DlakitError(f"--method: unknown calibration method '{self.method}'; choose one of: "
-                              f"{', '.join(METHODS)}")
+            raise OptionError(f"{{method}}: unknown calibration method '{self.method}'; choose one of: "
+                              f"{', '.join(METHODS)}", "method")
 
     @property
     def needs_histogram(self) -> bool:

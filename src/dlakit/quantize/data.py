@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlakit.errors import DlakitError, numpy_file_problem
+from dlakit.errors import DlakitError, OptionError, numpy_file_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 TENSOR_SUFFIXES = (".npy", ".npz")
@@ -67,33 +67,33 @@ def make_preset(
 ) -> Preset:
     """A named preset with the user's overrides; bad values are one-line errors naming the option."""
     if name not in PRESETS:
-        raise DlakitError(f"--preset: unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+        raise OptionError(f"{{preset}}: unknown preset '{name}'; choose one of: {', '.join(PRESETS)}", "preset")
     preset = PRESETS[name]
     changes: dict[str, object] = {}
-    for option, value in (("--mean", mean), ("--std", std)):
+    for option, value in (("mean", mean), ("std", std)):
         if value is not None:
             if len(value) == 1:
                 value = tuple(value) * 3
             if len(value) != 3:
-                raise DlakitError(f"{option}: give 1 or 3 comma-separated numbers, not {len(value)}")
-            changes[option[2:]] = tuple(float(v) for v in value)
+                raise OptionError(f"{{{option}}}: give 1 or 3 comma-separated numbers, not {len(value)}", option)
+            changes[option] = tuple(float(v) for v in value)
     if std is not None and any(v == 0 for v in changes["std"]):  # type: ignore[union-attr]
-        raise DlakitError("--std: values must be non-zero")
+        raise OptionError("{std}: values must be non-zero", "std")
     for option in ("mean", "std"):
         if option in changes and not np.isfinite(changes[option]).all():  # type: ignore[arg-type]
-            raise DlakitError(f"--{option}: {','.join(map(str, changes[option]))} holds NaN or infinity; "  # type: ignore[arg-type]
-                              "give finite numbers")
+            raise OptionError(f"{{{option}}}: {','.join(map(str, changes[option]))} holds NaN or "  # type: ignore[arg-type]
+                              "infinity; give finite numbers", option)
     if scale is not None and not (np.isfinite(scale) and scale != 0):
-        raise DlakitError(f"--scale: {scale} is not a finite non-zero factor; e.g. 0.0039216 (1/255)")
+        raise OptionError(f"{{scale}}: {scale} is not a finite non-zero factor; e.g. 0.0039216 (1/255)", "scale")
     if scale is not None:
         changes["scale"] = float(scale)
     if channels is not None:
         if channels.upper() not in ("RGB", "BGR"):
-            raise DlakitError(f"--channel-order: '{channels}' is not RGB or BGR")
+            raise OptionError(f"{{channels}}: '{channels}' is not RGB or BGR", "channels")
         changes["channels"] = channels.upper()
     if layout is not None:
         if layout.upper() not in ("NCHW", "NHWC"):
-            raise DlakitError(f"--layout: '{layout}' is not NCHW or NHWC")
+            raise OptionError(f"{{layout}}: '{layout}' is not NCHW or NHWC", "layout")
         changes["layout"] = layout.upper()
     if crop != "preset":
         changes["crop"] = crop
@@ -259,7 +259,7 @@ def open_source(
     if not path.exists():
         raise DlakitError(f"{path}: calibration data not found; pass a folder of images or a .npy/.npz file")
     if num_samples is not None and num_samples <= 0:
-        raise DlakitError(f"--num-samples: must be positive, not {num_samples}")
+        raise OptionError(f"{{num_samples}}: must be positive, not {num_samples}", "num_samples")
     if path.is_file():
         files = [path]
     else:
@@ -287,8 +287,8 @@ def check_image_input(name: str, shape: tuple[int, ...], preset: Preset) -> None
     """A one-line error unless the input takes 3-channel images in the preset's layout."""
     channel_axis = 0 if preset.layout == "NCHW" else 2
     if len(shape) != 3 or shape[channel_axis] != 3:
-        raise DlakitError(f"input '{name}' has per-sample shape {list(shape)}, not a 3-channel {preset.layout} "
-                          "image; pass --layout NHWC or feed .npy tensors")
+        raise OptionError(f"input '{name}' has per-sample shape {list(shape)}, not a 3-channel {preset.layout} "
+                          "image; pass {layout} NHWC or feed .npy tensors", "layout")
 
 
 def _npz_header(npz: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 from dlakit.quantize.data import IMAGE_SUFFIXES, DataSource, Preset
 from dlakit.quantize.emulate import run_model
 
@@ -55,7 +55,8 @@ def _pycocotools():
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError:
-        raise DlakitError("--coco needs pycocotools: pip install pycocotools (the coco extra: dlakit[coco])") from None
+        raise OptionError("{coco} needs pycocotools: pip install pycocotools (the coco extra: dlakit[coco])",
+                          "coco") from None
     return COCO, COCOeval
 
 
@@ -148,11 +149,11 @@ def output_layout(model: onnx.ModelProto, names: str | None) -> list[str]:
         chosen = [n.strip() for n in names.split(",") if n.strip()]
         missing = [n for n in chosen if n not in outputs]
         if missing:
-            raise DlakitError(f"--detections: the model has no output {', '.join(missing)}; its outputs are "
-                              f"{', '.join(outputs)}")
+            raise OptionError(f"{{detections}}: the model has no output {', '.join(missing)}; its outputs are "
+                              f"{', '.join(outputs)}", "detections")
         if len(chosen) not in (1, 3, 4):
-            raise DlakitError(f"--detections: give 1 output ([N,K,6|7]) or 3-4 (boxes,scores,classes[,count]), "
-                              f"not {len(chosen)}")
+            raise OptionError(f"{{detections}}: give 1 output ([N,K,6|7]) or 3-4 (boxes,scores,classes[,count]), "
+                              f"not {len(chosen)}", "detections")
         return chosen
     if len(outputs) == 1:
         return outputs
@@ -163,8 +164,8 @@ def output_layout(model: onnx.ModelProto, names: str | None) -> list[str]:
             guess.append(found[0])
     if len(guess) >= 3 and len(set(guess)) == len(guess):
         return guess
-    raise DlakitError(f"the model has outputs {', '.join(outputs)}; name the detections with --detections "
-                      "boxes,scores,classes[,count] or --detections DETS ([N,K,6|7])")
+    raise OptionError(f"the model has outputs {', '.join(outputs)}; name the detections with {{detections}} "
+                      "boxes,scores,classes[,count] or {detections} DETS ([N,K,6|7])", "detections")
 
 
 def _as_arrays(values: list[np.ndarray], names: list[str]) -> tuple[np.ndarray, ...]:
@@ -172,8 +173,8 @@ def _as_arrays(values: list[np.ndarray], names: list[str]) -> tuple[np.ndarray, 
     if len(names) == 1:
         dets = values[0]
         if dets.ndim != 3 or dets.shape[2] not in (6, 7):
-            raise DlakitError(f"output '{names[0]}' has shape {list(dets.shape)}, not [N,K,6] or [N,K,7]; "
-                              "or name boxes,scores,classes with --detections")
+            raise OptionError(f"output '{names[0]}' has shape {list(dets.shape)}, not [N,K,6] or [N,K,7]; "
+                              "or name boxes,scores,classes with {detections}", "detections")
         dets = dets[:, :, -6:]
         return dets[:, :, :4], dets[:, :, 4], dets[:, :, 5], None
     boxes, scores, classes = values[:3]
@@ -240,9 +241,9 @@ def evaluate_detection(model: onnx.ModelProto, emulated: onnx.ModelProto | None,
                        ) -> dict[str, object]:
     """COCO AP of the FP32 model and (when given) the emulated INT8 model on the same images."""
     if class_ids not in CLASS_IDS:
-        raise DlakitError(f"--class-ids: '{class_ids}' is not one of {', '.join(CLASS_IDS)}")
+        raise OptionError(f"{{class_ids}}: '{class_ids}' is not one of {', '.join(CLASS_IDS)}", "class_ids")
     if box_format not in BOX_FORMATS:
-        raise DlakitError(f"--box-format: '{box_format}' is not one of {', '.join(BOX_FORMATS)}")
+        raise OptionError(f"{{box_format}}: '{box_format}' is not one of {', '.join(BOX_FORMATS)}", "box_format")
     _pycocotools()  # fail before running the model
     coco = load_coco(annotations)
     names = output_layout(model, detections)

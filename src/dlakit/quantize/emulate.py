@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from dlakit.errors import DlakitError
+from dlakit.errors import OptionError
 from dlakit.model import LoadedModel
 from dlakit.quantize.data import DataSource
 from dlakit.quantize.numerics import INT8_MAX, ROUNDINGS, fake_quant, sqnr_db
@@ -34,7 +34,7 @@ def build_emulator(model: onnx.ModelProto, plan: QuantPlan, amax: dict[str, floa
     both shows whether the unsure DLA rounding mode matters for a model.
     """
     if rounding not in ROUNDINGS:
-        raise DlakitError(f"--rounding: '{rounding}' is not one of {', '.join(ROUNDINGS)}")
+        raise OptionError(f"{{rounding}}: '{rounding}' is not one of {', '.join(ROUNDINGS)}", "rounding")
     return insert_qdq(model, plan, amax, weights="fake", fp16_casts=fp16, rounding=rounding)
 
 

@@ -31,7 +31,7 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if opset < FP16_QDQ_OPSET:
         from onnx import version_converter
 
-        from dlakit.errors import DlakitError
+        from dlakit.errors import OptionError
 
         source = onnx.ModelProto()
         source.CopyFrom(model)
@@ -39,8 +39,9 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         try:
             out = version_converter.convert_version(source, FP16_QDQ_OPSET)
         except Exception as exc:  # the converter raises its own types
-            raise DlakitError(f"--qdq-precision fp16: converting the Q/DQ model to opset {FP16_QDQ_OPSET} failed "
-                              f"({str(exc).splitlines()[0][:120]}); re-export the model with a newer opset") from None
+            raise OptionError(f"{{qdq_precision}} fp16: converting the Q/DQ model to opset {FP16_QDQ_OPSET} failed "
+                              f"({str(exc).splitlines()[0][:120]}); re-export the model with a newer opset",
+                              "qdq_precision") from None
     else:
         out = onnx.ModelProto()
         out.CopyFrom(model)

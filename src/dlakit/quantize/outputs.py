@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from dlakit.atomic import write_text, write_with
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 from dlakit.model import LoadedModel
 from dlakit.quantize.cache import DEFAULT_ALGORITHM, CalibrationCache, scale_to_hex, write_cache
 from dlakit.quantize.fp16 import to_fp16
@@ -85,7 +85,7 @@ def write_outputs(
     ``fp32`` (explicit quantization for TensorRT 8.6-10, other tools), or ``auto`` (fp16 for strongly typed releases).
     """
     if qdq_precision not in ("auto", "fp16", "fp32"):
-        raise DlakitError(f"--qdq-precision: '{qdq_precision}' is not auto, fp16 or fp32")
+        raise OptionError(f"{{qdq_precision}}: '{qdq_precision}' is not auto, fp16 or fp32", "qdq_precision")
     if qdq_precision == "auto":
         qdq_precision = "fp16" if target.release.strongly_typed else "fp32"
     directory = Path(directory)

@@ -19,7 +19,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 from dlakit.model import LoadedModel, static_dims
 from dlakit.quantize.data import DataSource
 
@@ -69,7 +69,8 @@ def input_specs(loaded: LoadedModel) -> tuple[dict[str, tuple[int, ...]], int | 
     for value in loaded.graph.inputs:
         dims = static_dims(value)
         if value.shape is None or len(value.shape) == 0:
-            raise DlakitError(f"input '{value.name}' has no known shape; pass --shapes {value.name}:1x3x224x224")
+            raise OptionError(f"input '{value.name}' has no known shape; pass {{shapes}} {value.name}:1x3x224x224",
+                              "shapes")
         rest = [d if isinstance(d, int) else None for d in list(value.shape)[1:]]
         if dims is None and None in rest:
             raise DlakitError(f"input '{value.name}' has dynamic dimensions {value.shape}; pass --shapes "

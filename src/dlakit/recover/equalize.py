@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from dlakit.errors import DlakitError
+from dlakit.errors import OptionError
 
 #: DLA Clipped ReLU: minimum 0, maximum in [1, 127] (facts/dla.md §1.2 Activation)
 DLA_CLIP_MAX = (1.0, 127.0)
@@ -187,7 +187,7 @@ def equalize(model: onnx.ModelProto, relu6: str = "keep", sweeps: int = 3,
     the first layer's channels safe. Exactness is then guaranteed for inputs inside that domain.
     """
     if relu6 not in RELU6_MODES:
-        raise DlakitError(f"--relu6: '{relu6}' is not one of {', '.join(RELU6_MODES)}")
+        raise OptionError(f"{{relu6}}: '{relu6}' is not one of {', '.join(RELU6_MODES)}", "relu6")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph

@@ -16,6 +16,7 @@ comes from ``dlakit.perf`` (INT8 vs FP16 estimate) when that package is availabl
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from dlakit.vocab import Precision
 
 CANDIDATES = 12
 SCREEN_SAMPLES = 4
+GROUP = 8  # candidates screened together at first (then halved while they could hold the best)
 
 
 @dataclass
@@ -206,6 +208,60 @@ def candidates_of(loaded: LoadedModel, plan: QuantPlan, units: list[Unit], added
     return list(found.values())
 
 
+def screen_groups(trials: Trials, amax: dict[str, float], pool: list[Candidate], screen: Source,
+                  base_nsr: float, floor: float, want: int, progress: bool = False) -> list[Candidate]:
+    """The ``want`` candidates of ``pool`` with the largest output-noise gain per MAC in FP16 on ``screen`` (gain
+    > 0), best first, found by adaptive group testing instead of one emulator run per candidate.
+
+    Output noise powers add, so a group in FP16 gains about the sum of its members' gains: the group's gain over
+    its cheapest member's MACs bounds every member's gain per MAC. Candidates are grouped :data:`GROUP` at a time in
+    order of local noise per MAC (free from the ``compare_layers`` pass), and the groups whose bound could still
+    reach the best ``want`` are halved, best bound first: one half is measured, the other's gain is the group's
+    minus it. Groups of candidates that add little noise are never opened, so the runs grow with ``want`` times
+    the log of the pool rather than with the pool (ResNet-50: see README).
+    """
+    def cost(cand: Candidate) -> float:
+        return max(cand.macs, floor)
+
+    entries: list[tuple[float, int, list[Candidate]]] = []  # (-bound, tie-break, members), a heap
+    count = 0
+
+    def push(members: list[Candidate], gain: float) -> None:
+        nonlocal count
+        heapq.heappush(entries, (-gain / min(cost(c) for c in members), count, members))
+        count += 1
+
+    def gains_of(groups: list[list[Candidate]], description: str) -> list[float]:
+        fp16 = [(amax, set().union(*(c.nodes for c in group))) for group in groups]
+        return [base_nsr - 10 ** (-sqnr / 10) for sqnr in trials.sqnrs(fp16, screen, description, progress)]
+
+    order = sorted(pool, key=lambda c: -c.local_nsr / cost(c))
+    groups = [order[i:i + GROUP] for i in range(0, len(order), GROUP)]
+    for group, gain in zip(groups, gains_of(groups, f"FP16 layers: screening {len(pool)} candidates in "
+                                                    f"{len(groups)} groups"), strict=True):
+        push(group, gain)
+    ranked: list[Candidate] = []
+    while entries and len(ranked) < want and entries[0][0] < 0:
+        top = heapq.nsmallest(want - len(ranked), entries)
+        done = set()
+        while top and len(top[0][2]) == 1 and top[0][0] < 0:  # singletons ahead of every group: taken
+            done.add(top[0][1])
+            ranked.append(top.pop(0)[2][0])
+        opened = [entry for entry in top if len(entry[2]) > 1 and entry[0] < 0]
+        done |= {entry[1] for entry in opened}
+        entries = [entry for entry in entries if entry[1] not in done]
+        heapq.heapify(entries)
+        if not opened:
+            continue
+        halves = [members[:len(members) // 2] for _, _, members in opened]
+        measured = gains_of(halves, f"FP16 layers: narrowing {len(opened)} groups")
+        for (bound, _, members), half, gain in zip(opened, halves, measured, strict=True):
+            whole = -bound * min(cost(c) for c in members)
+            push(half, gain)
+            push(members[len(half):], whole - gain)
+    return ranked
+
+
 def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.ModelProto, plan: QuantPlan,
                 amax: dict[str, float], source: Source, batch_size: int, target_sqnr_db: float | None = None,
                 max_fp16_macs: float | None = None, unsigned: set[str] | None = None,
@@ -242,18 +298,12 @@ def select_fp16(loaded: LoadedModel, reference: onnx.ModelProto, model: onnx.Mod
     budget = (max_fp16_macs if max_fp16_macs is not None else 1.0) * total
     pool = [c for c in candidates_of(loaded, plan, units, added) if c.macs <= budget]
     # the local noise misses amplification (Lite0's stem output carries 30 % of the output noise yet adds little
-    # locally), so every affordable candidate is screened on a few samples and the best are measured on all
+    # locally), so candidates are screened with the emulator on a few samples, in groups, and the best are measured
+    # on all
     screen = _head(source, SCREEN_SAMPLES, batch_size)
     base_screen = 10 ** (-output_sqnr(fp32, emulated, screen, batch_size) / 10)
-    screened = []
     trials = Trials(loaded, model, fp32, unsigned, reference, off, batch_size, runner)
-    sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in pool], screen,
-                         f"FP16 layers: screening {len(pool)} candidates", progress)
-    for cand, sqnr in zip(pool, sqnrs, strict=True):
-        gain = base_screen - 10 ** (-sqnr / 10)
-        screened.append((gain / max(cand.macs, total * 1e-3), gain, cand))
-    screened.sort(key=lambda item: -item[0])
-    ranked = [cand for _, gain, cand in screened if gain > 0][:candidates]
+    ranked = screen_groups(trials, amax, pool, screen, base_screen, total * 1e-3, candidates, progress)
     base_nsr = 10 ** (-base / 10)
     gains: dict[str, float] = {}
     sqnrs = trials.sqnrs([(amax, set(cand.nodes)) for cand in ranked], source,

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from dlakit.analysis import Analysis
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 from dlakit.model import LoadedModel, load_model
 from dlakit.quantize.calibrate import require_int8_layers
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
@@ -99,9 +99,9 @@ def check_uint8(release: str | None, platform: str | None) -> str:
 
     target = resolve_target(platform, release)
     if dla_version(target.release.dla) < UINT8_MIN_DLA:
-        raise DlakitError(f"--allow-uint8: {target.release.name} ships DLA {target.release.dla}, which has only "
+        raise OptionError(f"{{allow_uint8}}: {target.release.name} ships DLA {target.release.dla}, which has only "
                           f"symmetric INT8; unsigned INT8 needs DLA ≥ {'.'.join(map(str, UINT8_MIN_DLA))} "
-                          "(e.g. --release jetpack-7.2.2)")
+                          "(e.g. {release} jetpack-7.2.2)", "allow_uint8", "release")
     return target.label
 
 
@@ -134,11 +134,12 @@ def recover(loaded: LoadedModel, source: Source, options: RecoverOptions | None 
     """Run the recovery on ``loaded`` with calibration ``source``; the input model is never modified."""
     options = options or RecoverOptions()
     if options.max_fp16_macs is not None and not 0 <= options.max_fp16_macs <= 1:
-        raise DlakitError(f"--max-fp16-macs: {options.max_fp16_macs} is not a fraction between 0 and 1")
+        raise OptionError(f"{{max_fp16_macs}}: {options.max_fp16_macs} is not a fraction between 0 and 1",
+                          "max_fp16_macs")
     if options.target_sqnr_db is not None and options.max_fp16_macs is not None:
-        raise DlakitError("give --target-sqnr or --max-fp16-macs, not both")
+        raise OptionError("give {target_sqnr_db} or {max_fp16_macs}, not both", "target_sqnr_db", "max_fp16_macs")
     if options.relu6 not in RELU6_MODES:
-        raise DlakitError(f"--relu6: '{options.relu6}' is not one of {', '.join(RELU6_MODES)}")
+        raise OptionError(f"{{relu6}}: '{options.relu6}' is not one of {', '.join(RELU6_MODES)}", "relu6")
     if options.allow_uint8:
         check_uint8(options.release, options.platform)
     _, batch = input_specs(loaded)

@@ -19,11 +19,11 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from dlakit.choices import DEFAULT_TOLERANCE
 from dlakit.data.opdata import op_data
 from dlakit.errors import DlakitError, numpy_file_problem
 from dlakit.model import LoadedModel, static_dims
 
-DEFAULT_TOLERANCE = 1e-4
 #: Before IR version 4 every initializer had to be a graph input too; dlakit's loader drops those inputs (TensorRT
 #: treats them as weights), so models are written with at least this IR version.
 MIN_IR_VERSION = 4

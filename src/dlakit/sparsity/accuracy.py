@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 
 if TYPE_CHECKING:
     from dlakit.check import CheckReport
@@ -143,7 +143,7 @@ def open_batches(path: str, loaded: Any, preset: str | None, num_samples: int | 
     from dlakit.quantize.runtime import input_specs
 
     if preset is not None and preset not in PRESETS:
-        raise DlakitError(f"--preset: '{preset}' is not one of {', '.join(PRESETS)}")
+        raise OptionError(f"{{preset}}: '{preset}' is not one of {', '.join(PRESETS)}", "preset")
     inputs, batch = input_specs(loaded)
     source = open_source(path, inputs, PRESETS[preset or "imagenet"], num_samples)
     return source, list(source.batches(batch or 1))

@@ -19,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from dlakit.check import CheckReport
-from dlakit.errors import DlakitError
+from dlakit.errors import OptionError
 from dlakit.sparsity.eligibility import SparsityInfo, sparsity_info
 from dlakit.sparsity.gain import GainEstimate
 from dlakit.sparsity.pattern import MODES, density, energy_kept, prune
@@ -166,8 +166,8 @@ def select_layers(infos: Sequence[SparsityInfo], layers: Sequence[str] | None) -
     unknown = [name for name in layers if name not in known]
     if unknown:
         sample = ", ".join(sorted(known)[:6]) + (", ..." if len(known) > 6 else "")
-        raise DlakitError(f"--layers: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a "
-                          f"convolution of this model (convolutions: {sample or 'none'})")
+        raise OptionError(f"{{layers}}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a "
+                          f"convolution of this model (convolutions: {sample or 'none'})", "layers")
     return set(layers)
 
 
@@ -220,11 +220,12 @@ def sparsify_model(
     a layer is pruned only when ``gains`` estimates at least that speed-up for its fused op.
     """
     if mode not in MODES:
-        raise DlakitError(f"--mode: '{mode}' is not one of {', '.join(MODES)}")
+        raise OptionError(f"{{mode}}: '{mode}' is not one of {', '.join(MODES)}", "mode")
     if min_gain is not None and gains is None:
-        raise DlakitError("--min-gain needs the performance model (dlakit.perf), which is not available here")
+        raise OptionError("{min_gain} needs the performance model (dlakit.perf), which is not available here",
+                          "min_gain")
     if min_gain is not None and not min_gain > 0:
-        raise DlakitError(f"--min-gain: {min_gain} must be a speed-up factor > 0, e.g. 1.1")
+        raise OptionError(f"{{min_gain}}: {min_gain} must be a speed-up factor > 0, e.g. 1.1", "min_gain")
     infos = sparsity_info(report)
     selected = select_layers(infos, layers)
     out = onnx.ModelProto()

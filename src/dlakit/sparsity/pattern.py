@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlakit.choices import SPARSITY_MODES
+
 GROUP = 4
 KEEP = 2
-MODES = ("magnitude", "force")
+MODES = SPARSITY_MODES
 
 
 def _grouped(weights: np.ndarray) -> tuple[np.ndarray, int]:
