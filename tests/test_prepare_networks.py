@@ -121,9 +121,9 @@ def test_check_require_full_dla_accepts_the_written_model(tmp_path, capsys):
 
 
 def test_full_size_resnet50_at_reference_batch_is_the_zoo_prepared_form():
-    """At full size and the reference batch 2 (what ``dlakit prepare resnet50`` builds), fix's default latency guard
-    priced folded BatchNorms 0.6 % slower and left all 53 in; a named recipe's guard judges placement, so the BNs fold
-    and the result is the zoo's prepared form op for op."""
+    """At full size and the reference batch 2 (what ``dlakit prepare resnet50`` builds), the README's claim: the zoo's
+    prepared form op for op. Before a conv's bias was priced whether the model had one or not, fix's latency guard
+    priced the folded BatchNorms slower (a CBUF tiling artefact) and left all 53 in; small cases missed it."""
     published = zoo.build("resnet50", form="published", seed=3)
     result = prepare_model(published)
     assert "BatchNormalization" not in result.ops_after

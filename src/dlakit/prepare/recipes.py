@@ -15,11 +15,6 @@ per-model preparation scripts do:
   prepared RetinaNet keeps them apart; so no sibling fusion here.
 * backbone: nothing to cut; fold.
 * generic: exactly ``dlakit fix --cut-postprocess`` (every rule and pass).
-
-A named recipe's rules are NVIDIA's preparation, so its guard judges placement (``objective="dla-share"``), not the
-estimate: the latency guard left ResNet-50's BatchNorms unfolded (a folded bias is priced with the weights in the
-CBUF tiling, 0.6 % slower, an artefact inside the model's error band; TensorRT folds them at build time anyway), and
-the prepared model would no longer be the zoo's prepared form. The generic recipe keeps fix's default objective.
 """
 
 from __future__ import annotations
@@ -97,8 +92,7 @@ def apply_recipe(recipe: Recipe, loaded: LoadedModel, structure: Structure, targ
     """Run ``recipe`` on a copy of ``loaded`` (which is not modified)."""
     heads = [h.output.name or "" for h in structure.heads] if recipe.cut == "heads" else None
     options = FixOptions(outputs=heads or None, cut_postprocess=recipe.cut == "postprocess",
-                         rules=list(recipe.rules) if recipe.rules is not None else None, target=target,
-                         objective="latency" if recipe.rules is None else "dla-share")
+                         rules=list(recipe.rules) if recipe.rules is not None else None, target=target)
     result = fix_model(loaded, options)
     applied = Applied(model=result.model, placement=result.placement)
     steps = applied.steps
