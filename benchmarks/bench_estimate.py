@@ -211,6 +211,10 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="store the fit in data/perf.toml")
     parser.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
+    if not args.csv.is_file():  # NVIDIA's figures live in the project's shared/ folder, not in a clone
+        print(f"error: {args.csv}: no such file; the measurements are in the project's shared/ folder beside the "
+              "checkout (not in a clone): pass --csv", file=sys.stderr)
+        return 2
     fit_report(args.csv, args.write)
     calib = load_perf_data().calibration
     print(f"\nstored calibration: {calib.version}, error band ±{calib.error_band_pct:g}%")

@@ -140,6 +140,11 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="store the fits in data/gpu.toml and data/power.toml")
     parser.add_argument("--skip-gpu", action="store_true", help="only the perf/W fit")
     args = parser.parse_args()
+    for path in ([] if args.skip_gpu else [args.csv]) + [args.table]:
+        if not path.is_file():  # NVIDIA's figures live in the project's shared/ folder, not in a clone
+            print(f"error: {path}: no such file; the measurements are in the project's shared/ folder beside the "
+                  "checkout (not in a clone): pass --csv / --table", file=sys.stderr)
+            return 2
     if not args.skip_gpu:
         gpu_report(args.csv, args.write)
     power_report(args.table, args.write)
