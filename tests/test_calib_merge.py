@@ -4,6 +4,8 @@ tensors whose weights are not whole numbers, a tensor zero in the first batch); 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,7 @@ def sharded(batches: list[np.ndarray], cut: list[int], histogram: bool = True) -
     start = first.hist_range if first.hist is not None else None
     merged = TensorStats(histogram=histogram)
     bounds = [0, *cut, len(batches)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in pairwise(bounds):
         part = shard(batches[lo:hi], start, histogram)
         if not _fits({"t": merged}, {"t": part}):  # started at its own first non-zero batch: again
             part = shard(batches[lo:hi], merged.hist_range, histogram)
