@@ -10,9 +10,10 @@ extremes, counts and the float additions of the (sampled, weighted) histogram ar
 Summing each shard's histogram and merging the sums would not be: the weights of sampled tensors are not whole
 numbers, so the float sums depend on their grouping.
 
-A tensor that is exactly zero (or not finite) throughout the first batch has no starting range yet; a shard then
-starts it at its own first non-zero batch, which is the serial one only for the first shard that sees it. Shards
-whose starting range turns out wrong are run again (on the driver) with the right one.
+A tensor that is exactly zero (or not finite) throughout the first batch has no starting range yet: the driver
+measures the next few batches too; if it is zero in those as well, a shard starts it at its own first non-zero
+batch, which is the serial one only for the first shard that sees it, and shards whose starting range turns out
+wrong are run again (on the driver) with the right one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from dlakit.quantize.data import DataSource
 from dlakit.quantize.runtime import stream_activations
 from dlakit.scale import Pool, run_shards
 from dlakit.scale.data import SampleRange, shards_of, slice_source
+
+#: batches after the first that the driver measures for the starting range of tensors zero throughout the first
+START_BATCHES = 3
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,16 @@ def calibrate_sharded(model: onnx.ModelProto, source: DataSource, calibrator: Ca
     ``where``; fills ``calibrator.stats`` exactly as the serial pass does and returns the samples seen."""
     histogram = calibrator.needs_histogram
     bases: dict[str, float] = {}
-    if histogram and len(source):
-        _, first = _observe(CalibJob(model, tensors, histogram, batch_size, budget_bytes, sizes, {}),
-                            slice_source(source, 0, min(batch_size, len(source))), {})
-        bases = {name: obs[0].hist_range for name, obs in first.items() if obs and obs[0].counts is not None}
+    probe = CalibJob(model, tensors, histogram, batch_size, budget_bytes, sizes, {})
+    # the starting ranges: the first batch's (and, for tensors zero throughout it, the next few batches')
+    for start, stop in ((0, 1), (1, 1 + START_BATCHES)) if histogram else ():
+        if start * batch_size >= len(source) or (start and len(bases) == len(tensors)):
+            break
+        _, seen = _observe(probe, slice_source(source, start * batch_size, min(stop * batch_size, len(source))), {})
+        for name, observations in seen.items():
+            first = next((o for o in observations if o.counts is not None), None)
+            if name not in bases and first is not None:
+                bases[name] = first.hist_range
     job = CalibJob(model, tensors, histogram, batch_size, budget_bytes, sizes, bases)
     shards = shards_of(source, batch_size, where)
     parts = run_shards(_calib_shard, job, shards, where,
