@@ -1,12 +1,14 @@
 """Serial vs ``--workers 2`` vs ``--workers 4``: wall time of ``dlakit eval`` (FP32 + emulated INT8) over a few
-hundred images and of ``dlakit sweep`` over the zoo, the speed-up, and the memory of each Ray worker.
+hundred images, of ``dlakit quantize``'s calibration over a few hundred samples and of ``dlakit sweep`` over the
+zoo, the speed-up, and the memory of each Ray worker.
 
 The cluster is started by the benchmark (as ``--workers N`` would start it) so that its start-up is timed apart
 from the run; "total" is what the command costs end to end. Each sharded run's JSON is compared with the serial
-run's (the sweep's without wall times): "same" must say yes. Worker memory is the peak resident set (VmHWM) of
-each Ray worker process, read from /proc after the run (Linux only), plus Ray's own daemons.
+run's (the sweep's and quantize's without wall times): "same" must say yes. Worker memory is the peak resident
+set (VmHWM) of each Ray worker process, read from /proc after the run (Linux only), plus Ray's own daemons.
 
-    python benchmarks/bench_scale.py [--images 384] [--workers 2,4] [--skip-eval] [--skip-sweep] [--json]
+    python benchmarks/bench_scale.py [--images 384] [--calib-samples 512] [--workers 2,4] [--skip-eval]
+        [--skip-quantize] [--skip-sweep] [--json]
 
 Needs Ray (pip install dlakit[ray]). On a machine with fewer cores than workers the speed-up is capped by the
 cores: the table says how many this machine has.
@@ -139,11 +141,28 @@ def eval_args(folder: Path, images: int) -> list[str]:
             "--preset", "unit", "--no-progress", "-f", "json"]
 
 
+def quantize_args(folder: Path, samples: int) -> list[str]:
+    import onnx
+
+    model = folder / "cnn_calib.onnx"
+    onnx.save(cnn(), model)
+    calib = folder / "calib_many.npy"
+    np.save(calib, np.random.default_rng(1).normal(size=(samples, 3, 64, 64)).astype(np.float32))
+    return ["quantize", str(model), "--calib", str(calib), "-o", str(folder / "q_calib"), "--no-progress", "-f",
+            "json"]
+
+
+def without_seconds(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("calibration_seconds", "files")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=384, help="images for eval (default 384)")
     parser.add_argument("--workers", default="2,4", help="worker counts to compare with serial (default 2,4)")
+    parser.add_argument("--calib-samples", type=int, default=512, help="samples for quantize (default 512)")
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--skip-quantize", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
     opts = parser.parse_args()
@@ -159,6 +178,9 @@ def main() -> None:
         if not opts.skip_eval:
             rows += measure(f"eval, {opts.images} images", eval_args(Path(tmp), opts.images), counts,
                             lambda data: data)
+        if not opts.skip_quantize:
+            rows += measure(f"quantize (entropy), {opts.calib_samples} samples",
+                            quantize_args(Path(tmp), opts.calib_samples), counts, without_seconds)
         if not opts.skip_sweep:
             rows += measure(f"sweep, zoo x {len(SWEEP_TARGETS) // 2} target flags",
                             ["sweep", *ZOO, *SWEEP_TARGETS, "--no-progress", "-f", "json"], counts,

@@ -280,3 +280,47 @@ def test_ray_address_connects_to_a_running_cluster(cluster, files, capsys):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: --ray 127.0.0.1:1: cannot reach the Ray cluster (Connection refused); check that it runs (ray start "
         "--head) and the address, or run without --ray"]
+
+
+def wide_model() -> onnx.ModelProto:
+    """Conv 3→10 on 67x67 (179,560 values a batch: sampled for the histogram, weight 2.9999...) → ReLU → Conv."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in
+             (("w1", (10, 3, 3, 3)), ("w2", (4, 10, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH, 3, 67, 67])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [BATCH, 4, 67, 67])
+    graph = helper.make_graph(nodes, "wide", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize(("method", "first", "count"), [("entropy", 0.01, 4), ("percentile", 0.01, 4),
+                                                        ("max", 0.01, 4), ("entropy", 0.0, 4), ("entropy", 0.0, 20)])
+def test_quantize_with_workers_writes_the_serial_files(cluster, files, tmp_path, capsys, method, first, count):
+    """The calibration cache and the scales are the serial run's byte for byte, on data whose maximum grows by a
+    factor 10,000 after a small first batch (histogram ranges doubled many times, differently in each shard), or
+    whose first batch (or first five: more than the driver measures for starting ranges) is all zeros (the wide
+    model has no biases: no tensor has a starting range from them, and shards that start their own are measured
+    again)."""
+    model, tmp = files
+    wide = tmp_path / "wide.onnx"
+    onnx.save(wide_model(), wide)
+    rng = np.random.default_rng(3)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, (scale, n) in enumerate(zip((first, 1.0, 100.0, 0.5, 3.0), (count, 6, 6, 6, 5), strict=True)):
+        np.save(data / f"{i}.npy", (rng.normal(size=(n, 3, 67, 67)) * scale).astype(np.float32))  # the last batch 3
+    for path, calib in ((model, tmp / "tensors"), (wide, data)):
+        written = []
+        for extra in ([], ["--workers", "2"]):
+            out = tmp_path / f"{path.stem}-{method}-{len(extra)}"
+            code, _, err = run(capsys, "quantize", str(path), "--calib", str(calib), "-o", str(out), "-m", method,
+                               "--no-progress", "-f", "json", *extra)
+            assert code == 0, err
+            scales = json.loads((out / f"{path.stem}_scales.json").read_text())
+            scales.pop("calibration_seconds")
+            scales.pop("files")
+            written.append(((out / f"{path.stem}.cache").read_bytes(), scales))
+        assert written[0] == written[1]

@@ -56,6 +56,8 @@ def quantize(
                                       "(strongly typed DLA, TensorRT 11.4+), fp32, or auto (by --release)."),
     progress: bool = ProgressOpt,
     fmt: str = FormatOpt,
+    workers: int | None = WorkersOpt,
+    address: str | None = RayOpt,
 ) -> None:
     """Calibrate MODEL on your data and write the DLA INT8 files for the release: calibration cache, scales JSON,
     --layerPrecisions string, Q/DQ model and the trtexec command."""
@@ -76,8 +78,9 @@ def quantize(
     analysis = Analysis.of(loaded, target, Precision.INT8)
     sample_shapes, _ = input_specs(loaded)
     source = open_source(calib, sample_shapes, preprocessing.preset(), num_samples)
-    result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
-                       off_dla=analysis.off_dla)
+    with pool(workers, address) as where:  # the statistics pass sharded over Ray: the same statistics
+        result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
+                           off_dla=analysis.off_dla, where=where)
     raw, tied, costs = result.ranges()
     info = {"model": loaded.source, "method": method, "samples": result.samples,
             "calibration_seconds": round(result.seconds, 2)}

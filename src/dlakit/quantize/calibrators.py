@@ -26,6 +26,21 @@ HIST_SAMPLE_LIMIT = 1 << 16
 
 
 @dataclass
+class BatchObservation:
+    """One batch of one tensor as :meth:`TensorStats.measure` sees it: what :meth:`TensorStats.fold` adds. A
+    sharded calibration sends these back in batch order and folds them as the serial run does."""
+
+    nonfinite: int = 0
+    lo: float = 0.0
+    hi: float = 0.0
+    total: int = 0
+    zeros: int = 0
+    weight: float = 1.0
+    hist_range: float = 0.0
+    counts: np.ndarray | None = None
+
+
+@dataclass
 class TensorStats:
     """Running statistics of one tensor: exact extremes and a histogram of |x| whose range only grows by
     powers of two, so that re-binning merges whole bins and stays exact."""
@@ -49,41 +64,76 @@ class TensorStats:
         return self.count > 0 and self.minimum >= 0.0
 
     def update(self, values: np.ndarray) -> None:
+        self.fold(self.measure(values))
+
+    def measure(self, values: np.ndarray) -> BatchObservation:
+        """What one batch adds to these statistics, without adding it: the extremes, counts and the histogram
+        counts of |x| binned at the range :meth:`fold` will grow to (bin indices not clamped at the top bin, so
+        that the counts can be re-binned exactly to any power-of-two larger range)."""
         flat = np.asarray(values, dtype=np.float32).ravel()
         if flat.size == 0:
-            return
+            return BatchObservation()
         lo, hi, total = float(flat.min()), float(flat.max()), flat.size
+        nonfinite = 0
         if not (math.isfinite(lo) and math.isfinite(hi)):
             finite = np.isfinite(flat)
-            self.nonfinite += int(flat.size - finite.sum())
+            nonfinite = int(flat.size - finite.sum())
             flat = flat[finite]
             if flat.size == 0:
-                return
+                return BatchObservation(nonfinite)
             total = flat.size
             lo, hi = float(flat.min()), float(flat.max())
-        self.minimum, self.maximum = min(self.minimum, lo), max(self.maximum, hi)
-        self.count += total
-        if not self.histogram or flat.size == 0:
-            return
+        obs = BatchObservation(nonfinite, lo, hi, total)
+        if not self.histogram:
+            return obs
         top = max(abs(lo), abs(hi))
-        self._grow(top)
         # an evenly strided sample bounds the cost of huge tensors; the extremes above came from every value
         step = -(-flat.size // HIST_SAMPLE_LIMIT)
         if step > 1:
             flat = flat[::step]
-        weight = total / flat.size
-        zeros = int(flat.size - np.count_nonzero(flat))
-        self.zeros += round(zeros * weight)
+        obs.weight = total / flat.size
+        obs.zeros = int(flat.size - np.count_nonzero(flat))
         if top == 0.0:
-            return
+            return obs
+        obs.hist_range = self._grown_range(top)
         scaled = np.abs(flat)
-        np.multiply(scaled, np.float32(self.bins / self.hist_range), out=scaled)
-        index = scaled.astype(np.intp)
-        np.minimum(index, self.bins - 1, out=index)
-        counts = np.bincount(index, minlength=self.bins).astype(np.float64)
-        counts[0] -= zeros  # exact zeros are tracked apart
+        np.multiply(scaled, np.float32(self.bins / obs.hist_range), out=scaled)
+        obs.counts = np.bincount(scaled.astype(np.intp), minlength=self.bins)
+        return obs
+
+    def fold(self, obs: BatchObservation) -> None:
+        """Add one batch (a :meth:`measure` of it), binned at this range or at one a power of two smaller."""
+        self.nonfinite += obs.nonfinite
+        if not obs.total:
+            return
+        self.minimum, self.maximum = min(self.minimum, obs.lo), max(self.maximum, obs.hi)
+        self.count += obs.total
+        if not self.histogram:
+            return
+        top = max(abs(obs.lo), abs(obs.hi))
+        self._grow(top)
+        self.zeros += round(obs.zeros * obs.weight)
+        if top == 0.0 or obs.counts is None:
+            return
+        counts = obs.counts
+        factor = round(self.hist_range / obs.hist_range)
+        if factor != 1:
+            if factor < 1 or factor & (factor - 1) or factor * obs.hist_range != self.hist_range:
+                raise ValueError(f"counts binned at range {obs.hist_range} cannot be re-binned to {self.hist_range}")
+            counts = np.bincount(np.arange(counts.size) // factor, weights=counts, minlength=self.bins).astype(np.int64)
+        clamped = counts[: self.bins].astype(np.float64)  # indices at or above the top bin count in it
+        clamped[self.bins - 1] += counts[self.bins:].sum()
+        clamped[0] -= obs.zeros  # exact zeros are tracked apart
         assert self.hist is not None
-        self.hist += counts * weight
+        self.hist += clamped * obs.weight
+
+    def _grown_range(self, top: float) -> float:
+        """The histogram range after seeing ``top``: the first one's, doubled until it holds ``top``."""
+        if self.hist is None:
+            return top
+        if top <= self.hist_range:
+            return self.hist_range
+        return self.hist_range * (1 << math.ceil(math.log2(top / self.hist_range)))
 
     def _grow(self, top: float) -> None:
         if top == 0.0:
@@ -94,7 +144,7 @@ class TensorStats:
             return
         if top <= self.hist_range:
             return
-        factor = 1 << math.ceil(math.log2(top / self.hist_range))
+        factor = round(self._grown_range(top) / self.hist_range)
         if factor >= self.bins:
             merged = np.zeros(self.bins, np.float64)
             merged[0] = self.hist.sum()
