@@ -66,6 +66,7 @@ def quantize(
     from dlakit.quantize.data import open_source
     from dlakit.quantize.outputs import write_outputs
     from dlakit.quantize.runtime import input_specs, upgrade_for_qdq
+    from dlakit.scale.calib import sharder
     from dlakit.sources import open_model
 
     check_format(fmt, ("table", "json"))
@@ -80,7 +81,7 @@ def quantize(
     source = open_source(calib, sample_shapes, preprocessing.preset(), num_samples)
     with pool(workers, address) as where:  # the statistics pass sharded over Ray: the same statistics
         result = calibrate(loaded, source, method, percentile, _names(fp16_layers), budget_mb, progress,
-                           off_dla=analysis.off_dla, where=where)
+                           off_dla=analysis.off_dla, sharded=sharder(where))
     raw, tied, costs = result.ranges()
     info = {"model": loaded.source, "method": method, "samples": result.samples,
             "calibration_seconds": round(result.seconds, 2)}

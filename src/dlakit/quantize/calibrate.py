@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import onnx
 
@@ -15,9 +15,6 @@ from dlakit.quantize.calibrators import Calibrator
 from dlakit.quantize.data import DataSource
 from dlakit.quantize.plan import EqualScaleCost, QuantPlan, build_plan
 from dlakit.quantize.runtime import input_specs, stream_activations, tensor_bytes, to_proto
-
-if TYPE_CHECKING:
-    from dlakit.scale import Pool
 
 
 @dataclass
@@ -74,13 +71,14 @@ def calibrate(
     progress: bool = True,
     plan: QuantPlan | None = None,
     off_dla: frozenset[str] = frozenset(),
-    where: Pool | None = None,
+    sharded: Callable[..., int] | None = None,
 ) -> Calibration:
     """Run ``source`` through the FP32 model once, observing every tensor a DLA INT8 layer reads or writes.
 
     ``off_dla``: layers ``dlakit check`` places on the GPU (:func:`dlakit.quantize.plan.off_dla_layers`).
-    ``where``: a Ray cluster to shard the samples over (:func:`dlakit.scale.calib.calibrate_sharded`, the same
-    statistics bit for bit); None runs here.
+    ``sharded``: runs the statistics pass elsewhere, called as ``sharded(model, source, calibrator, tensors, batch,
+    budget_bytes, sizes, progress)`` and returning the samples seen (:func:`dlakit.scale.calib.sharder`: a Ray
+    cluster, the same statistics bit for bit); None runs here.
     """
     unknown = sorted(set(fp16_layers or ()) - {node.name for node in loaded.graph})
     if unknown:
@@ -93,11 +91,8 @@ def calibrate(
     batch = batch_size_for(loaded)
     start = time.perf_counter()
     sizes = tensor_bytes(loaded, plan.observed)
-    if where is not None:
-        from dlakit.scale.calib import calibrate_sharded
-
-        samples = calibrate_sharded(model, source, calibrator, plan.observed, batch, budget_mb << 20, sizes, where,
-                                    progress)
+    if sharded is not None:
+        samples = sharded(model, source, calibrator, plan.observed, batch, budget_mb << 20, sizes, progress)
     else:
         samples = stream_activations(model, source, plan.observed, calibrator.observe, batch, budget_mb << 20,
                                      sizes, progress=progress)

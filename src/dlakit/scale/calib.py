@@ -18,6 +18,7 @@ wrong are run again (on the driver) with the right one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,18 @@ def _fits(stats: dict[str, TensorStats], records: dict[str, list[BatchObservatio
         if whole != ratio or whole & (whole - 1):
             return False
     return True
+
+
+def sharder(where: Pool | None) -> Callable[..., int] | None:
+    """What :func:`dlakit.quantize.calibrate` calls to run its statistics pass on ``where`` (None: run it there)."""
+    if where is None:
+        return None
+
+    def sharded(model: onnx.ModelProto, source: DataSource, calibrator: Calibrator, tensors: list[str],
+                batch_size: int, budget_bytes: int, sizes: dict[str, int], progress: bool = True) -> int:
+        return calibrate_sharded(model, source, calibrator, tensors, batch_size, budget_bytes, sizes, where, progress)
+
+    return sharded
 
 
 def calibrate_sharded(model: onnx.ModelProto, source: DataSource, calibrator: Calibrator, tensors: list[str],
