@@ -324,3 +324,27 @@ def test_quantize_with_workers_writes_the_serial_files(cluster, files, tmp_path,
             scales.pop("files")
             written.append(((out / f"{path.stem}.cache").read_bytes(), scales))
         assert written[0] == written[1]
+
+
+def _second_shard_bad_option(shared, payload):
+    from dlakit.errors import OptionError
+
+    if payload == 1:
+        raise OptionError("{max_fp16_macs}: 2.0 is not a fraction of the MACs", "max_fp16_macs")
+    return payload
+
+
+def test_a_parameter_error_in_a_shard_still_names_the_flag():
+    """A shard's OptionError stays one: the command line shows the flag, with the shard that failed."""
+    from dlakit.cli import error_line
+    from dlakit.errors import OptionError
+    from dlakit.scale import Shard, _fail, _worker_run, run_shards
+
+    shards = [Shard(i, f"samples {i}", i) for i in range(2)]
+    with pytest.raises(OptionError) as serial:
+        run_shards(_second_shard_bad_option, None, shards, None, progress=False)
+    line = error_line(serial.value)
+    assert line.startswith("shard 2/2 (samples 1) failed: --max-fp16-macs: 2.0") and "max_fp16_macs" not in line
+    status, value = _worker_run(_second_shard_bad_option, None, 1, 0)  # what a Ray worker sends back
+    assert status == "option"
+    assert error_line(_fail(shards[1], 2, *value)) == line

@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from dlakit.errors import DlakitError
+from dlakit.errors import DlakitError, OptionError
 
 INSTALL_HINT = "pip install dlakit[ray]"
 
@@ -136,14 +136,21 @@ def _worker_run(fn: Callable[[Any, Any], Any], shared: Any, payload: Any, thread
         os.environ[WORKER_THREADS_ENV] = str(threads)
     try:
         return "ok", fn(shared, payload)
+    except OptionError as exc:  # sent as its template and parameter names, so the driver can show the flags
+        return "option", (exc.template, exc.options)
     except DlakitError as exc:
         return "error", str(exc)
     except Exception as exc:
         return "error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def _fail(shard: Shard, count: int, message: str) -> DlakitError:
-    return DlakitError(f"shard {shard.index + 1}/{count} ({shard.label}) failed: {message}")
+def _fail(shard: Shard, count: int, message: str, options: Sequence[str] = ()) -> DlakitError:
+    """The shard's failure in one line; a parameter error stays an :class:`OptionError` (``message`` is then its
+    template), so the command line still names the flag."""
+    where = f"shard {shard.index + 1}/{count} ({shard.label}) failed: "
+    if options:
+        return OptionError(where + message, *options)
+    return DlakitError(where + message)
 
 
 def run_shards(fn: Callable[[Any, Any], Any], shared: Any, shards: Sequence[Shard], where: Pool | None,
@@ -159,6 +166,8 @@ def run_shards(fn: Callable[[Any, Any], Any], shared: Any, shards: Sequence[Shar
             for shard in shards:
                 try:
                     results[shard.index] = fn(shared, shard.payload)
+                except OptionError as exc:
+                    raise _fail(shard, len(shards), exc.template, exc.options) from None
                 except DlakitError as exc:
                     raise _fail(shard, len(shards), str(exc)) from None
                 advance(shard.size)
@@ -177,6 +186,8 @@ def run_shards(fn: Callable[[Any, Any], Any], shared: Any, shards: Sequence[Shar
                     except Exception as exc:  # the worker process died (out of memory, killed)
                         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                         raise _fail(shard, len(shards), f"worker lost ({first[:200]})") from None
+                    if status == "option":
+                        raise _fail(shard, len(shards), value[0], value[1])
                     if status == "error":
                         raise _fail(shard, len(shards), value)
                     results[shard.index] = value
