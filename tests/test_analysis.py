@@ -66,6 +66,14 @@ def test_trtexec_places_once(placements):
     assert placements == ["resnet50"]
 
 
+def test_plan_places_each_whole_network_once(placements):
+    """Planning and the trtexec commands of networks that run whole share one placement per network."""
+    result = run("plan", "resnet50", "ssd-mobilenetv1", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert all(a["segment"] == "whole" for a in json.loads(result.stdout)["assignments"])
+    assert sorted(placements) == ["resnet50", "ssd-mobilenetv1"]
+
+
 def test_what_is_derived_reuses_the_one_placement(placements):
     analysis = Analysis.of(load_model(_model()), resolve_target())
     report = analysis.placement

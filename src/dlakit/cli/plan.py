@@ -58,20 +58,22 @@ def plan(
         raise DlakitError(f"--write {write}: is a file; give a folder (created if missing)")
     target = resolve_target(platform, release)
     mode = target.platform.power_mode(power_mode).name
-    preps, sources = [], {}
+    preps, sources, placements = [], {}, {}
     for model in models:
         loaded = open_model(model)  # errors name the file
         proto = zoo_proto(model) or read_model_proto(model)  # the model as given: what the segments are cut from
-        prep = Analysis.of(loaded, target, precision).prepared
+        analysis = Analysis.of(loaded, target, precision)
+        prep = analysis.prepared
         prep.name = model
         preps.append(prep)
         sources[model] = (proto, *_file_for(model, write))
+        placements[model] = (analysis.placement, loaded.graph)  # a whole network's commands need no new placement
     names = [path for _, path, _ in sources.values()]
     if len(set(names)) != len(names):
         raise DlakitError(f"--write: two models would be written under one name ({', '.join(names)}); rename one")
     targets = parse_targets(target_ms, models)
     result = make_plan(preps, mode, targets)
-    deployment = deploy_plan(result, sources, target, precision)
+    deployment = deploy_plan(result, sources, target, precision, placements=placements)
     commands = deployment.commands
     for c in commands:
         c["setup"] = _setup(c, result, sources, write)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import onnx
 import onnx.utils
@@ -22,6 +23,11 @@ from dlakit.errors import DlakitError
 from dlakit.model import load_model
 from dlakit.perf.plan import PlanResult
 from dlakit.targets import Target
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
+
+    from dlakit.check import CheckReport
 
 
 def split_model(proto: onnx.ModelProto, boundary: list[str], label: str,
@@ -65,9 +71,12 @@ class Deployment:
 
 
 def deploy_plan(result: PlanResult, sources: dict[str, tuple[onnx.ModelProto, str, bool]], target: Target,
-                precision: str, calib: str | None = None) -> Deployment:
+                precision: str, calib: str | None = None,
+                placements: dict[str, tuple[CheckReport, ir.Graph]] | None = None) -> Deployment:
     """Commands for ``result``; ``sources``: network -> (its model, the file name its commands read, whether that
-    file must be written: a zoo network, or a split network's segments)."""
+    file must be written: a zoo network, or a split network's segments). ``placements``: network -> the placement
+    and graph the caller already has for the whole network (reused for networks that are not split; the segments
+    of a split network are new models and are placed here)."""
     out = Deployment()
     segments: dict[tuple[str, str], tuple[str, onnx.ModelProto]] = {}
     recomputed: dict[str, str] = {}
@@ -88,6 +97,9 @@ def deploy_plan(result: PlanResult, sources: dict[str, tuple[onnx.ModelProto, st
             if sources[name][2]:
                 out.files[path] = proto
     checked: dict[str, tuple] = {}
+    for name, placed in (placements or {}).items():
+        if not result.options[name].boundary:
+            checked[segments[(name, "dla")][0]] = placed
 
     def report_of(file: str, model: onnx.ModelProto):
         if file not in checked:
