@@ -43,6 +43,12 @@ NO_MATCH = DOES_NOT_APPLY
 #: What a rule's helpers return instead of their plan: a Verdict (NO_MATCH, a refusal) or a refusal reason.
 Answer = Verdict | str
 
+
+def refusal_of(plan: object) -> Answer | None:
+    """A rule's ``check`` from its ``_plan``: the plan's answer when it is one (a refusal, or NO_MATCH), None when it
+    is a rewrite to make."""
+    return plan if isinstance(plan, Answer) else None
+
 CheckFn = Callable[[ir.Node, "RuleContext"], "Verdict | str | None"]
 RewriteFn = Callable[[ir.Node, "RuleContext"], Sequence[ir.Value]]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Answer, Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import attr_int, numpy_dtype
 from dlakit.rewrite.rules._large_pool import PoolShape, block_chain, ceil_changes_size, pool_shape
 from dlakit.rewrite.rules._limits import channels_max, conv_kernel_max, conv_pad_max, conv_stride_max
@@ -49,8 +49,7 @@ def _plan(node: ir.Node) -> tuple[PoolShape, list[tuple[int, int]] | None] | Ans
 
 
 def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import attr_ints, const_of, dims, need_float, reshape
 
 
@@ -57,8 +57,7 @@ def _plan(node: ir.Node) -> tuple[int, dict] | Answer:
 
 
 def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

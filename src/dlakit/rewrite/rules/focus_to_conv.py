@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import attr_int, const_of, dims, need_float, numpy_dtype
 from dlakit.rewrite.rules._limits import channels_max, conv_stride_max
 
@@ -112,8 +112,7 @@ def _plan(node: ir.Node) -> tuple[ir.Value, tuple[int, int], list[tuple[int, int
 
 
 def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

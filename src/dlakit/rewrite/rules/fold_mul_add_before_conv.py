@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import attr_int, attr_ints, const_of, dims
 from dlakit.rewrite.rules.fold_mul_add_into_conv import _per_channel, emit_conv, weight_and_bias
 
@@ -54,8 +54,7 @@ def _plan(conv: ir.Node) -> tuple[ir.Node, str, np.ndarray] | Answer:
 
 
 def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Answer, Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._large_pool import block_chain, ceil_changes_size, pool_shape, span_chain
 
 
@@ -31,8 +31,7 @@ def _plan(node: ir.Node) -> list[dict] | Answer:
 
 
 def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:

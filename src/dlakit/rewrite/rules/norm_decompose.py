@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import Answer, Rule, RuleContext
+from dlakit.rewrite.engine import Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import dims, need_float, reshape, scalar
 
 
@@ -44,8 +44,7 @@ def _plan(node: ir.Node) -> tuple[tuple[int, ...], list[int], tuple[int, ...] | 
 
 
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
-    plan = _plan(node)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node))
 
 
 def _mean(ctx: RuleContext, x: ir.Value, axes: list[int]) -> ir.Value:

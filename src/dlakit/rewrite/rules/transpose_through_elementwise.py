@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext
+from dlakit.rewrite.engine import NO_MATCH, Answer, Rule, RuleContext, refusal_of
 from dlakit.rewrite.rules._common import const_of, dims
 
 UNARY = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Abs", "Neg",
@@ -152,8 +152,7 @@ def check(node: ir.Node, ctx: RuleContext) -> Answer | None:
         out = len(dims(up.outputs[0]) or ())
         consts = [const_of(up.inputs[i]) for i in _data_inputs(up)]
         return NO_MATCH if any(c is not None and c.ndim > out for c in consts) else None
-    plan = _plan(node, ctx)
-    return plan if isinstance(plan, Answer) else None
+    return refusal_of(_plan(node, ctx))
 
 
 def _move_up(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
