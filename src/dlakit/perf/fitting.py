@@ -1,17 +1,62 @@
 """Helpers shared by the GPU and power fits (``dlakit.perf.gpu``, ``dlakit.perf.power``): a multi-start Nelder-Mead,
-leave-one-network-out, the fit-quality lines and the rewrite of a data file's generated calibration section."""
+leave-one-network-out, the fit-quality lines, the stored fit's record and the rewrite of a data file's generated
+calibration section."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 C = TypeVar("C")
+F = TypeVar("F", bound="StoredFit")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFit:
+    """A fit as its data file's generated ``[calibration]`` section stores it (what :func:`calibration_section`
+    writes): provenance, quality, residual rows; a subclass adds its fitted parameters, named in ``FIT``."""
+
+    version: str
+    fitted: str
+    data: str
+    procedure: str
+    rows: int = 0
+    median_abs_pct: float = 0.0
+    lono_median_abs_pct: float = 0.0
+    lono_p90_abs_pct: float = 0.0
+    networks: tuple[str, ...] = ()
+    residuals: tuple[dict[str, Any], ...] = ()
+
+    #: the fitted parameters, in the order of :meth:`vector` (the fit's parameter vector)
+    FIT: ClassVar[tuple[str, ...]] = ()
+
+    def vector(self) -> list[float]:
+        return [float(getattr(self, name)) for name in self.FIT]
+
+    @classmethod
+    def read(cls: type[F], entry: dict[str, Any], filename: str) -> F:
+        """The record in ``entry``; a fitted parameter without a default must be there (else a ValueError naming
+        ``filename``)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        try:
+            fitted = {name: float(entry[name] if defaults[name] is dataclasses.MISSING else
+                                  entry.get(name, defaults[name])) for name in cls.FIT}
+            return cls(version=str(entry["version"]), fitted=str(entry["fitted"]), data=str(entry["data"]),
+                       procedure=str(entry["procedure"]), rows=int(entry.get("rows", 0)),
+                       median_abs_pct=float(entry.get("median_abs_pct", 0.0)),
+                       lono_median_abs_pct=float(entry.get("lono_median_abs_pct", 0.0)),
+                       lono_p90_abs_pct=float(entry.get("lono_p90_abs_pct", 0.0)),
+                       networks=tuple(entry.get("networks", [])), residuals=tuple(entry.get("residuals", [])),
+                       **fitted)
+        except KeyError as exc:
+            raise ValueError(f"{filename}: calibration lacks {exc}") from None
 
 
 def multi_start(loss: Callable[[np.ndarray], float], starts: Sequence[np.ndarray],

@@ -26,14 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dlakit.data.opdata import read
 from dlakit.errors import DlakitError
 from dlakit.perf.cost import Conditions, tensor_bytes
-from dlakit.perf.fitting import calibration_section, multi_start, write_section
+from dlakit.perf.fitting import StoredFit, calibration_section, multi_start, write_section
 from dlakit.perf.fitting import leave_one_network_out as lono
 from dlakit.perf.hardware import DlaSpec, Param, ParamSet, _params, load_perf_data
 from dlakit.perf.ops import DlaOp
@@ -77,24 +77,13 @@ class GpuPlatform:
                           f"{', '.join(m.name for m in self.modes)})")
 
 
-@dataclass(frozen=True)
-class GpuCalibration:
-    version: str
-    fitted: str
-    data: str
-    procedure: str
+@dataclass(frozen=True, kw_only=True)
+class GpuCalibration(StoredFit):
     compute_efficiency: float
     dram_efficiency: float
     layer_overhead_us: float
-    rows: int = 0
-    median_abs_pct: float = 0.0
-    lono_median_abs_pct: float = 0.0
-    lono_p90_abs_pct: float = 0.0
-    networks: tuple[str, ...] = ()
-    residuals: tuple[dict[str, Any], ...] = ()
 
-    def vector(self) -> list[float]:
-        return [self.compute_efficiency, self.dram_efficiency, self.layer_overhead_us]
+    FIT: ClassVar[tuple[str, ...]] = ("compute_efficiency", "dram_efficiency", "layer_overhead_us")
 
 
 @dataclass(frozen=True)
@@ -144,16 +133,7 @@ def parse_gpu_data(data: dict[str, Any]) -> GpuData:
         if not modes:
             raise ValueError(f"gpu.toml: platform.{key} lists no modes")
         platforms[key] = GpuPlatform(key, archs[arch], tuple(modes))
-    entry = data.get("calibration", {})
-    try:
-        calib = GpuCalibration(
-            str(entry["version"]), str(entry["fitted"]), str(entry["data"]), str(entry["procedure"]),
-            float(entry["compute_efficiency"]), float(entry["dram_efficiency"]), float(entry["layer_overhead_us"]),
-            int(entry.get("rows", 0)), float(entry.get("median_abs_pct", 0.0)),
-            float(entry.get("lono_median_abs_pct", 0.0)), float(entry.get("lono_p90_abs_pct", 0.0)),
-            tuple(entry.get("networks", [])), tuple(entry.get("residuals", [])))
-    except KeyError as exc:
-        raise ValueError(f"gpu.toml: calibration lacks {exc}") from None
+    calib = GpuCalibration.read(data.get("calibration", {}), "gpu.toml")
     if not (0 < calib.compute_efficiency <= 1.5 and 0 < calib.dram_efficiency <= 1.5 and calib.layer_overhead_us >= 0):
         raise ValueError("gpu.toml: calibration parameters out of range")
     return GpuData(archs, platforms, calib)

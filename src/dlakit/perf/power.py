@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dlakit.data.opdata import read
 from dlakit.errors import DlakitError
-from dlakit.perf.fitting import calibration_section, multi_start, write_section
+from dlakit.perf.fitting import StoredFit, calibration_section, multi_start, write_section
 from dlakit.perf.fitting import leave_one_network_out as lono
 from dlakit.perf.hardware import Param, _params
 
@@ -32,25 +32,14 @@ PARAM_NAMES = ("dla_core_watts", "voltage_floor", "static_share", "gpu_fixed_sha
 ENGINE_KEYS = ("ref_mhz", "ref_units")
 
 
-@dataclass(frozen=True)
-class PowerCalibration:
-    version: str
-    fitted: str
-    data: str
-    procedure: str
+@dataclass(frozen=True, kw_only=True)
+class PowerCalibration(StoredFit):
     dla_core_watts: float
     voltage_floor: float
     static_share: float
     gpu_fixed_share: float = 0.0
-    rows: int = 0
-    median_abs_pct: float = 0.0
-    lono_median_abs_pct: float = 0.0
-    lono_p90_abs_pct: float = 0.0
-    networks: tuple[str, ...] = ()
-    residuals: tuple[dict[str, Any], ...] = ()
 
-    def vector(self) -> list[float]:
-        return [self.dla_core_watts, self.voltage_floor, self.static_share, self.gpu_fixed_share]
+    FIT: ClassVar[tuple[str, ...]] = ("dla_core_watts", "voltage_floor", "static_share", "gpu_fixed_share")
 
 
 @dataclass(frozen=True)
@@ -77,17 +66,7 @@ def parse_power_data(data: dict[str, Any]) -> PowerData:
         if not (isinstance(entry, dict) and isinstance(entry.get("dla"), int) and isinstance(entry.get("gpu"), int)):
             raise ValueError(f"power.toml: seed_batches.{net} must be {{ dla = N, gpu = N }}")
         seeds[net] = {"dla": entry["dla"], "gpu": entry["gpu"]}
-    entry = data.get("calibration", {})
-    try:
-        calib = PowerCalibration(
-            str(entry["version"]), str(entry["fitted"]), str(entry["data"]), str(entry["procedure"]),
-            float(entry["dla_core_watts"]), float(entry["voltage_floor"]), float(entry["static_share"]),
-            float(entry.get("gpu_fixed_share", 0.0)), int(entry.get("rows", 0)),
-            float(entry.get("median_abs_pct", 0.0)),
-            float(entry.get("lono_median_abs_pct", 0.0)), float(entry.get("lono_p90_abs_pct", 0.0)),
-            tuple(entry.get("networks", [])), tuple(entry.get("residuals", [])))
-    except KeyError as exc:
-        raise ValueError(f"power.toml: calibration lacks {exc}") from None
+    calib = PowerCalibration.read(data.get("calibration", {}), "power.toml")
     if not (calib.dla_core_watts > 0 and 0 <= calib.voltage_floor <= 1 and 0 <= calib.static_share <= 1):
         raise ValueError("power.toml: calibration out of range (watts > 0, voltage_floor and static_share in [0, 1])")
     return PowerData(gpu, dla, seeds, calib)
