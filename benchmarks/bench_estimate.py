@@ -21,7 +21,7 @@ import numpy as np
 
 from dlakit.model import load_model
 from dlakit.perf import calibrate, conditions_for, evaluate, load_perf_data, prepare
-from dlakit.perf.cost import overhead_seconds
+from dlakit.perf.cost import loadable_seconds, overhead_seconds
 from dlakit.targets import resolve_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def fit_report(csv: Path, write: bool) -> None:
     held = {net: iter(e) for net, (_, e) in lono.items()}
     print(f"# {len(rows)} rows from {csv}; cases built in {built:.1f} s, fit {fitted_s:.2f} s, "
           f"LONO {lono_s:.1f} s; loss {value:.4f}")
-    fitted = zip(calibrate.PARAM_NAMES, params, strict=False)
+    fitted = [(n, v) for n, v in zip(calibrate.PARAM_NAMES, params, strict=True) if n != "overlap"]
     print("# parameters: " + ", ".join(f"{n} = {v:.4g}" for n, v in fitted) + f" (overlap fixed at {params[3]:g})")
     head = f"{'network':22s} {'input':>9s} {'b':>2s} {'weights':7s} {'mode':5s} {'measured':>9s} " \
            f"{'predicted':>9s} {'err%':>7s} {'LONO pred':>9s} {'LONO%':>7s}"
@@ -135,19 +135,22 @@ def clock_split(cases: list[calibrate.FitCase]) -> None:
 
 def model_split(cases: list[calibrate.FitCase], params: list[float]) -> None:
     """The fitted model's own split at MAXN, to hold against the clock split above: compute (DLA clock), and
-    streamed traffic left exposed, CBUF re-fetches and per-op overhead (all EMC clock)."""
+    streamed traffic left exposed, CBUF re-fetches and per-op overhead (all EMC clock), and the launch of the
+    loadable (Falcon clock)."""
     print("\nmodel split at MAXN (ms per batch per core, fitted parameters):")
     for case in cases:
         if case.row.power_mode != "MAXN":
             continue
-        eff_c, eff_m, overhead, _ = params
-        compute = case.cycles / (eff_c * case.dla_mhz * 1e6)
+        eff_c, eff_m, overhead, _, eff_dw, launch = params
+        depthwise = case.depthwise if case.depthwise is not None else np.zeros(len(case.cycles), dtype=bool)
+        compute = case.cycles / (np.where(depthwise, eff_dw, eff_c) * case.dla_mhz * 1e6)
         memory = case.dram / (eff_m * case.bandwidth)
         refetch = (case.refetch if case.refetch is not None else np.zeros_like(memory)) / (eff_m * case.bandwidth)
         exposed = np.maximum(compute, memory - refetch) - compute
         fixed = case.counted.sum() * overhead_seconds(overhead, case.emc_mhz)
         print(f"  {case.row.network:22s} {case.row.weights:6s} compute {compute.sum() * 1e3:7.3f}  streamed exposed "
-              f"{exposed.sum() * 1e3:6.3f}  CBUF re-fetch {refetch.sum() * 1e3:6.3f}  overhead {fixed * 1e3:6.3f}")
+              f"{exposed.sum() * 1e3:6.3f}  CBUF re-fetch {refetch.sum() * 1e3:6.3f}  overhead {fixed * 1e3:6.3f}  "
+              f"launch {loadable_seconds(launch, case.falcon_mhz) * 1e3:6.3f}")
 
 
 def constraint_checks() -> None:
@@ -175,6 +178,34 @@ def constraint_checks() -> None:
             dense = evaluate(prep, *conditions_for(orin, mode)).images_per_second
             gains.append(evaluate(prep, *conditions_for(orin, mode, sparse=True)).images_per_second / dense)
         print(f"  {name} 2:4 sparse gain MAXN/50W/30W/15W: " + " / ".join(f"{g:.2f}x" for g in gains))
+    proxy_checks(drive)
+    prep = prepare(load_model(zoo.build("ssd-mobilenetv1", form="prepared")), orin, placement={})
+    modes = ("MAXN", "50W", "30W", "15W")
+    ips = [evaluate(prep, *conditions_for(orin, mode)).images_per_second for mode in modes]
+    print("  ssd-mobilenetv1 b2 img/s MAXN/50W/30W/15W (only MAXN is a fit row, 2664): "
+          + " / ".join(f"{v:.0f}" for v in ips) + f"; MAXN/15W {ips[0] / ips[-1]:.2f}x (ResNet-50 measured "
+          f"{2037 / 1072:.2f}x)")
+
+
+def proxy_checks(drive) -> None:
+    """The public architectures of benchmarks/proxy_nets.py (issue 21's held-out families): batch-1 INT8 and FP16
+    latency on one DRIVE Orin DLA (NVIDIA measured ResNet-, Res2Net-, Inception- and MobileNet-style classifiers
+    there; only ResNet-50's figures are in shared/facts), and YOLOv5s's images/s over batch (measured flat)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import proxy_nets
+
+    rows = []
+    for name in ("resnet50_timm", "res2net50_26w_4s", "inception_v3", "mobilenetv2"):
+        model = proxy_nets.NETWORKS[name]()
+        rows.append((name, *proxy_nets.estimate_ms(model, "int8")[:1], *proxy_nets.estimate_ms(model, "fp16")[:1]))
+    print("  batch 1, one DRIVE Orin DLA, INT8 / FP16 ms (ratio): " + "; ".join(
+        f"{n} {i:.3f} / {f:.2f} ({f / i:.1f}x)" for n, i, f in rows))
+    ips = []
+    for batch in (1, 4, 16):
+        prep = prepare(load_model(proxy_nets.yolov5s(batch)), drive, placement={})
+        ips.append(evaluate(prep, *conditions_for(drive, cores=1)).images_per_second)
+    print("  YOLOv5s 672 INT8, one DRIVE Orin DLA, img/s at batch 1 / 4 / 16: " + " / ".join(f"{v:.0f}" for v in ips)
+          + " (NVIDIA's cuDLA-samples: about flat)")
 
 
 def speed_report() -> None:

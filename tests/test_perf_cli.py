@@ -39,8 +39,17 @@ def test_json_has_the_documented_fields(model_path):
     assert data["assumptions"]["dla_mhz"] == 1600.0
     assert data["assumptions"]["calibration"]["version"]
     assert data["error_band"]["pct"] > 0
-    total_us = sum(x["time_us"] for x in data["layers"]) + data["split_ms"]["transitions"] * 1e3
+    split = data["split_ms"]
+    total_us = sum(x["time_us"] for x in data["layers"]) + (split["transitions"] + split["launch"]) * 1e3
     assert total_us == pytest.approx(data["latency_ms"] * 1e3, rel=1e-3)
+    # each DLA loadable (DLA subgraph) launched once per inference at the mode's Falcon clock
+    from dlakit.perf.cost import loadable_seconds
+
+    calib = data["assumptions"]["calibration"]
+    loadables = data["assumptions"]["dla_loadables"]
+    assert loadables >= 1 and data["assumptions"]["falcon_mhz"] == 844.8
+    assert split["launch"] == pytest.approx(loadables * loadable_seconds(calib["launch_us_at_falcon_844_8"], 844.8)
+                                            * 1e3, rel=1e-3)
 
 
 def test_batch_cores_and_clock_overrides(model_path):

@@ -38,8 +38,12 @@ def test_nelder_mead_finds_a_known_minimum():
 
 
 def test_parameter_transform_round_trips():
-    params = [0.8, 0.45, 12.5, calibrate.OVERLAP]
-    assert np.allclose(calibrate._to_params(calibrate._from_params(params)), params)
+    params = [0.8, 0.45, 12.5, calibrate.OVERLAP, 0.7, 150.0]
+    assert np.allclose(calibrate._to_params(calibrate._from_params(params, depthwise=True)), params)
+    # without a depthwise network among the rows the depthwise rate is not searched: it stays as derived
+    assert calibrate._to_params(calibrate._from_params(params, depthwise=False))[4] == 1.0
+    # and it never exceeds the derived rate
+    assert calibrate._to_params(np.log([0.8, 0.45, 12.5, 150.0, 3.0]))[4] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def cases():
 def test_stored_calibration_reproduces_its_residuals(cases):
     """perf.toml's residuals must be what the current code predicts with perf.toml's parameters."""
     calib = load_perf_data().calibration
-    params = calib.vector()
+    params = calibrate.stored_params(calib)
     errs = calibrate.errors_pct(cases, params)
     assert calib.rows == len(cases)
     stored = {(r["network"], r["weights"], r["power_mode"]): r["error_pct"] for r in calib.residuals}
@@ -69,7 +73,7 @@ def test_fit_quality_meets_the_targets(cases):
     params, _ = calibrate.fit(cases)
     errs = np.abs(calibrate.errors_pct(cases, params))
     assert np.median(errs) <= 5.0
-    stored = load_perf_data().calibration.vector()
+    stored = calibrate.stored_params()
     assert calibrate.loss(cases, params) <= calibrate.loss(cases, stored) + 1e-3  # stored fit is (near) optimal
 
 
@@ -119,3 +123,24 @@ def test_stored_band_is_the_nested_cv_quantile():
     assert 0 < calib.nested_median_abs_pct <= calib.nested_max_abs_pct
     assert calib.band_coverage_pct >= 100 * calibrate.BAND_COVERAGE
     assert calib.error_band_pct >= calib.nested_median_abs_pct
+
+
+def test_a_fold_without_a_depthwise_network_keeps_the_derived_depthwise_rate(cases):
+    """The depthwise efficiency is fitted only from depthwise rows: leaving SSD-MobileNetV1 out must leave it at 1
+    (the derived rate), so that network's held-out error is out of sample; with it, the fit moves it."""
+    without = [c for c in cases if not c.has_depthwise and c.row.power_mode in ("MAXN", "15W")]
+    assert without and calibrate.fit(without)[0][4] == 1.0
+    assert any(c.has_depthwise for c in cases)
+    assert load_perf_data().calibration.depthwise_efficiency < 1.0
+
+
+def test_launch_cost_follows_the_falcon_clock(cases):
+    """The per-inference launch of the loadable is a fitted cost on the Falcon clock: the same case at 15W
+    (Falcon 294.4 MHz) pays 844.8 / 294.4 times the MAXN launch."""
+    params = calibrate.stored_params()
+    maxn = next(c for c in cases if c.row.network == "resnet50" and c.row.power_mode == "MAXN")
+    low = next(c for c in cases if c.row.network == "resnet50" and c.row.power_mode == "15W")
+    assert (maxn.falcon_mhz, low.falcon_mhz) == (844.8, 294.4)
+    no_launch = [*params[:5], 0.0]
+    assert maxn.seconds(params) - maxn.seconds(no_launch) == pytest.approx(params[5] * 1e-6)
+    assert low.seconds(params) - low.seconds(no_launch) == pytest.approx(params[5] * 1e-6 * 844.8 / 294.4)

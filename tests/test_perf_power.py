@@ -110,3 +110,22 @@ def test_vs_gpu_errors_are_one_line():
     assert bad.returncode == 2 and "--gpu-batch" in bad.stderr and "Traceback" not in bad.stderr
     xavier = run("estimate", "resnet50", "--vs-gpu", "--platform", "agx-xavier")
     assert xavier.returncode == 2 and "Orin" in xavier.stderr
+
+
+def test_dla_switching_power_follows_its_activity():
+    """Leakage is paid whatever the DLA does; its switching power only while it computes or moves data, not while
+    it waits in per-op setup or the launch of its loadable. A network that spends much of its time there
+    (SSD-MobileNetV1 at batch 2) draws less than one that computes (SSD-ResNet-34)."""
+    from dlakit import zoo
+    from dlakit.model import load_model
+    from dlakit.perf import conditions_for, evaluate, prepare
+    from dlakit.targets import resolve_target
+
+    full, half, idle = (power.dla_watts(2, 1600.0, activity=a) for a in (1.0, 0.5, 0.0))
+    assert idle < half < full and half == pytest.approx((full + idle) / 2)
+    target = resolve_target("agx-orin-64gb")
+    activity = {}
+    for name in ("ssd-mobilenetv1", "ssd-resnet34"):
+        prep = prepare(load_model(zoo.build(name, form="prepared")), target, placement={})
+        activity[name] = power.dla_activity(evaluate(prep, *conditions_for(target)))
+    assert 0 < activity["ssd-mobilenetv1"] < 0.8 < activity["ssd-resnet34"] <= 1.0

@@ -149,7 +149,8 @@ def render_estimate(e: Estimate, top: int | None = 0) -> None:
                   f"latency {e.latency_ms:.3f} ms per batch per core{measured}")
     s = e.split_ms
     console.print(f"DLA time {s['dla']:.3f} ms = compute {s['compute']:.3f} + memory {s['memory']:.3f} + "
-                  f"overhead {s['overhead']:.3f} - overlap {s['overlap_saved']:.3f}; GPU {s['gpu']:.3f} ms, "
+                  f"overhead {s['overhead']:.3f} - overlap {s['overlap_saved']:.3f}; launch {s['launch']:.3f} ms "
+                  f"({a['dla_loadables']} loadable(s), Falcon {a['falcon_mhz']:g} MHz); GPU {s['gpu']:.3f} ms, "
                   f"transitions {s['transitions']:.3f} ms ({a['transitions']})")
     table = Table(title="Per layer (DLA operations after fusion)")
     for col in ("layer", "device", "kind", "time µs", "share", "bound", "MMACs", "DRAM KiB"):
@@ -173,7 +174,8 @@ def _render_trust(console: Console, e: Estimate) -> None:
     console.print(f"Calibration {c['version']} (fitted {c['fitted']}): compute efficiency "
                   f"{c['compute_efficiency']:.3f}, DRAM efficiency {c['dram_efficiency']:.3f}, op overhead "
                   f"{c['op_overhead_us_at_emc_3200']:.2f} µs per hardware op (per image) at EMC 3200 MHz, "
-                  f"overlap {c['overlap']:.2f}; placement: "
+                  f"launch {c['launch_us_at_falcon_844_8']:.0f} µs per loadable per inference at Falcon 844.8 MHz, "
+                  f"depthwise efficiency {c['depthwise_efficiency']:.2f}, overlap {c['overlap']:.2f}; placement: "
                   f"{e.assumptions['placement']}")
     if e.out_of_region:
         widened = ", ".join(e.assumptions.get("error_band_widened_for", [])) or "none"

@@ -15,6 +15,7 @@ import numpy as np
 
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
 from dlakit.perf.ops import ChannelPart, DlaOp, Tensor
+from dlakit.targets import FALCON_PER_DLA_CLOCK
 from dlakit.vocab import Device, Precision
 
 
@@ -34,6 +35,12 @@ class Conditions:
     #: With ``sparse``: only the convolutions among these nodes run sparse (the model's actual 2:4 pattern);
     #: None = every eligible convolution (the what-if of trtexec --sparsity=force).
     sparse_nodes: frozenset[str] | None = None
+    #: DLA Falcon (scheduling microcontroller) clock; 0 = derived from the core clock (dlakit.targets.PowerMode)
+    falcon_mhz: float = 0.0
+
+    @property
+    def falcon(self) -> float:
+        return self.falcon_mhz or self.dla_mhz * FALCON_PER_DLA_CLOCK
 
     @property
     def bytes_per_element(self) -> int:
@@ -136,9 +143,11 @@ def unit_cycles(op: DlaOp, spec: DlaSpec, cond: Conditions) -> tuple[float, bool
         return conv_cycles(op, spec, cond)
     width = 1.0 if cond.precision == Precision.INT8 else 2.0
     if op.kind == "depthwise":
-        # depthwise_macs_per_clk: the conv core with channels packed block-diagonally (perf.toml); in FP16 it
-        # slows down by the conv core's FP16/INT8 rate ratio like any convolution
-        fp16 = 1.0 if cond.precision == Precision.INT8 else spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+        # depthwise_macs_per_clk (perf.toml). FP16: on a generation with its own depth-wise processor (Orin) the
+        # unit's element width halves its rate like the other side units; without one (Xavier) depthwise runs on
+        # the conv core and slows by its FP16/INT8 MAC ratio
+        conv_ratio = spec.int8_macs_per_clk / spec.fp16_macs_per_clk
+        fp16 = 1.0 if cond.precision == Precision.INT8 else (width if spec.depthwise_unit else conv_ratio)
         return op.macs / spec.depthwise_macs_per_clk * fp16, False
     out_elems = op.output.elements if op.output else 0
     in_elems = sum(t.elements for t in op.inputs)
@@ -452,17 +461,54 @@ def overhead_seconds(overhead_us: float, emc_mhz: float) -> float:
     return overhead_us * 1e-6 * REFERENCE_EMC_MHZ / emc_mhz
 
 
+#: Falcon clock at which the per-launch cost is stated (AGX Orin 64GB at MAXN, dla.md 3.4).
+REFERENCE_FALCON_MHZ = 844.8
+
+
+def loadable_seconds(launch_us: float, falcon_mhz: float) -> float:
+    """Fixed cost of one inference of one DLA loadable (a task), scaled with the DLA's Falcon clock.
+
+    What it stands for: the Falcon microcontroller schedules the loadable's task, once per inference however many
+    images the batch holds (dla.md 3.1: DLA core for math, Falcon for scheduling; its clock has its own nvpmodel
+    cap). Why the Falcon clock: fitted as a free parameter, a per-inference cost on the EMC clock or on no clock
+    leaves ResNet-50's 15W row 7% too fast; on the Falcon (or core) clock the four power modes fit within 1%
+    (issue 21). Why it exists at all: it is what makes a batch-1 network slower per image than batch 2 (NVIDIA's
+    ResNet-50 at batch 1 on one DRIVE Orin DLA, dla.md 3.6) while a large detector stays flat in batch; the
+    per-op overhead (:func:`overhead_seconds`) is paid per image. A network split by GPU fallback runs one
+    loadable per DLA subgraph, each launched in turn.
+    """
+    return launch_us * 1e-6 * REFERENCE_FALCON_MHZ / falcon_mhz
+
+
+def dla_loadables(ops: Sequence[DlaOp]) -> int:
+    """DLA loadables one inference launches: runs of DLA ops between GPU ops, in execution order (TensorRT builds
+    one DLA subgraph per run; the reshapes of kind "free" belong to no engine)."""
+    count, on_dla = 0, False
+    for op in ops:
+        if op.kind == "free":
+            continue
+        if op.device == Device.DLA and not on_dla:
+            count += 1
+        on_dla = op.device == Device.DLA
+    return count
+
+
 def op_times(
     cycles: np.ndarray, dram_bytes: np.ndarray, counted: np.ndarray, calib: Calibration | Sequence[float],
     dla_mhz: float, bandwidth: float, emc_mhz: float = REFERENCE_EMC_MHZ, refetch_bytes: np.ndarray | None = None,
+    depthwise: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seconds per op: compute and the streamed memory traffic overlap by ``overlap`` (1 = perfect roofline max,
     0 = they add up); the CBUF re-fetches of a tiled op (``refetch_bytes``, part of ``dram_bytes``) add to it,
-    see :func:`conv_traffic`; plus the per-op overhead.
+    see :func:`conv_traffic`; plus the per-op overhead. The ops marked in ``depthwise`` run at the depthwise
+    path's own efficiency instead of the MAC array's (``calib``: compute, DRAM and depthwise efficiency, per-op
+    overhead, overlap; :meth:`~dlakit.perf.hardware.Calibration.vector`).
 
     Returns (time, compute seconds, memory seconds of all of ``dram_bytes``).
     """
-    eff_c, eff_m, overhead, overlap = calib.vector() if isinstance(calib, Calibration) else calib
+    eff_c, eff_m, overhead, overlap, eff_dw = calib.vector() if isinstance(calib, Calibration) else calib
+    if depthwise is not None and eff_dw != eff_c:
+        eff_c = np.where(depthwise, eff_dw, eff_c)
     compute = cycles / (eff_c * dla_mhz * 1e6)
     memory = dram_bytes / (eff_m * bandwidth)
     serial = np.zeros_like(memory) if refetch_bytes is None else refetch_bytes / (eff_m * bandwidth)

@@ -19,6 +19,8 @@ from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
     core_bandwidth,
+    dla_loadables,
+    loadable_seconds,
     op_times,
     overhead_seconds,
     raw_costs,
@@ -210,7 +212,9 @@ def conditions_for(target: Target, power_mode: str | None = None, cores: int | N
     cond = Conditions(dla_mhz=dla_mhz or mode.dla_mhz, emc_mhz=emc, dram_gbps=plat.dram_gbps(emc), cores=cores,
                       precision=precision, sparse=sparse,
                       gpu_mhz=gmode.mhz if gmode else data.gpu["default_mhz"].value,
-                      gpu_sms=gmode.sms if gmode else 8)
+                      gpu_sms=gmode.sms if gmode else 8,
+                      # an overridden core clock: the Falcon clock is derived from it (targets.PowerMode)
+                      falcon_mhz=mode.falcon_mhz if dla_mhz is None else 0.0)
     return cond, label
 
 
@@ -227,7 +231,9 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     counted = np.array([r.counted for r in raws], dtype=float)
     refetch = np.array([r.refetch_bytes for r in raws])
     bandwidth = core_bandwidth(spec, cond)
-    times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch)
+    depthwise = np.array([op.kind == "depthwise" for op in prep.ops])
+    times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch,
+                                      depthwise)
     streamed = memory * np.divide(dram - refetch, dram, out=np.ones_like(dram), where=dram > 0)
     gpu = (fallback_times(prep.ops, spec, cond, prep.target.platform.key) if not on_dla.all()
            else np.zeros(len(prep.ops)))
@@ -235,7 +241,9 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     crossings, crossing_bytes = _transitions(prep.ops, cond, spec)
     reformat_bw = cond.dram_gbps * 1e9 * load_gpu_data().calibration.dram_efficiency
     transition_s = crossings * data.gpu["transition_us"].value * 1e-6 + crossing_bytes / reformat_bw
-    latency = float(times.sum()) + transition_s
+    loadables = dla_loadables(prep.ops)
+    launch_s = loadables * loadable_seconds(calib.launch_us, cond.falcon)
+    latency = float(times.sum()) + transition_s + launch_s
     gpu_s = float(gpu.sum()) + transition_s
     # One instance per core; the GPU parts of all instances share the one GPU.
     period = max(latency, cond.cores * gpu_s)
@@ -259,7 +267,7 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     overhead = float((counted * on_dla).sum()) * overhead_seconds(calib.op_overhead_us, cond.emc_mhz)
     split = {"compute": dla_compute, "memory": dla_memory, "overhead": overhead,
              "overlap_saved": dla_compute + dla_memory + overhead - dla_total,
-             "dla": dla_total, "gpu": float(gpu.sum()), "transitions": transition_s}
+             "dla": dla_total, "launch": launch_s, "gpu": float(gpu.sum()), "transitions": transition_s}
     reasons = out_of_region(prep, cond, calib)
     band_tags = extrapolations(
         generation=int(spec.generation), fit_platform=prep.target.platform.key in CALIBRATED_PLATFORMS,
@@ -275,11 +283,14 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
         "macs_per_clk": spec.int8_macs_per_clk if cond.precision == Precision.INT8 else spec.fp16_macs_per_clk,
         "atomic_c": spec.atomic_c, "atomic_k": spec.atomic_k, "sram_bytes": spec.sram_bytes,
         "cbuf_bytes": spec.cbuf_bytes, "placement": prep.placement_source,
+        "falcon_mhz": round(cond.falcon, 1), "dla_loadables": loadables,
         "gpu_mhz": cond.gpu_mhz, "gpu_sms": cond.gpu_sms, "transitions": crossings,
         "fixable_layers_on_gpu": prep.fixable,
         "calibration": {"version": calib.version, "fitted": calib.fitted, "compute_efficiency":
                         calib.compute_efficiency, "dram_efficiency": calib.dram_efficiency,
-                        "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap},
+                        "op_overhead_us_at_emc_3200": calib.op_overhead_us, "overlap": calib.overlap,
+                        "launch_us_at_falcon_844_8": calib.launch_us,
+                        "depthwise_efficiency": calib.depthwise_efficiency},
         "low_confidence_parameters": spec.low_confidence(),
         "error_band_widened_for": band_tags,
     }

@@ -71,11 +71,16 @@ class Calibration:
     networks: tuple[str, ...] = ()
     layer_kinds: tuple[str, ...] = ()
     residuals: tuple[dict[str, Any], ...] = field(default=())
+    #: fixed cost per inference of one DLA loadable, µs at Falcon 844.8 MHz (dlakit.perf.cost.loadable_seconds)
+    launch_us: float = 0.0
+    #: share of the derived depthwise rate (generation depthwise_macs_per_clk) the depthwise path achieves
+    depthwise_efficiency: float = 1.0
 
-    FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us", "overlap")
+    #: the per-op parameters, in the order of :meth:`vector` (dlakit.perf.cost.op_times)
+    PER_OP = ("compute_efficiency", "dram_efficiency", "op_overhead_us", "overlap", "depthwise_efficiency")
 
     def vector(self) -> list[float]:
-        return [float(getattr(self, k)) for k in self.FITTED]
+        return [float(getattr(self, k)) for k in self.PER_OP]
 
 
 @dataclass(frozen=True)
@@ -178,9 +183,13 @@ def _calibration(entry: dict[str, Any]) -> Calibration:
             networks=tuple(entry.get("networks", [])),
             layer_kinds=tuple(entry.get("layer_kinds", [])),
             residuals=tuple(entry.get("residuals", [])),
+            launch_us=float(entry["launch_us"]),
+            depthwise_efficiency=float(entry["depthwise_efficiency"]),
         )
     except KeyError as exc:
         raise ValueError(f"perf.toml: calibration lacks {exc}") from None
-    if not (0 < calib.compute_efficiency <= 1.5 and 0 < calib.dram_efficiency <= 1.5 and 0 <= calib.overlap <= 1):
-        raise ValueError("perf.toml: calibration parameters out of range (efficiencies in (0, 1.5], overlap in [0, 1])")
+    if not (0 < calib.compute_efficiency <= 1.5 and 0 < calib.dram_efficiency <= 1.5 and 0 <= calib.overlap <= 1
+            and 0 < calib.depthwise_efficiency <= 1 and calib.launch_us >= 0):
+        raise ValueError("perf.toml: calibration parameters out of range (efficiencies in (0, 1.5], depthwise "
+                         "efficiency in (0, 1], overlap in [0, 1], launch_us >= 0)")
     return calib

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dlakit.errors import DlakitError
-from dlakit.perf.cost import core_bandwidth, overhead_seconds, raw_costs
+from dlakit.perf.cost import core_bandwidth, dla_loadables, loadable_seconds, overhead_seconds, raw_costs
 from dlakit.perf.estimate import Prepared, _transitions, conditions_for
 from dlakit.perf.gpu import (
     GpuConditions,
@@ -96,10 +96,13 @@ def _dla_segment(prep: Prepared, ops: list[DlaOp], part: str, mode: str, span: t
     dram = np.array([r.dram_bytes for r in raws])
     refetch = np.array([r.refetch_bytes for r in raws])
     counted = np.array([r.counted for r in raws], dtype=float)
-    compute = np.where(on, cycles / (calib.compute_efficiency * cond.dla_mhz * 1e6), 0.0)
+    efficiency = np.array([calib.depthwise_efficiency if op.kind == "depthwise" else calib.compute_efficiency
+                           for op in ops])
+    compute = np.where(on, cycles / (efficiency * cond.dla_mhz * 1e6), 0.0)
     serial = np.where(on, refetch / (calib.dram_efficiency * bw), 0.0)
     streamed = np.where(on, (dram - refetch) / (calib.dram_efficiency * bw), 0.0)
     fixed = float((counted * on).sum()) * overhead_seconds(calib.op_overhead_us, cond.emc_mhz)
+    fixed += dla_loadables(ops) * loadable_seconds(calib.launch_us, cond.falcon)
     return Segment(prep.name, part, "dla", compute, streamed, serial, fixed, float((dram * on).sum()),
                    cond.dram_gbps * 1e9 * calib.dram_efficiency, prep.batch, span)
 

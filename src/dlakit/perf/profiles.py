@@ -27,7 +27,7 @@ from dlakit.perf.calibrate import nelder_mead
 from dlakit.perf.estimate import Prepared, evaluate
 from dlakit.perf.hardware import Calibration, load_perf_data
 
-FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us")
+FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us", "launch_us")
 #: Weight of the pull towards the shipped calibration (per parameter, on log scale). Small: measurements win.
 PRIOR_WEIGHT = 0.02
 #: a refitted parameter stays within this factor of the shipped value (one board measurement, not a new model)

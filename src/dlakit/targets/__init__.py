@@ -19,12 +19,23 @@ DEFAULT_ACTIVATIONS = ("RELU", "SIGMOID", "TANH", "CLIP", "LEAKY_RELU")
 RESIZE_MODES = ("nearest-asymmetric", "nearest-half-pixel", "linear-half-pixel")
 
 
+#: Falcon (the DLA's scheduling microcontroller) over DLA core clock on an AGX Orin 64GB at MAXN (844.8 / 1600 MHz,
+#: jetson_clocks, dla.md 3.4): the Falcon clock of a mode whose nvpmodel entry leaves it uncapped or unknown.
+FALCON_PER_DLA_CLOCK = 844.8 / 1600.0
+
+
 @dataclass(frozen=True)
 class PowerMode:
     name: str
     dla_mhz: float
     emc_mhz: float
     confidence: str = "high"
+    #: DLA Falcon clock cap (MHz, nvpmodel DLAx_FALCON); 0 = not given, derived from the core clock
+    falcon_cap_mhz: float = 0.0
+
+    @property
+    def falcon_mhz(self) -> float:
+        return self.falcon_cap_mhz or self.dla_mhz * FALCON_PER_DLA_CLOCK
 
 
 @dataclass(frozen=True)
@@ -227,7 +238,8 @@ def _confidence(key: str, entry: dict[str, Any]) -> str:
 def _platform(key: str, entry: dict[str, Any]) -> Platform:
     try:
         modes = tuple(
-            PowerMode(m["name"], float(m["dla_mhz"]), float(m["emc_mhz"]), _confidence(key, m))
+            PowerMode(m["name"], float(m["dla_mhz"]), float(m["emc_mhz"]), _confidence(key, m),
+                      float(m.get("falcon_mhz", 0.0)))
             for m in entry.get("power_modes", [])
         )
         return Platform(
