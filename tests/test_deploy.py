@@ -271,3 +271,18 @@ def test_compare_says_where_the_reasons_agree():
     reasons = {n: (why, log_rule, ours) for n, why, log_rule, ours in result.reasons}
     assert reasons["elu"] == ("unsupported on DLA", None, "activation.type")
     assert result.as_dict()["reasons"][0]["same_rule"] is None
+
+
+def test_a_profile_written_before_the_launch_cost_keeps_the_shipped_one(tmp_path, monkeypatch):
+    from dlakit.perf.hardware import load_perf_data
+    from dlakit.perf.profiles import load_profile
+
+    monkeypatch.setenv("DLAKIT_PROFILE_DIR", str(tmp_path))
+    (tmp_path / "old.toml").write_text('[calibration]\nversion = "local-old"\ncompute_efficiency = 0.9\n'
+                                       'dram_efficiency = 0.5\nop_overhead_us = 7.0\n', encoding="utf-8")
+    calib = load_profile("old")
+    assert (calib.compute_efficiency, calib.op_overhead_us) == (0.9, 7.0)
+    assert calib.launch_us == load_perf_data().calibration.launch_us
+    (tmp_path / "broken.toml").write_text('[calibration]\ncompute_efficiency = 0.9\n', encoding="utf-8")
+    with pytest.raises(DlakitError, match="not a dlakit profile"):
+        load_profile("broken")

@@ -28,6 +28,8 @@ from dlakit.perf.estimate import Prepared, evaluate
 from dlakit.perf.hardware import Calibration, load_perf_data
 
 FITTED = ("compute_efficiency", "dram_efficiency", "op_overhead_us", "launch_us")
+#: parameters an older profile may lack (it then keeps the shipped value)
+OPTIONAL = ("launch_us",)
 #: Weight of the pull towards the shipped calibration (per parameter, on log scale). Small: measurements win.
 PRIOR_WEIGHT = 0.02
 #: a refitted parameter stays within this factor of the shipped value (one board measurement, not a new model)
@@ -121,7 +123,8 @@ def load_profile(name: str) -> Calibration:
                           f"{', '.join(known) or 'none'}); create one with dlakit compare --profile FILE --refit NAME")
     try:
         entry = tomllib.loads(path.read_text(encoding="utf-8"))["calibration"]
-        values = {k: float(entry[k]) for k in FITTED}
+        # a profile written before the launch cost was fitted keeps the shipped launch cost
+        values = {k: float(entry[k]) for k in FITTED if k in entry or k not in OPTIONAL}
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DlakitError(f"{path}: not a dlakit profile ({exc}); recreate it with dlakit compare --refit") from None
     if not all(v > 0 for v in values.values()):
