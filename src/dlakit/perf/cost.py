@@ -473,7 +473,7 @@ def loadable_seconds(launch_us: float, falcon_mhz: float) -> float:
     cap). Why the Falcon clock: fitted as a free parameter, a per-inference cost on the EMC clock or on no clock
     leaves ResNet-50's 15W row 7% too fast; on the Falcon (or core) clock the four power modes fit within 1%
     (issue 21). Why it exists at all: it is what makes a batch-1 network slower per image than batch 2 (NVIDIA's
-    ResNet-50 at batch 1 on one DRIVE Orin DLA, dla.md 3.6) while a large detector stays flat in batch; the
+    ResNet-50 at batch 1 on one DRIVE Orin DLA, dla.md 3.6), a few percent of a large detector's time; the
     per-op overhead (:func:`overhead_seconds`) is paid per image. A network split by GPU fallback runs one
     loadable per DLA subgraph, each launched in turn.
     """
