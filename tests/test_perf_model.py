@@ -168,16 +168,18 @@ def test_sparse_gain_grows_as_compute_gets_scarcer(r34):
 
 
 def test_batch_runs_image_by_image():
-    """The DLA runs a batch as one hardware op per image (per-op overhead and tiling per image), sharing only the
-    first weight fetch and the one launch of the loadable: apart from that launch, images/s stays nearly flat in
-    batch, as measured on a detector (issue 21), and latency grows about linearly."""
+    """The DLA runs a batch as one hardware op per image (per-op overhead and tiling per image), sharing the
+    weight fetch where the tiling keeps weights and the one launch of the loadable, each image with the SRAM
+    pool: apart from those, the time per image does not change with the batch, and latency grows about
+    linearly."""
     one = prepare(load_model(resnet(50, batch=1)), ORIN, placement={})
     four = prepare(load_model(resnet(50, batch=4)), ORIN, placement={})
     r1, r4 = run(one), run(four)
     assert r1.split_ms["launch"] == pytest.approx(r4.split_ms["launch"]) and r1.split_ms["launch"] > 0
     per_image_1 = r1.latency_ms - r1.split_ms["launch"]
     per_image_4 = (r4.latency_ms - r4.split_ms["launch"]) / 4
-    assert per_image_4 == pytest.approx(per_image_1, rel=0.15)
+    assert 0.6 * per_image_1 < per_image_4 <= per_image_1  # ResNet-50's late layers are weight-fetch bound
+    assert r4.split_ms["compute"] == pytest.approx(4 * r1.split_ms["compute"], rel=0.02)  # FC: multi-batch
     assert r4.images_per_second >= r1.images_per_second  # weights and the launch shared, never more per image
     assert r4.latency_ms > 3 * r1.latency_ms
     assert r4.split_ms["overhead"] == pytest.approx(4 * r1.split_ms["overhead"], rel=0.03)  # FC: one op per batch
@@ -343,3 +345,24 @@ def test_batch_shares_the_weight_fetch_only_where_the_tiling_keeps_weights():
     one = conv_traffic(big, heavy, small_input, True, 1, spec, 8)
     two = conv_traffic(big, heavy, small_input, True, 2, spec, 8)
     assert one[0] > 2 * heavy and two[0] - one[0] > heavy  # the second image does not ride on the first's weights
+
+
+def test_each_image_of_a_batch_has_the_sram_pool():
+    """[model] sram_per_image (perf.toml, chosen by the fit's two batch-2 networks): a batch-4 network keeps on chip
+    what the batch-1 one does, so its DRAM traffic per image is no more than at batch 1 (weights are shared);
+    with one pool for the whole batch its batch-4 tensors spill to DRAM."""
+    from dlakit.perf.calibrate import with_model
+
+    data = load_perf_data()
+    assert data.model["sram_per_image"].value == 1
+    one = prepare(load_model(resnet(50, batch=1)), ORIN, placement={})
+    four = prepare(load_model(resnet(50, batch=4)), ORIN, placement={})
+
+    def dram_per_image(prep, batch, per_image):
+        variant = with_model(data, {"sram_per_image": per_image})
+        est = evaluate(prep, *conditions_for(ORIN), data=variant)
+        return sum(layer.bytes for layer in est.layers) / batch
+
+    assert dram_per_image(four, 4, 1) <= dram_per_image(one, 1, 1)
+    assert dram_per_image(four, 4, 0) > 1.2 * dram_per_image(four, 4, 1)
+    assert dram_per_image(one, 1, 0) == dram_per_image(one, 1, 1)  # batch 1: the switch changes nothing

@@ -321,11 +321,14 @@ def write_calibration(section: str, path: Path | None = None) -> Path:
 
 
 #: Structure candidates the nested cross-validation chooses among (model-section overrides of perf.toml): whether a
-#: tiled convolution's input rows are aligned to CBUF banks. The CBUF's weight/data split stays at half (with the
+#: tiled convolution's input rows are aligned to CBUF banks, and whether each image of a batch has the whole SRAM
+#: pool (only the two batch-2 networks together can tell: a fold holding one of them out cannot, so the nested CV
+#: reports the procedure's error, not the stored structure's). The CBUF's weight/data split stays at half (with the
 #: split among the candidates too, 3/8 or 5/8 is picked in three folds on noise: nested median 5.5%, against 2.2%
 #: without). Whether a batch shares a layer's weight fetch is not a candidate: it follows from the tiling
 #: (dlakit.perf.cost.conv_traffic).
-STRUCTURES: tuple[dict[str, float], ...] = ({"cbuf_rows_bank_aligned": 0}, {"cbuf_rows_bank_aligned": 1})
+STRUCTURES: tuple[dict[str, float], ...] = tuple(
+    {"cbuf_rows_bank_aligned": aligned, "sram_per_image": per_image} for per_image in (0, 1) for aligned in (0, 1))
 #: Share of held-out rows the error band is meant to cover.
 BAND_COVERAGE = 0.8
 #: The band is this quantile of held-out errors: a quantile of one set of held-out errors covers less of the next

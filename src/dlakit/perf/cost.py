@@ -242,13 +242,16 @@ class Residency:
     (:class:`Layout`: reshapes, slice views, a concat and the inputs written in place into it) share the
     buffer's lifetime; a view is resident when its source is, a concat output when every input written in
     place is resident and its copied part fits. A buffer any part of which is read by the GPU or leaves the
-    network goes to DRAM.
+    network goes to DRAM. With ``[model] sram_per_image`` each image of a batch has the whole pool: a batch-N
+    network gets N times the pool for its batch-N tensors (perf.toml says why).
     """
 
     def __init__(self, ops: Sequence[DlaOp], data: PerfData, spec: DlaSpec, cond: Conditions,
                  layout: Layout | None = None) -> None:
         layout = layout or channel_layout(ops, data, spec, cond)
         limit = spec.sram_bytes * data.model["sram_activation_share"].value
+        if data.model["sram_per_image"].value:
+            limit *= max((t.dims[0] for op in ops for t in op.outputs), default=1)
         parent: dict[str, str] = {}
 
         def root(name: str) -> str:

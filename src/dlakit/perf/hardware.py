@@ -104,9 +104,10 @@ DLA_KEYS = (
     "depthwise_unit", "sparse", "sparse_min_channels", "image_input_max_channels", "post_extension_lines",
     "core_bus_share", "cbuf_banks", "feature_atom_bytes",
 )
-MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned", "channel_views")
+MODEL_KEYS = ("sram_activation_share", "cbuf_weight_share", "cbuf_rows_bank_aligned", "channel_views",
+              "sram_per_image")
 #: model keys that may be 0 (switches)
-MODEL_SWITCHES = ("cbuf_rows_bank_aligned", "channel_views")
+MODEL_SWITCHES = ("cbuf_rows_bank_aligned", "channel_views", "sram_per_image")
 BAND_KEYS = ("depthwise", "fp16", "xavier", "other_orin", "unseen_batch", "one_core", "clocks", "layer_kinds",
              "gpu_fallback")
 #: the GPU itself is modelled in dlakit.perf.gpu (data/gpu.toml); perf.toml keeps what crossing to it costs
