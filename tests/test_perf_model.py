@@ -181,7 +181,7 @@ def test_batch_runs_image_by_image():
     assert 0.6 * per_image_1 < per_image_4 <= per_image_1  # ResNet-50's late layers are weight-fetch bound
     assert r4.split_ms["compute"] == pytest.approx(4 * r1.split_ms["compute"], rel=0.02)  # FC: multi-batch
     assert r4.images_per_second >= r1.images_per_second  # weights and the launch shared, never more per image
-    assert r4.latency_ms > 3 * r1.latency_ms
+    assert r4.latency_ms > 2.5 * r1.latency_ms
     assert r4.split_ms["overhead"] == pytest.approx(4 * r1.split_ms["overhead"], rel=0.03)  # FC: one op per batch
     assert "unseen_batch" in r4.assumptions["error_band_widened_for"]
     assert r4.error_band_pct > r1.error_band_pct
