@@ -1,13 +1,14 @@
 """Power of the DLA cores and of the GPU per power mode, and DLA-versus-GPU performance per watt.
 
 Each engine's power (``data/power.toml``) is ``units x P_ref x [static x v + (1 - static) x f/f_ref x v^2]``: the
-leakage of the units left on by the mode (SMs, DLA cores), roughly proportional to the supply voltage ``v``, and
-the switching power, proportional to clock x voltage squared; the voltage falls with the clock down to a floor
-(DVFS). The ratio the model is fitted to is NVIDIA's table of DLA images/s per watt over GPU images/s per watt
-(``shared/facts/dla.md`` 3.7, 10 rows x 4 power modes): the images/s come from the DLA model and the GPU model
-(:mod:`dlakit.perf.gpu`), three power parameters are fitted (the DLA core's watts at 1600 MHz, the voltage floor and
-the static share; the GPU's watts at MAXN are an anchor, since a ratio cannot fix the absolute scale), and the fit
-is cross-validated leaving one network out (``benchmarks/bench_gpu.py``).
+leakage of the units left on by the mode (SMs, DLA cores), roughly proportional to the supply voltage ``v``, and the
+switching power, proportional to clock x voltage squared; the voltage falls with the clock down to a floor (DVFS);
+the DLA's switching part is scaled by its activity on the network (:func:`dla_activity`: not while it waits in
+per-op setup or the loadable's launch). The ratio the model is fitted to is NVIDIA's table of DLA images/s per watt
+over GPU images/s per watt (``shared/facts/dla.md`` 3.7, 10 rows x 4 power modes): the images/s come from the DLA
+model and the GPU model (:mod:`dlakit.perf.gpu`), three power parameters are fitted (the DLA core's watts at 1600
+MHz, the voltage floor and the static share; the GPU's watts at MAXN are an anchor, since a ratio cannot fix the
+absolute scale), and the fit is cross-validated leaving one network out (``benchmarks/bench_gpu.py``).
 """
 
 from __future__ import annotations
