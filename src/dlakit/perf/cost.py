@@ -250,8 +250,8 @@ class Residency:
                  layout: Layout | None = None) -> None:
         layout = layout or channel_layout(ops, data, spec, cond)
         limit = spec.sram_bytes * data.model["sram_activation_share"].value
-        if data.model["sram_per_image"].value:
-            limit *= max((t.dims[0] for op in ops for t in op.outputs), default=1)
+        if data.model["sram_per_image"].value:  # the batch: the leading dim of the network's input
+            limit *= max(1, next((t.dims[0] for op in ops for t in op.inputs if t.graph_input), 1))
         parent: dict[str, str] = {}
 
         def root(name: str) -> str:
