@@ -56,3 +56,34 @@ def test_neg_on_integers_is_refused_with_reason():
     run = run_rules(one_op_model("Neg", {"x": ((4,), np.int32)}), ["neg-to-scale"])
     assert run.applied == []
     assert "INT32" in run.reasons[0] and "FP16/INT8" in run.reasons[0]
+
+
+@pytest.mark.parametrize("divisor", [np.array(6.0, np.float32), np.array([[[[2.0]], [[-0.5]], [[1e-3]]]], np.float32),
+                                     np.array(np.sqrt(2.0), np.float16)])
+def test_div_by_a_constant_becomes_a_multiply(divisor):
+    """x / c → x · (1/c): DLA refuses element-wise DIV but runs PROD; check marks the Div fixable and fix clears it."""
+    dtype = divisor.dtype.type
+    model = one_op_model("Div", {"x": ((1, 3, 8, 8), dtype)}, {"c": divisor})
+    run = run_rules(model, ["div-to-mul"], tolerance=1e-3)
+    assert run.applied == ["div-to-mul"] and run.ops == ["Mul"]
+    assert run.verification.passed
+    from tests.graphs import place, rules_of
+
+    node, before = place(model, precision="fp16")
+    assert "eltwise.op" in rules_of(node) and before.summary["fixable_nodes"] == 1
+    _, after = place(run.result.proto(), precision="fp16")
+    assert after.summary["gpu_nodes"] == 0
+
+
+@pytest.mark.parametrize(("constants", "order", "reason"), [
+    ({}, ["x", "d"], "not a constant"),
+    ({"c": np.array([1.0, 0.0, 2.0], np.float32).reshape(1, 3, 1, 1)}, ["x", "c"], "zero"),
+    ({"c": np.array(np.inf, np.float32)}, ["x", "c"], "non-finite"),
+    ({"c": np.array(1e-45, np.float32)}, ["x", "c"], "overflows"),
+])
+def test_div_to_mul_refuses_what_it_cannot_invert(constants, order, reason):
+    inputs = {"x": ((1, 3, 4, 4), np.float32)}
+    if "d" in order:
+        inputs["d"] = ((1, 3, 4, 4), np.float32)
+    run = run_rules(one_op_model("Div", inputs, constants, order=order), ["div-to-mul"])
+    assert run.applied == [] and reason in run.reasons[0]

@@ -185,6 +185,35 @@ def test_identity_between_ops_is_removed_and_output_keeps_its_name():
     assert run.verification.passed
 
 
+def test_inference_dropout_is_removed_so_reshapes_around_it_merge():
+    """AlexNet/VGG heads: Reshape(2-D) → Dropout → Reshape(4-D); without the Dropout the two Reshapes are one
+    (reshape-merge), and a 2-D Reshape would have stayed on the GPU."""
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"], name="to2d"),
+             helper.make_node("Dropout", ["f"], ["d"], name="drop"),
+             helper.make_node("Reshape", ["d", "back"], ["y"], name="to4d")]
+    inits = [helper.make_tensor("flat", 7, [2], [1, 32]), helper.make_tensor("back", 7, [4], [1, 32, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 8, 2, 2])],
+                              [helper.make_empty_tensor_value_info("y")], inits)
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                    ["identity-removal", "reshape-merge"], tolerance=0)
+    assert "identity-removal" in run.applied and run.ops == ["Reshape"] and run.verification.passed
+
+
+def test_dropout_whose_mask_is_read_or_that_may_train_stays():
+    mask = [helper.make_node("Dropout", ["x"], ["y", "m"], name="drop"), helper.make_node("Not", ["m"], ["z"])]
+    graph = helper.make_graph(mask, "g", [helper.make_tensor_value_info("x", 1, [1, 4, 2, 2])],
+                              [helper.make_empty_tensor_value_info("y"), helper.make_empty_tensor_value_info("z")])
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ["identity-removal"])
+    assert run.applied == [] and "mask" in run.reasons[0]
+    training = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Dropout", ["r", "", "t"], ["y"], name="drop")]
+    graph = helper.make_graph(training, "g", [helper.make_tensor_value_info("x", 1, [1, 4, 2, 2]),
+                                              helper.make_tensor_value_info("t", 9, [])],
+                              [helper.make_empty_tensor_value_info("y")])
+    run = run_rules(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ["identity-removal"],
+                    feeds={"x": np.ones((1, 4, 2, 2), np.float32), "t": np.array(False)})
+    assert run.applied == [] and "training mode" in run.reasons[0]
+
+
 def test_identity_from_input_to_output_is_refused():
     run = run_rules(one_op_model("Identity", {"x": ((2, 2), F32)}), ["identity-removal"])
     assert run.applied == [] and "model input" in run.reasons[0]

@@ -71,3 +71,24 @@ def test_light_models_stay_equal(name):
     before, after = check_summary(loaded), check_summary(result.model)
     assert after["dla_mac_fraction"] >= before["dla_mac_fraction"] - 1e-9
     assert after["dla_subgraphs"] <= before["dla_subgraphs"]
+
+
+def test_ppocr_detector_goes_into_one_loadable():
+    """PP-OCRv4's detector divides by constants (HardSwish's ÷6 where no conv follows): TensorRT 10.3 refuses Div on
+    DLA, so without div-to-mul it stays split into 15 loadables; with it, and the folds, everything is one."""
+    path = asset("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx")
+    loaded = load_model(path, {"x": (1, 3, 320, 320)})
+    result = assert_fix_is_equal_and_helps(loaded)
+    assert "div-to-mul" in {a.rule for a in result.applied}
+    before, after = check_summary(loaded), check_summary(result.model)
+    assert before["dla_subgraphs"] > 10
+    assert (after["dla_subgraphs"], after["transitions"], after["gpu_nodes"]) == (1, 0, 0)
+
+
+def test_alexnet_head_dropouts_are_removed_and_its_fcs_join_one_loadable():
+    loaded = load_model(randomized(onnx.load(str(light_model("light_bvlc_alexnet")))))
+    result = assert_fix_is_equal_and_helps(loaded)
+    assert "identity-removal" in {a.rule for a in result.applied}
+    before, after = check_summary(loaded), check_summary(result.model)
+    assert before["dla_subgraphs"] == 3 and after["dla_subgraphs"] == 1
+    assert after["gpu_nodes"] <= 1  # the Reshape to the 2-D model output

@@ -25,7 +25,8 @@ NETWORK_CHOICES = ("auto", "resnet50", "ssd-resnet34", "ssd-mobilenetv1", "retin
 #: 2:4 pruning modes (dlakit.sparsity.pattern)
 SPARSITY_MODES = ("magnitude", "force")
 #: ``dlakit fix --rules`` ids, in the order they run: dlakit.rewrite.known_ids()
-FIX_RULE_IDS = ("logical-and", "logical-or", "logical-xor", "logical-not", "neg-to-scale", "where-to-conv",
+FIX_RULE_IDS = ("logical-and", "logical-or", "logical-xor", "logical-not", "neg-to-scale", "div-to-mul",
+                "where-to-conv",
                 "gather-to-conv", "scatter-elements-to-conv", "depth-to-space-to-deconv", "space-to-depth-to-conv",
                 "gru-unroll", "lstm-unroll", "rnn-unroll", "cumsum-to-conv", "matmul-to-conv", "norm-decompose",
                 "reduce-to-pool", "global-pool-to-pool", "logsoftmax-decompose", "hardswish-decompose",

@@ -21,11 +21,14 @@ def eltwise_op(ctx: NodeContext, spec: RuleSpec) -> Iterator[Finding]:
     if operation not in supported:
         constant = len(ctx.runtime_inputs) < len([v for v in ctx.node.inputs if v is not None and v.name])
         operands = "with a constant operand (not a Scale layer)" if constant else "between two run-time tensors"
+        # a constant divisor is a multiply by its reciprocal (fix: div-to-mul, where PROD runs on DLA)
+        by_constant = ctx.op == "Div" and len(ctx.node.inputs) > 1 and ctx.is_const(1) and not ctx.is_const(0)
         yield Finding(
             f"element-wise {operation or ctx.op} {operands} is not supported on DLA with "
             f"TensorRT {ctx.target.release.tensorrt} (supported: {', '.join(sorted(supported))})",
             value=operation or ctx.op,
             allowed=sorted(supported),
+            fix="div-to-mul" if by_constant and "PROD" in supported else "",
             trt={"op": operation or ctx.op.upper()},
         )
 

@@ -14,6 +14,7 @@ from dlakit.rewrite.rules import (
     cumsum_to_conv,
     deconv_pad_to_crop,
     depth_to_space_to_deconv,
+    div_to_mul,
     focus_to_conv,
     fold_mul_add_before_conv,
     fold_mul_add_into_conv,
@@ -51,7 +52,7 @@ from dlakit.rewrite.rules import (
 ALL_RULES: tuple[Rule, ...] = tuple(
     module.RULE
     for module in (
-        logical_and, logical_or, logical_xor, logical_not, neg_to_scale, where_to_conv, gather_to_conv,
+        logical_and, logical_or, logical_xor, logical_not, neg_to_scale, div_to_mul, where_to_conv, gather_to_conv,
         scatter_elements_to_conv, depth_to_space_to_deconv, space_to_depth_to_conv, gru_unroll, lstm_unroll,
         rnn_unroll, cumsum_to_conv,
         matmul_to_conv, norm_decompose, reduce_to_pool, global_pool_to_pool, logsoftmax_decompose, hardswish_decompose,
