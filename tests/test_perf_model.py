@@ -366,3 +366,14 @@ def test_each_image_of_a_batch_has_the_sram_pool():
     assert dram_per_image(four, 4, 1) <= dram_per_image(one, 1, 1)
     assert dram_per_image(four, 4, 0) > 1.2 * dram_per_image(four, 4, 1)
     assert dram_per_image(one, 1, 0) == dram_per_image(one, 1, 1)  # batch 1: the switch changes nothing
+
+
+def test_falcon_clock_comes_from_the_power_mode_or_the_core_clock():
+    """nvpmodel caps the Falcon per mode (targets.toml); an overridden core clock, or a mode without a Falcon cap,
+    derives it from the core clock at AGX Orin's MAXN ratio (844.8 / 1600)."""
+    cond, _ = conditions_for(ORIN, "15W")
+    assert cond.falcon == 294.4
+    custom, _ = conditions_for(ORIN, "15W", dla_mhz=800.0)
+    assert custom.falcon == pytest.approx(800.0 * 844.8 / 1600.0)
+    drive, _ = conditions_for(resolve_target("drive-orin"))
+    assert drive.falcon == pytest.approx(1369.6 * 844.8 / 1600.0)
