@@ -341,8 +341,8 @@ def out_of_region(prep: Prepared, cond: Conditions, calib: Calibration) -> list[
         reasons.append(f"DLA clock {cond.dla_mhz:g} MHz outside the fitted {CALIBRATED_DLA_MHZ[0]:g}-"
                        f"{CALIBRATED_DLA_MHZ[1]:g} MHz")
     if "depthwise" in prep.kinds:
-        reasons.append("depthwise layers: one fit network (SSD-MobileNetV1, one power mode); their conv-core rate is "
-                       "derived, not measured")
+        reasons.append("depthwise layers: one fit network (SSD-MobileNetV1, one power mode); their rate is fitted on "
+                       "that one row, below the derived conv-core rate")
     if prep.batch not in CALIBRATED_BATCHES:
         reasons.append(f"batch {prep.batch}: the fit has batches 1 and 2 only")
     missing = sorted(prep.kinds - set(calib.layer_kinds))
