@@ -21,7 +21,7 @@ import numpy as np
 
 from dlakit.model import load_model
 from dlakit.perf import calibrate, conditions_for, evaluate, load_perf_data, prepare
-from dlakit.perf.cost import loadable_seconds, overhead_seconds
+from dlakit.perf.cost import loadable_seconds, op_parts, overhead_seconds
 from dlakit.targets import resolve_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,11 +141,9 @@ def model_split(cases: list[calibrate.FitCase], params: list[float]) -> None:
     for case in cases:
         if case.row.power_mode != "MAXN":
             continue
-        eff_c, eff_m, overhead, _, eff_dw, launch = params
-        depthwise = case.depthwise if case.depthwise is not None else np.zeros(len(case.cycles), dtype=bool)
-        compute = case.cycles / (np.where(depthwise, eff_dw, eff_c) * case.dla_mhz * 1e6)
-        memory = case.dram / (eff_m * case.bandwidth)
-        refetch = (case.refetch if case.refetch is not None else np.zeros_like(memory)) / (eff_m * case.bandwidth)
+        overhead, launch = params[2], params[5]
+        compute, memory, refetch = op_parts(case.cycles, case.dram, params[:5], case.dla_mhz, case.bandwidth,
+                                            case.refetch, case.depthwise)
         exposed = np.maximum(compute, memory - refetch) - compute
         fixed = case.counted.sum() * overhead_seconds(overhead, case.emc_mhz)
         print(f"  {case.row.network:22s} {case.row.weights:6s} compute {compute.sum() * 1e3:7.3f}  streamed exposed "

@@ -42,7 +42,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.model import load_model, static_dims
-from dlakit.perf.cost import Conditions, core_bandwidth, loadable_seconds, op_times, raw_costs
+from dlakit.perf.cost import Conditions, core_bandwidth, depthwise_ops, loadable_seconds, op_times, raw_costs
 from dlakit.perf.estimate import layer_kind
 from dlakit.perf.hardware import Calibration, Param, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
@@ -155,7 +155,7 @@ def build_cases(rows: Sequence[Measurement], builder: Callable[[str, int], onnx.
                              np.array([r.counted for r in raws], dtype=float), cond.dla_mhz,
                              core_bandwidth(spec, cond), kinds, cond.emc_mhz,
                              np.array([r.refetch_bytes for r in raws]),
-                             np.array([op.kind == "depthwise" for op in ops]), cond.falcon))
+                             depthwise_ops(ops), cond.falcon))
     return cases
 
 

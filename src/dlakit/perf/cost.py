@@ -496,6 +496,27 @@ def dla_loadables(ops: Sequence[DlaOp]) -> int:
     return count
 
 
+def depthwise_ops(ops: Sequence[DlaOp]) -> np.ndarray:
+    """Which ops run on the depthwise path (the calibration's depthwise efficiency applies to them)."""
+    return np.array([op.kind == "depthwise" for op in ops], dtype=bool)
+
+
+def op_parts(
+    cycles: np.ndarray, dram_bytes: np.ndarray, calib: Calibration | Sequence[float], dla_mhz: float,
+    bandwidth: float, refetch_bytes: np.ndarray | None = None, depthwise: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds per op of compute (the MAC array's efficiency, or the depthwise path's for the ops marked in
+    ``depthwise``), of all of ``dram_bytes`` and of its CBUF re-fetches (``refetch_bytes``, see
+    :func:`conv_traffic`): the streamed traffic is the second minus the third. ``calib`` as in :func:`op_times`."""
+    eff_c, eff_m, _, _, eff_dw = calib.vector() if isinstance(calib, Calibration) else calib
+    if depthwise is not None and eff_dw != eff_c:
+        eff_c = np.where(depthwise, eff_dw, eff_c)
+    compute = cycles / (eff_c * dla_mhz * 1e6)
+    memory = dram_bytes / (eff_m * bandwidth)
+    serial = np.zeros_like(memory) if refetch_bytes is None else refetch_bytes / (eff_m * bandwidth)
+    return compute, memory, serial
+
+
 def op_times(
     cycles: np.ndarray, dram_bytes: np.ndarray, counted: np.ndarray, calib: Calibration | Sequence[float],
     dla_mhz: float, bandwidth: float, emc_mhz: float = REFERENCE_EMC_MHZ, refetch_bytes: np.ndarray | None = None,
@@ -509,12 +530,8 @@ def op_times(
 
     Returns (time, compute seconds, memory seconds of all of ``dram_bytes``).
     """
-    eff_c, eff_m, overhead, overlap, eff_dw = calib.vector() if isinstance(calib, Calibration) else calib
-    if depthwise is not None and eff_dw != eff_c:
-        eff_c = np.where(depthwise, eff_dw, eff_c)
-    compute = cycles / (eff_c * dla_mhz * 1e6)
-    memory = dram_bytes / (eff_m * bandwidth)
-    serial = np.zeros_like(memory) if refetch_bytes is None else refetch_bytes / (eff_m * bandwidth)
+    _, _, overhead, overlap, _ = calib.vector() if isinstance(calib, Calibration) else calib
+    compute, memory, serial = op_parts(cycles, dram_bytes, calib, dla_mhz, bandwidth, refetch_bytes, depthwise)
     streamed = memory - serial
     time = np.maximum(compute, streamed) + (1.0 - overlap) * np.minimum(compute, streamed) + serial
     time = time + counted * overhead_seconds(overhead, emc_mhz)

@@ -19,6 +19,7 @@ from dlakit.perf.band import extrapolations, widened
 from dlakit.perf.cost import (
     Conditions,
     core_bandwidth,
+    depthwise_ops,
     dla_loadables,
     loadable_seconds,
     op_times,
@@ -231,9 +232,8 @@ def evaluate(prep: Prepared, cond: Conditions, mode_label: str = "", data: PerfD
     counted = np.array([r.counted for r in raws], dtype=float)
     refetch = np.array([r.refetch_bytes for r in raws])
     bandwidth = core_bandwidth(spec, cond)
-    depthwise = np.array([op.kind == "depthwise" for op in prep.ops])
     times, compute, memory = op_times(cycles, dram, counted, calib, cond.dla_mhz, bandwidth, cond.emc_mhz, refetch,
-                                      depthwise)
+                                      depthwise_ops(prep.ops))
     streamed = memory * np.divide(dram - refetch, dram, out=np.ones_like(dram), where=dram > 0)
     gpu = (fallback_times(prep.ops, spec, cond, prep.target.platform.key) if not on_dla.all()
            else np.zeros(len(prep.ops)))

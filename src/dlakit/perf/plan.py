@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 
 from dlakit.errors import DlakitError
-from dlakit.perf.cost import core_bandwidth, dla_loadables, loadable_seconds, overhead_seconds, raw_costs
+from dlakit.perf.cost import (
+    core_bandwidth,
+    depthwise_ops,
+    dla_loadables,
+    loadable_seconds,
+    op_parts,
+    overhead_seconds,
+    raw_costs,
+)
 from dlakit.perf.estimate import Prepared, _transitions, conditions_for
 from dlakit.perf.gpu import (
     GpuConditions,
@@ -91,16 +99,12 @@ def _dla_segment(prep: Prepared, ops: list[DlaOp], part: str, mode: str, span: t
     cond, _ = conditions_for(prep.target, mode, cores=1, precision=prep.precision)
     raws = raw_costs(ops, data, spec, cond)
     on = np.array([op.device == "dla" for op in ops], dtype=bool)
-    bw = core_bandwidth(spec, cond)
-    cycles = np.array([r.cycles for r in raws])
     dram = np.array([r.dram_bytes for r in raws])
-    refetch = np.array([r.refetch_bytes for r in raws])
     counted = np.array([r.counted for r in raws], dtype=float)
-    efficiency = np.array([calib.depthwise_efficiency if op.kind == "depthwise" else calib.compute_efficiency
-                           for op in ops])
-    compute = np.where(on, cycles / (efficiency * cond.dla_mhz * 1e6), 0.0)
-    serial = np.where(on, refetch / (calib.dram_efficiency * bw), 0.0)
-    streamed = np.where(on, (dram - refetch) / (calib.dram_efficiency * bw), 0.0)
+    parts = op_parts(np.array([r.cycles for r in raws]), dram, calib, cond.dla_mhz, core_bandwidth(spec, cond),
+                     np.array([r.refetch_bytes for r in raws]), depthwise_ops(ops))
+    compute, memory, serial = (np.where(on, part, 0.0) for part in parts)
+    streamed = memory - serial
     fixed = float((counted * on).sum()) * overhead_seconds(calib.op_overhead_us, cond.emc_mhz)
     fixed += dla_loadables(ops) * loadable_seconds(calib.launch_us, cond.falcon)
     return Segment(prep.name, part, "dla", compute, streamed, serial, fixed, float((dram * on).sum()),
