@@ -108,10 +108,10 @@ def dla_activity(estimate: Any) -> float:
     ASSUMPTION: NVIDIA publishes no DLA power per network; without it the DLA's watts would be the same for a
     network that spends half its time in per-op setup (SSD-MobileNetV1 at batch 2) as for one that computes."""
     split = estimate.split_ms
-    total = split["dla"] + split.get("launch", 0.0)
+    total = split["dla"] + split["launch"]
     if total <= 0:
         return 1.0
-    return max(0.0, min(1.0, 1.0 - (split["overhead"] + split.get("launch", 0.0)) / total))
+    return max(0.0, min(1.0, 1.0 - (split["overhead"] + split["launch"]) / total))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ from dlakit.rewrite.engine import Rule, RuleContext
 from dlakit.rewrite.rules._common import const_of, need_float
 
 
+def _reciprocal(divisor: np.ndarray) -> np.ndarray:
+    """1/c in float64 (a zero or non-finite c must be refused before)."""
+    return 1.0 / divisor.astype(np.float64)
+
+
 def check(node: ir.Node, ctx: RuleContext) -> str | None:
     x, c = node.inputs[:2]
     divisor = const_of(c)
@@ -26,8 +31,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
         return "the divisor is not floating-point"
     if not np.all(np.isfinite(divisor)) or np.any(divisor == 0):
         return "the divisor holds a zero or a non-finite value: its reciprocal is not a number"
-    if not np.all(np.isfinite(1.0 / divisor.astype(np.float64))) or np.any(
-            np.abs(1.0 / divisor.astype(np.float64)) > np.finfo(divisor.dtype).max):
+    if np.any(np.abs(_reciprocal(divisor)) > np.finfo(divisor.dtype).max):
         return "the divisor's reciprocal overflows its type"
     return None
 
@@ -35,8 +39,7 @@ def check(node: ir.Node, ctx: RuleContext) -> str | None:
 def rewrite(node: ir.Node, ctx: RuleContext) -> list[ir.Value]:
     x, c = node.inputs[:2]
     divisor = const_of(c)
-    reciprocal = (1.0 / divisor.astype(np.float64)).astype(divisor.dtype)
-    return [ctx.op("Mul", [x, ctx.const(reciprocal, "reciprocal")])]
+    return [ctx.op("Mul", [x, ctx.const(_reciprocal(divisor).astype(divisor.dtype), "reciprocal")])]
 
 
 RULE = Rule(id="div-to-mul", ops=("Div",), summary="x / c (constant c) → x · (1/c)", check=check, rewrite=rewrite)
