@@ -195,7 +195,7 @@ def proxy_checks(drive) -> None:
     rows = []
     for name in ("resnet50_timm", "res2net50_26w_4s", "inception_v3", "mobilenetv2"):
         model = proxy_nets.NETWORKS[name]()
-        rows.append((name, *proxy_nets.estimate_ms(model, "int8")[:1], *proxy_nets.estimate_ms(model, "fp16")[:1]))
+        rows.append((name, proxy_nets.estimate_ms(model, "int8")[0], proxy_nets.estimate_ms(model, "fp16")[0]))
     print("  batch 1, one DRIVE Orin DLA, INT8 / FP16 ms (ratio): " + "; ".join(
         f"{n} {i:.3f} / {f:.2f} ({f / i:.1f}x)" for n, i, f in rows))
     ips = []
