@@ -42,7 +42,15 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.model import load_model, static_dims
-from dlakit.perf.cost import Conditions, core_bandwidth, depthwise_ops, loadable_seconds, op_times, raw_costs
+from dlakit.perf.cost import (
+    REFERENCE_FALCON_MHZ,
+    Conditions,
+    core_bandwidth,
+    depthwise_ops,
+    loadable_seconds,
+    op_times,
+    raw_costs,
+)
 from dlakit.perf.estimate import layer_kind
 from dlakit.perf.hardware import Calibration, Param, PerfData, load_perf_data
 from dlakit.perf.ops import DlaOp, build_ops
@@ -88,7 +96,7 @@ class FitCase:
     refetch: np.ndarray | None = None
     #: ops on the depthwise path (Calibration.depthwise_efficiency applies to them)
     depthwise: np.ndarray | None = None
-    falcon_mhz: float = 844.8
+    falcon_mhz: float = REFERENCE_FALCON_MHZ
 
     @property
     def has_depthwise(self) -> bool:

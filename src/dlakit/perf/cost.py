@@ -15,7 +15,7 @@ import numpy as np
 
 from dlakit.perf.hardware import Calibration, DlaSpec, PerfData
 from dlakit.perf.ops import ChannelPart, DlaOp, Tensor
-from dlakit.targets import FALCON_PER_DLA_CLOCK
+from dlakit.targets import FALCON_PER_DLA_CLOCK, REFERENCE_FALCON_MHZ
 from dlakit.vocab import Device, Precision
 
 
@@ -462,10 +462,6 @@ def overhead_seconds(overhead_us: float, emc_mhz: float) -> float:
     latency (descriptor and first weight / data fetches before the pipeline fills).
     """
     return overhead_us * 1e-6 * REFERENCE_EMC_MHZ / emc_mhz
-
-
-#: Falcon clock at which the per-launch cost is stated (AGX Orin 64GB at MAXN, dla.md 3.4).
-REFERENCE_FALCON_MHZ = 844.8
 
 
 def loadable_seconds(launch_us: float, falcon_mhz: float) -> float:

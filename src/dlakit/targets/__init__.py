@@ -20,8 +20,10 @@ RESIZE_MODES = ("nearest-asymmetric", "nearest-half-pixel", "linear-half-pixel")
 
 
 #: Falcon (the DLA's scheduling microcontroller) over DLA core clock on an AGX Orin 64GB at MAXN (844.8 / 1600 MHz,
-#: jetson_clocks, dla.md 3.4): the Falcon clock of a mode whose nvpmodel entry leaves it uncapped or unknown.
-FALCON_PER_DLA_CLOCK = 844.8 / 1600.0
+#: jetson_clocks, dla.md 3.4): the Falcon clock of a mode whose nvpmodel entry leaves it uncapped or unknown. The
+#: same MAXN Falcon clock is the one the DLA model's per-launch cost is stated at (dlakit.perf.cost.loadable_seconds).
+REFERENCE_FALCON_MHZ = 844.8
+FALCON_PER_DLA_CLOCK = REFERENCE_FALCON_MHZ / 1600.0
 
 
 @dataclass(frozen=True)
